@@ -1,0 +1,1 @@
+"""The .route grammar, shipped inside the wheel as ``routec.grammars``."""

@@ -1,0 +1,281 @@
+"""Stage 2: the expanded route → a networkx tree with shapes, MACs and parameters.
+
+Nodes (in depth-first order, branches left to right):
+  * ``stem``: the initial transform (no MACs);
+  * ``column``: one use of a column template;
+  * ``junction``: an n-way decision; its MACs are its router's;
+  * ``exit``: a classifier head, a leaf of the tree.
+Edges from a junction carry ``way``, the branch index its router scores.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from routec import spec as S
+from routec.errors import SourcePos, SpecError
+from routec.graph import catalogue as C
+from routec.graph.arguments import BindError, bind
+from routec.graph.expand import ColumnUse, JunctionUse, LeafUse, Segment, expand
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """A router or classifier: an MLP on the flattened coarsest level."""
+
+    kind: str  # "router" | "exit"
+    template: str
+    in_features: int
+    hidden: tuple[int, ...]
+    out_features: int
+    k_cpt_input: bool = False
+
+
+@dataclass
+class NodeInfo:
+    id: str
+    kind: str  # "stem" | "column" | "junction" | "exit"
+    template: str
+    pos: SourcePos | None
+    in_shape: C.Pyramid
+    out_shape: C.Pyramid
+    macs: int
+    params: int
+    parent: int = -1
+    way: int = -1
+    ways: int = 0
+    leaf: int = -1
+    layers: tuple[C.LayerConfig, ...] = ()
+    layer_shapes: tuple[C.Pyramid, ...] = ()
+    stem: tuple[str, dict[str, Any]] | None = None
+    head: HeadConfig | None = None
+
+
+@dataclass
+class RoutingGraph:
+    """A validated network: the tree, per-node costs and per-path costs."""
+
+    name: str
+    file: str
+    source: str
+    input_shape: tuple[int, int, int]
+    classes: int
+    dynamic_kcpt: bool
+    graph: nx.DiGraph
+    nodes: list[NodeInfo] = field(default_factory=list)
+
+    @property
+    def leaves(self) -> list[int]:
+        return [i for i, n in enumerate(self.nodes) if n.kind == "exit"]
+
+    @property
+    def junctions(self) -> list[int]:
+        return [i for i, n in enumerate(self.nodes) if n.kind == "junction"]
+
+    def path(self, node: int) -> list[int]:
+        """Node indices from the root to ``node`` (networkx shortest path in the tree)."""
+        return nx.shortest_path(self.graph, 0, node)
+
+    def path_macs(self) -> list[int]:
+        """MACs of every root-to-leaf path, in leaf order."""
+        return [sum(self.nodes[i].macs for i in self.path(leaf)) for leaf in self.leaves]
+
+    def mean_macs(self, leaf_fractions: list[float]) -> float:
+        """Expected MACs per example when fraction f_i of examples leaves at leaf i."""
+        return sum(f * m for f, m in zip(leaf_fractions, self.path_macs()))
+
+    @property
+    def total_params(self) -> int:
+        return sum(n.params for n in self.nodes)
+
+
+class _Builder:
+    def __init__(self, spec: S.NetworkSpec, classes: int, dynamic_kcpt: bool,
+                 counts: Counter[str]) -> None:
+        self.spec = spec
+        self.classes = classes
+        self.dynamic = dynamic_kcpt
+        self.counts = counts
+        self.seen: Counter[str] = Counter()
+        self.ids: set[str] = set()
+        self.nodes: list[NodeInfo] = []
+        self.g = nx.DiGraph()
+
+    def pos(self, at: S.Node | None) -> SourcePos | None:
+        return SourcePos(self.spec.file, at.line, at.column) if at is not None else None
+
+    def fail(self, message: str, at: S.Node | None, hint: str | None = None,
+             kind: str = "spec") -> SpecError:
+        return self.spec.error(message, at, hint=hint, kind=kind)
+
+    def unique(self, base: str) -> str:
+        name, k = base, 2
+        while name in self.ids:
+            name, k = f"{base}_{k}", k + 1
+        self.ids.add(name)
+        return name
+
+    def add(self, info: NodeInfo) -> int:
+        index = len(self.nodes)
+        self.nodes.append(info)
+        self.g.add_node(index, id=info.id, kind=info.kind, macs=info.macs)
+        if info.parent >= 0:
+            self.g.add_edge(info.parent, index, way=info.way)
+        return index
+
+    # ----------------------------------------------------------------------------------
+    def stem(self) -> int:
+        call = self.spec.stem
+        if call is None:
+            kind, args = "identity", {}
+        else:
+            kind = call.name
+            if kind not in C.STEM_SIGNATURES:
+                raise self.fail(f"unknown stem '{kind}'", call, kind="unknown-name",
+                                hint="stems: " + ", ".join(C.STEM_SIGNATURES))
+            args = self.bind(call, C.STEM_SIGNATURES[kind])
+        try:
+            out = C.stem_shape(kind, args, self.spec.input_shape)
+        except C.ShapeError as err:
+            raise self.fail(f"shape mismatch: {err.message}", call, err.hint,
+                            kind="shape") from None
+        inp: C.Pyramid = (self.spec.input_shape,)
+        return self.add(NodeInfo("stem", "stem", kind, self.pos(call), inp, out, 0, 0,
+                                 stem=(kind, args)))
+
+    def bind(self, call: S.Call, signature: tuple, env: dict[str, S.Value] | None = None
+             ) -> dict[str, Any]:
+        try:
+            return bind(call, signature, env or {})
+        except BindError as err:
+            raise self.fail(err.message, err.at, err.hint, kind=err.kind) from None
+
+    def column(self, use: ColumnUse, parent: int, way: int) -> int:
+        t = use.template
+        base = t.name if self.counts[t.name] == 1 else f"{t.name}_{self.seen[t.name] + 1}"
+        self.seen[t.name] += 1
+        shape = self.nodes[parent].out_shape
+        layers: list[C.LayerConfig] = []
+        shapes: list[C.Pyramid] = []
+        macs = params = 0
+        for call in t.layers:
+            if call.name not in C.LAYER_SIGNATURES:
+                raise self.fail(f"unknown layer '{call.name}'", call, kind="unknown-name",
+                                hint="layers: " + ", ".join(C.LAYER_SIGNATURES))
+            layer = C.LayerConfig(call.name, self.bind(call, C.LAYER_SIGNATURES[call.name],
+                                                       use.env))
+            try:
+                shape, m, p = C.layer_shape(layer, shape)
+            except C.ShapeError as err:
+                where = (f" (in column '{t.name}' used at line {use.at.line})"
+                         if t.params or self.counts[t.name] > 1 else "")
+                raise self.fail(f"shape mismatch: {err.message}{where}", call, err.hint,
+                                kind="shape") from None
+            layers.append(layer)
+            shapes.append(shape)
+            macs, params = macs + m, params + p
+        return self.add(NodeInfo(self.unique(base), "column", t.name, self.pos(use.at),
+                                 self.nodes[parent].out_shape, shape, macs, params,
+                                 parent=parent, way=way, layers=tuple(layers),
+                                 layer_shapes=tuple(shapes)))
+
+    def head(self, kind: str, name: str, at: S.Node, inp: C.Pyramid, ways: int) -> HeadConfig:
+        table = self.spec.routers if kind == "router" else self.spec.exits
+        sigs = C.ROUTER_SIGNATURES if kind == "router" else C.EXIT_SIGNATURES
+        call = table.get(name)
+        if call is None:  # only "default" can be undeclared (expand checked the rest)
+            hkind, args = C.PAPER_ROUTER if kind == "router" else C.PAPER_EXIT
+        else:
+            hkind = call.name
+            if hkind not in sigs:
+                raise self.fail(f"unknown {kind} kind '{hkind}'", call, kind="unknown-name",
+                                hint=f"{kind}s: " + ", ".join(sigs))
+            args = self.bind(call, sigs[hkind])
+        if kind == "router" and args.get("ways") not in (None, ways):
+            raise self.fail(
+                f"arity mismatch: router '{name}' has {args['ways']} ways but this junction "
+                f"has {ways} branches", at, kind="arity",
+                hint=f"router '{name}' is declared at line {call.line if call else 0}",
+            )
+        extra = 1 if (kind == "router" and self.dynamic) else 0
+        return HeadConfig(kind, name, C.head_features(inp) + extra,
+                          tuple(args.get("hidden", ())),
+                          ways if kind == "router" else self.classes, bool(extra))
+
+    def segment(self, seg: Segment, parent: int, way: int) -> None:
+        for use in seg.columns:
+            parent = self.column(use, parent, way)
+            way = -1
+        inp = self.nodes[parent].out_shape
+        anchor = parent  # name leaves and junctions after the column they follow
+        while self.nodes[anchor].kind == "junction":
+            anchor = self.nodes[anchor].parent
+        after = self.nodes[anchor].id
+        end = seg.end
+        if isinstance(end, LeafUse):
+            head = self.head("exit", end.head, end.at, inp, 0)
+            macs, params = C.mlp_cost(head.in_features, head.hidden, head.out_features)
+            base = f"exit_{after}"
+            self.add(NodeInfo(self.unique(base), "exit", end.head, self.pos(end.at), inp,
+                              ((self.classes, 1, 1),), macs, params, parent=parent, way=way,
+                              head=head))
+            return
+        assert isinstance(end, JunctionUse)
+        ways = len(end.branches)
+        head = self.head("router", end.router, end.at, inp, ways)
+        macs, params = C.mlp_cost(head.in_features, head.hidden, head.out_features)
+        base = f"j_{after}"
+        j = self.add(NodeInfo(self.unique(base), "junction", end.router, self.pos(end.at), inp,
+                              inp, macs, params, parent=parent, way=way, ways=ways, head=head))
+        for w, branch in enumerate(end.branches):
+            self.segment(branch, j, w)
+
+
+def _count_uses(seg: Segment, counts: Counter[str]) -> None:
+    for use in seg.columns:
+        counts[use.template.name] += 1
+    if isinstance(seg.end, JunctionUse):
+        for b in seg.end.branches:
+            _count_uses(b, counts)
+
+
+def validate(g: RoutingGraph) -> None:
+    """Structural invariants, checked with networkx (a failure here is a routec bug)."""
+    t = g.graph
+    assert nx.is_arborescence(t), "routing graph is not a tree"
+    assert set(nx.descendants(t, 0)) | {0} == set(t.nodes), "unreachable node"
+    for i, n in enumerate(g.nodes):
+        deg = t.out_degree(i)
+        if n.kind == "exit":
+            assert deg == 0
+        elif n.kind == "junction":
+            assert deg == n.ways and sorted(t.edges[i, c]["way"] for c in t.successors(i)) \
+                == list(range(n.ways))
+        else:
+            assert deg == 1
+    assert all(g.nodes[i].kind == "exit" for i in t.nodes if t.out_degree(i) == 0)
+
+
+def build_graph(spec: S.NetworkSpec, classes: int | None = None,
+                dynamic_kcpt: bool = False) -> RoutingGraph:
+    """Validate ``spec`` and count its MACs; raises SpecError for any semantic fault."""
+    n_classes = classes if classes is not None else spec.classes
+    if n_classes is None:
+        raise spec.error(f"network '{spec.name}' does not say how many classes it has",
+                         S.Node(line=spec.line, column=spec.column), kind="missing-classes",
+                         hint="add classes = N to the header, or pass --classes N")
+    if not 2 <= n_classes <= 100_000:
+        raise SpecError(f"classes must be from 2 to 100000, got {n_classes}", None)
+    expansion = expand(spec)
+    counts: Counter[str] = Counter()
+    _count_uses(expansion.root, counts)
+    b = _Builder(spec, n_classes, dynamic_kcpt, counts)
+    root = b.stem()
+    b.segment(expansion.root, root, -1)
+    g = RoutingGraph(spec.name, spec.file, spec.source, spec.input_shape, n_classes,
+                     dynamic_kcpt, b.g, b.nodes)
+    validate(g)
+    return g

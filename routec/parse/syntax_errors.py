@@ -1,0 +1,183 @@
+"""Friendly messages for syntax errors.
+
+Lark reports *where* parsing failed and which tokens it expected; this module
+turns that into one sentence a user can act on. Typical mistakes are recognised
+with ``UnexpectedInput.match_examples``: each example below fails in the same
+parser state as the mistake it illustrates.
+"""
+from __future__ import annotations
+
+from lark import Lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from routec.errors import SourcePos, SpecError
+
+_NET = "network n (input = 3x32x32) {\n"
+
+
+def _in_routes(*fragments: str) -> list[str]:
+    """Each chain fragment as a route, a def, and inside one and two junctions.
+
+    LALR parser states differ with junction depth, so a mistake needs one example
+    per depth at which users make it; three levels cover the paper's trees.
+    """
+    out = []
+    for f in fragments:
+        out += [
+            _NET + "route " + f,
+            _NET + "def t = " + f,
+            _NET + "route c0 -> either { exit | " + f,
+            _NET + "route c0 -> either { exit | c0 -> either { exit | " + f,
+            _NET + "route c0 -> either { c0 -> either { c0 -> either { exit | " + f,
+        ]
+    return out
+
+
+# (message, hint) -> examples that fail in the same parser state.
+MISTAKES: dict[tuple[str, str], list[str]] = {
+    ("expected '->' between two steps of a route",
+     "steps of a chain are joined by arrows: c1 -> c2 -> exit"): _in_routes(
+        "c1 c2", "c1 exit", "c1 -> c2 either { exit | exit }", "c1(16) c2", "exit c2",
+    ),
+    ("branches of a junction are separated by '|'",
+     "write: either { exit | c2 -> exit }"): _in_routes(
+        "c1 -> either { exit, c2 }", "c1 -> either { exit c2 }", "c1 -> either { exit ; c2 }",
+        "c1 -> either { c2, exit }", "c1 -> either { c2 -> exit, exit }",
+        "c1 -> either { c2 -> exit exit }", "c1 -> either { exit(e) c2 }",
+    ),
+    ("a junction needs its branches in braces",
+     "write: either { exit | c2 -> exit }"): _in_routes(
+        "c1 -> either exit", "c1 -> either ( exit | c2 )", "c1 -> either [ exit | c2 ]",
+        "either exit",
+    ),
+    ("expected '=' after the name being defined",
+     "declarations read: column c1 = multiscale[16, 16]"): [
+        _NET + "column c1 multiscale[16]",
+        _NET + "column c1(w) multiscale[w]",
+        _NET + "router r mlp(hidden = [16])",
+        _NET + "exit e linear",
+        _NET + "def t c1 -> exit",
+    ],
+    ("expected a statement: stem, router, exit, column, def or route",
+     "every line inside the network braces starts with one of these words"): [
+        _NET + "columns c1 = multiscale[16]",
+        _NET + "c1 -> exit",
+        _NET + "16",
+        _NET + "route c1 -> exit\n}\n}",
+        _NET + "route c1 -> exit\n}\nroute",
+    ],
+    ("the network is not closed", "add the closing '}' of the network block"): [
+        _NET + "route c1 -> exit",
+        _NET + "column c1 = multiscale[16]",
+        _NET,
+    ],
+    ("a junction is not closed", "add the closing '}' of the junction"): _in_routes(
+        "c1 -> either { exit | c2 -> exit", "c1 -> either { exit | c2 -> exit\n}",
+        "c1 -> either { exit",
+    ),
+    ("a route or def has nothing after '->'",
+     "every arrow must lead somewhere: c1 -> exit"): _in_routes(
+        "c1 ->", "c1 -> }", "c1 -> either { exit | c2 -> }", "c1 -> | exit", "c1 -> -> exit",
+    ),
+    ("an empty branch in a junction",
+     "each branch needs at least one step: exit, or c2 -> exit"): _in_routes(
+        "c1 -> either { exit | }", "c1 -> either { | exit }", "c1 -> either { }",
+        "c1 -> either { exit || c2 }",
+    ),
+    ("the network header is malformed",
+     "the header reads: network name (input = 3x32x32, classes = 10) {"): [
+        "network n { }",
+        "network (input = 3x32x32) { }",
+        "network n (input 3x32x32) { }",
+        "network n (input = 3x32x32 classes = 10) { }",
+        "network n (input = 3x32x32, classes = 10 { }",
+        "network n (input = 3x32x32) route",
+        "n (input = 3x32x32) { }",
+        "network n (input = ) { }",
+    ],
+    ("a list is not closed", "lists read: [16, 16, 16]"): [
+        _NET + "column c = multiscale[16, 16",
+        _NET + "column c = multiscale[16 16]",
+        _NET + "column c = multiscale[16, 16 16]",
+        _NET + "router default = mlp(hidden = [16, 16)",
+        _NET + "router default = mlp(hidden = [16 16])",
+    ],
+    ("an argument list is not closed", "arguments read: conv(16, kernel = 3)"): [
+        _NET + "column c = conv(16",
+        _NET + "column c = conv(16 16)",
+        _NET + "column c = conv(16, 16 16)",
+        _NET + "stem to_pyramid(scales = 4",
+        _NET + "stem to_pyramid(scales = 4 4)",
+    ],
+    ("expected a value (a number, a name or a list)",
+     "e.g. conv(16), mlp(hidden = [16, 16]), pool(2)"): [
+        _NET + "column c = conv(, 16)",
+        _NET + "column c = conv(16, , 16)",
+        _NET + "column c = conv(kernel = )",
+        _NET + "column c = multiscale[, 16]",
+        _NET + "column c = multiscale[16, , 16]",
+        _NET + "stem to_pyramid(scales = )",
+    ],
+}
+
+_TOKEN_NAMES = {
+    "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
+    "RSQB": "']'", "COMMA": "','", "EQUAL": "'='", "VBAR": "'|'", "__ANON_0": "'->'",
+    "NAME": "a name", "NUMBER": "a number", "SHAPE": "a shape like 3x32x32",
+    "$END": "end of file", "NETWORK": "'network'", "STEM": "'stem'", "ROUTER": "'router'",
+    "EXIT": "'exit'", "COLUMN": "'column'", "DEF": "'def'", "ROUTE": "'route'",
+    "EITHER": "'either'",
+}
+
+
+def _describe(names: set[str]) -> str:
+    words = sorted(_TOKEN_NAMES.get(n, n.lower()) for n in names)
+    if len(words) > 6:
+        words = words[:6] + ["..."]
+    return ", ".join(words)
+
+
+def friendly(err: UnexpectedInput, lark: Lark, file: str, source: str) -> SpecError:
+    """Turn a Lark error into a :class:`SpecError` at the offending token."""
+    def parse(text: str) -> object:
+        # Lark's match_examples skips examples whose parser state matches but whose
+        # accepted tokens differ, yet its debug line for that case raises TypeError
+        # (lark 1.3). Filtering those examples here gives the same result safely.
+        try:
+            return lark.parse(text)
+        except UnexpectedToken as other:
+            if isinstance(err, UnexpectedToken) and other.accepts != err.accepts:
+                return None
+            raise
+
+    label = None
+    try:
+        label = err.match_examples(parse, MISTAKES, use_accepts=True)
+    except Exception:  # matching is a nicety: never let it hide the real error
+        label = None
+    line, column = max(err.line, 1), max(err.column, 1)
+    if isinstance(err, UnexpectedEOF) or (
+        isinstance(err, UnexpectedToken) and err.token.type == "$END"
+    ):
+        lines = source.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+        found = "end of file"
+    elif isinstance(err, UnexpectedCharacters):
+        found = repr(source[err.pos_in_stream]) if err.pos_in_stream < len(source) else "end"
+    elif isinstance(err, UnexpectedToken):
+        found = repr(str(err.token))
+    else:  # pragma: no cover - Lark has no other kinds
+        found = "input"
+    expected = _describe(set(getattr(err, "expected", None) or getattr(err, "allowed", None)
+                             or ()))
+    if label is not None:
+        message, hint = label
+        message = f"{message} (found {found})"
+    else:
+        message = f"unexpected {found}"
+        hint = f"expected {expected}" if expected else None
+    if isinstance(err, UnexpectedCharacters) and label is None:
+        message = f"unexpected character {found}"
+        hint = ("names are letters, digits and '_'; comments start with '#'"
+                + (f"; expected {expected}" if expected else ""))
+    return SpecError(message, SourcePos(file, line, column), source, hint=hint, kind="syntax")

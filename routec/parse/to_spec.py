@@ -1,0 +1,326 @@
+"""Turning Lark's parse tree into :class:`routec.spec.NetworkSpec`.
+
+Checks that need only the text of one declaration happen here (bad numbers,
+unknown options, duplicate names, reserved names); checks that need the whole
+network (references, shapes, arity) happen in :mod:`routec.graph`.
+"""
+from __future__ import annotations
+
+import keyword
+import math
+from typing import Any
+
+from lark import Token, Transformer, Tree, v_args
+
+from routec.errors import SourcePos, SpecError
+from routec import spec as S
+
+# Column names become attribute names of the generated nn.Module and variable
+# names in its code, so they may not shadow Python keywords or nn.Module members.
+RESERVED = frozenset(keyword.kwlist) | frozenset(
+    {
+        "self", "torch", "nn", "R", "L", "x", "k_cpt", "policy", "out", "forward", "route",
+        "train", "eval", "training", "cuda", "cpu", "to", "float", "double", "half",
+        "parameters", "buffers", "children", "modules", "state_dict", "apply", "zero_grad",
+        "register_buffer", "register_module", "add_module", "type", "extra_repr",
+        "stem", "exit", "default", "either", "network", "column", "router", "def",
+    }
+)
+MAX_INT = 1 << 24  # no channel count, size or class count in a sane spec is bigger
+
+
+def _flatten(children: list[Any]) -> list[Any]:
+    """``items: item | items "," item`` arrives as [list, item]; make it one list."""
+    if children and isinstance(children[0], list):
+        return [*children[0], *children[1:]]
+    return [c for c in children if c is not None]
+
+
+class _Builder(Transformer):
+    """Bottom-up conversion; every product keeps the line/column it started at."""
+
+    def option_list(self, children: list[Any]) -> list[Any]:
+        return _flatten(children)
+
+    def options(self, children: list[Any]) -> list[Any]:
+        return children[0] if children else []
+
+    def statements(self, children: list[Any]) -> list[Any]:
+        return _flatten(children)
+
+    def layers(self, children: list[Any]) -> list[Any]:
+        return _flatten(children)
+
+    def argument_list(self, children: list[Any]) -> list[Any]:
+        return _flatten(children)
+
+    def items(self, children: list[Any]) -> list[Any]:
+        return _flatten(children)
+
+    def branches(self, children: list[Any]) -> list[Any]:
+        return _flatten(children)
+
+    def __init__(self, file: str, source: str) -> None:
+        super().__init__()
+        self.file = file
+        self.source = source
+
+    def _error(self, message: str, line: int, column: int, hint: str | None = None,
+               kind: str = "spec") -> SpecError:
+        return SpecError(message, SourcePos(self.file, line, column), self.source, hint, kind)
+
+    # values -----------------------------------------------------------------------
+    def number(self, children: list[Token]) -> S.Number:
+        (tok,) = children
+        text = str(tok)
+        try:
+            if any(c in text for c in ".eE"):
+                value: int | float = float(text)
+                if not math.isfinite(value):
+                    raise ValueError
+            else:
+                value = int(text)
+        except ValueError:
+            raise self._error(f"bad number '{text}'", tok.line, tok.column, kind="bad-number",
+                              hint="numbers are integers like 16 or decimals like 1e-9") from None
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise self._error(f"number {value} is too large (limit {MAX_INT})", tok.line,
+                              tok.column, kind="bad-number")
+        return S.Number(line=tok.line, column=tok.column, value=value)
+
+    def name(self, children: list[Token]) -> S.Name:
+        (tok,) = children
+        return S.Name(line=tok.line, column=tok.column, value=str(tok))
+
+    @v_args(meta=True)
+    def list(self, meta: Any, children: list[Any]) -> S.ListValue:
+        items = tuple(children[0]) if children else ()
+        return S.ListValue(line=meta.line, column=meta.column, items=items)
+
+    # calls ------------------------------------------------------------------------
+    @v_args(meta=True)
+    def argument(self, meta: Any, children: list[Any]) -> S.Argument:
+        (value,) = children
+        return S.Argument(line=value.line, column=value.column, keyword=None, value=value)
+
+    def keyword(self, children: list[Any]) -> S.Argument:
+        key, value = children
+        return S.Argument(line=key.line, column=key.column, keyword=str(key), value=value)
+
+    def arguments(self, children: list[Any]) -> tuple[S.Argument, ...]:
+        args = tuple(children[0]) if children else ()
+        seen: set[str] = set()
+        positional_done = False
+        for arg in args:
+            if arg.keyword is None:
+                if positional_done:
+                    raise self._error("positional argument after a keyword argument",
+                                      arg.line, arg.column, kind="syntax",
+                                      hint="put positional arguments first: conv(16, kernel = 3)")
+            else:
+                positional_done = True
+                if arg.keyword in seen:
+                    raise self._error(f"argument '{arg.keyword}' given twice", arg.line,
+                                      arg.column, kind="duplicate")
+                seen.add(arg.keyword)
+        return args
+
+    def call(self, children: list[Any]) -> S.Call:
+        name, args = children
+        return S.Call(line=name.line, column=name.column, name=str(name), args=args or ())
+
+    def layer(self, children: list[Any]) -> S.Call:
+        return self.call(children)
+
+    def layer_list(self, children: list[Any]) -> S.Call:
+        name, items = children
+        arg = S.Argument(line=items.line, column=items.column, keyword=None, value=items)
+        return S.Call(line=name.line, column=name.column, name=str(name), args=(arg,))
+
+    # declarations -----------------------------------------------------------------
+    def params(self, children: list[Any]) -> tuple[Token, ...]:
+        return tuple(c for c in children if c is not None)
+
+    def stem(self, children: list[Any]) -> tuple[str, Any]:
+        (call,) = children
+        return ("stem", call)
+
+    def router(self, children: list[Any]) -> tuple[str, Any]:
+        name, call = children
+        return ("router", (name, call))
+
+    def exit_head(self, children: list[Any]) -> tuple[str, Any]:
+        name, call = children
+        return ("exit", (name, call))
+
+    def column(self, children: list[Any]) -> tuple[str, Any]:
+        name, params, layers = children
+        params = params or ()
+        seen: set[str] = set()
+        for p in params:
+            self._check_name(p, "parameter")
+            if str(p) in seen:
+                raise self._error(f"parameter '{p}' given twice", p.line, p.column,
+                                  kind="duplicate")
+            seen.add(str(p))
+        self._check_name(name, "column")
+        return ("column", S.ColumnTemplate(line=name.line, column=name.column, name=str(name),
+                                           params=tuple(str(p) for p in params),
+                                           layers=tuple(layers)))
+
+    def macro(self, children: list[Any]) -> tuple[str, Any]:
+        name, chain = children
+        self._check_name(name, "def")
+        return ("macro", S.Macro(line=name.line, column=name.column, name=str(name), chain=chain))
+
+    @v_args(meta=True)
+    def route(self, meta: Any, children: list[Any]) -> tuple[str, Any]:
+        (chain,) = children
+        return ("route", (meta, chain))
+
+    def _check_name(self, tok: Token, what: str) -> None:
+        if str(tok) in RESERVED:
+            raise self._error(f"'{tok}' is a reserved word and cannot name a {what}",
+                              tok.line, tok.column, kind="reserved",
+                              hint="pick another name, e.g. add a suffix: "
+                                   f"{tok}_1")
+
+    # routes -----------------------------------------------------------------------
+    def chain(self, children: list[Any]) -> S.Chain:
+        first = children[0]
+        if isinstance(first, S.Chain):
+            return S.Chain(line=first.line, column=first.column, steps=(*first.steps, children[1]))
+        return S.Chain(line=first.line, column=first.column, steps=(first,))
+
+    def reference(self, children: list[Any]) -> S.Reference:
+        name, args = children
+        return S.Reference(line=name.line, column=name.column, name=str(name), args=args or ())
+
+    @v_args(meta=True)
+    def junction(self, meta: Any, children: list[Any]) -> S.Junction:
+        router, branches = children
+        return S.Junction(line=meta.line, column=meta.column,
+                          router=str(router) if router is not None else "default",
+                          branches=tuple(branches))
+
+    def junction_router(self, children: list[Any]) -> Token | None:
+        return children[0] if children else None
+
+    @v_args(meta=True)
+    def leaf(self, meta: Any, children: list[Any]) -> S.Leaf:
+        (head,) = children
+        return S.Leaf(line=meta.line, column=meta.column,
+                      head=str(head) if head is not None else "default")
+
+    # the network ------------------------------------------------------------------
+    def option(self, children: list[Any]) -> tuple[Token, Any]:
+        name, value = children
+        return (name, value)
+
+    @v_args(meta=True)
+    def network(self, meta: Any, children: list[Any]) -> S.NetworkSpec:
+        name, options, statements = children
+        input_shape, classes = self._options(name, options)
+
+        stem: S.Call | None = None
+        route: S.Chain | None = None
+        routers: dict[str, S.Call] = {}
+        exits: dict[str, S.Call] = {}
+        columns: dict[str, S.ColumnTemplate] = {}
+        macros: dict[str, S.Macro] = {}
+        for kind, payload in statements:
+            if kind == "stem":
+                if stem is not None:
+                    raise self._error("the stem is given twice", payload.line, payload.column,
+                                      kind="duplicate",
+                                      hint=f"the first one is at line {stem.line}")
+                stem = payload
+            elif kind in ("router", "exit"):
+                tok, call = payload
+                table = routers if kind == "router" else exits
+                if str(tok) in table:
+                    raise self._error(f"{kind} head '{tok}' is defined twice", tok.line,
+                                      tok.column, kind="duplicate",
+                                      hint=f"the first one is at line {table[str(tok)].line}")
+                table[str(tok)] = call
+            elif kind in ("column", "macro"):
+                item = payload
+                if item.name in columns or item.name in macros:
+                    first = columns.get(item.name) or macros[item.name]
+                    raise self._error(f"name '{item.name}' is defined twice", item.line,
+                                      item.column, kind="duplicate",
+                                      hint=f"the first one is at line {first.line}; columns "
+                                           "and defs share one namespace")
+                (columns if kind == "column" else macros)[item.name] = item
+            elif kind == "route":
+                route_meta, chain = payload
+                if route is not None:
+                    raise self._error("the route is given twice", route_meta.line,
+                                      route_meta.column, kind="duplicate",
+                                      hint="a network has exactly one route; use `def` for "
+                                           "reusable subtrees")
+                route = chain
+        if route is None:
+            raise self._error(f"network '{name}' has no route", name.line, name.column,
+                              kind="missing-route",
+                              hint="add a line such as: route c1 -> exit")
+        return S.NetworkSpec(
+            name=str(name), line=name.line, column=name.column, file=self.file,
+            source=self.source, input_shape=input_shape, classes=classes, stem=stem,
+            routers=routers, exits=exits, columns=columns, macros=macros, route=route,
+        )
+
+    def _options(self, net: Token, options: list[tuple[Token, Any]]
+                 ) -> tuple[tuple[int, int, int], int | None]:
+        found: dict[str, tuple[Token, Any]] = {}
+        for tok, value in options:
+            key = str(tok)
+            if key not in ("input", "classes"):
+                raise self._error(f"unknown network option '{key}'", tok.line, tok.column,
+                                  kind="unknown-option",
+                                  hint="network options are: input = CxHxW, classes = N")
+            if key in found:
+                raise self._error(f"network option '{key}' given twice", tok.line, tok.column,
+                                  kind="duplicate")
+            found[key] = (tok, value)
+        if "input" not in found:
+            raise self._error(f"network '{net}' does not say its input shape", net.line,
+                              net.column, kind="missing-input",
+                              hint=f"write: network {net} (input = 3x32x32) {{ ... }}")
+        tok, value = found["input"]
+        if not isinstance(value, Token) or value.type != "SHAPE":
+            at = value if isinstance(value, (Token, S.Node)) else tok
+            raise self._error("input must be a shape like 3x32x32", at.line, at.column,
+                              kind="bad-number")
+        dims = [int(d) for d in str(value).replace(" ", "").replace("\t", "").split("x")]
+        if len(dims) != 3 or any(d < 1 or d > 4096 for d in dims):
+            raise self._error(f"bad input shape '{value}'", value.line, value.column,
+                              kind="bad-number",
+                              hint="input is channels x height x width, each between 1 "
+                                   "and 4096, e.g. 3x32x32")
+        classes: int | None = None
+        if "classes" in found:
+            tok, value = found["classes"]
+            if not (isinstance(value, S.Number) and isinstance(value.value, int)
+                    and 2 <= value.value <= 100_000):
+                at = value if isinstance(value, (Token, S.Node)) else tok
+                raise self._error("classes must be a whole number from 2 to 100000",
+                                  at.line, at.column, kind="bad-number")
+            classes = value.value
+        return (dims[0], dims[1], dims[2]), classes
+
+    def start(self, children: list[Any]) -> S.NetworkSpec:
+        (network,) = children
+        return network
+
+
+def to_spec(tree: Tree, file: str, source: str) -> S.NetworkSpec:
+    """Convert a parse tree; raises :class:`SpecError` for faults visible locally."""
+    from lark.exceptions import VisitError
+
+    try:
+        return _Builder(file, source).transform(tree)
+    except VisitError as err:  # Lark wraps exceptions raised inside callbacks
+        if isinstance(err.orig_exc, SpecError):
+            raise err.orig_exc from None
+        raise

@@ -1,0 +1,1 @@
+"""Bundled .route specs, shipped inside the wheel as ``routec.specs``."""
