@@ -1,0 +1,64 @@
+"""``routec compile``: check a spec, print its costs, write its generated module."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from routec.codegen.emit import emit_module
+from routec.errors import RoutecError
+from routec.graph import build_graph, static_prefix
+from routec.parse import load_spec
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="check a .route spec and generate its PyTorch module",
+                       description="Parse and validate SPEC (a .route file or the name of a "
+                                   "bundled spec), then write its generated module with -o.")
+    p.add_argument("spec", help="a .route file, or a bundled spec: paper_chain, paper_tree, tiny")
+    p.add_argument("-o", "--output", help="write the generated module here ('-' for stdout)")
+    p.add_argument("--report", action="store_true",
+                   help="print nodes, parameters and MACs per node and per path")
+    p.add_argument("--classes", type=int, help="number of classes, if the spec leaves it open")
+    p.add_argument("--dynamic-kcpt", action="store_true",
+                   help="give every router a k_cpt input (one network for any cost)")
+    p.add_argument("--static", type=int, metavar="N",
+                   help="compile the static baseline: the first N columns and one exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    if args.static is not None:
+        spec = static_prefix(spec, args.static)
+    g = build_graph(spec, classes=args.classes, dynamic_kcpt=args.dynamic_kcpt)
+    if args.report:
+        from routec.report.compile_table import print_report
+
+        print_report(g)
+    source = emit_module(g)
+    if args.output == "-":
+        sys.stdout.write(source)
+    elif args.output:
+        _write_atomic(Path(args.output), source)
+        print(f"wrote {args.output}: {g.name}, {len(g.nodes)} nodes, {len(g.leaves)} exits",
+              file=sys.stderr)
+    elif not args.report:
+        macs = g.path_macs()
+        print(f"ok: {g.name} ({spec.file}): {len(g.nodes)} nodes, {len(g.leaves)} exits, "
+              f"{len(g.junctions)} junctions, {g.total_params:,} parameters, "
+              f"MACs per path {min(macs):,}..{max(macs):,}; use -o FILE to write the module")
+    return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
+                                   prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise RoutecError(f"{path}: cannot write ({err.strerror})") from None

@@ -1,0 +1,1 @@
+"""Stage 6: tables, drawings and plots of networks and runs."""

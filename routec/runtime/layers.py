@@ -1,0 +1,175 @@
+"""The building blocks generated networks are made of.
+
+Every block maps a *pyramid* (a tuple of N×C×H×W tensors, finest level first) to
+a pyramid, so columns compose freely. Initialisation follows the paper: Xavier
+weights, zero biases, zero-initialised final router layers; batch-norm with
+ε = 1e-6 and a running-average decay of 0.9 (PyTorch momentum 0.1).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Pyramid = tuple[Tensor, ...]
+
+BN_EPS = 1e-6
+BN_MOMENTUM = 0.1
+KCPT_SCALE = 1e7  # routers see k_cpt in units of cost per ten million operations
+
+
+def _xavier(module: nn.Module) -> None:
+    nn.init.xavier_uniform_(module.weight)
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+
+
+class ToPyramid(nn.Module):
+    """The paper's ``to_pyramid``: the image itself at ``scales`` resolutions, halving."""
+
+    def __init__(self, scales: int) -> None:
+        super().__init__()
+        self.scales = scales
+
+    def forward(self, x: Tensor) -> Pyramid:
+        h, w = x.shape[-2:]
+        levels = [x]
+        for i in range(1, self.scales):
+            levels.append(F.interpolate(x, size=(h >> i, w >> i), mode="bilinear",
+                                        align_corners=False, antialias=True))
+        return tuple(levels)
+
+    def extra_repr(self) -> str:
+        return f"scales={self.scales}"
+
+
+class Identity(nn.Module):
+    """A one-level pyramid: the image as it is."""
+
+    def forward(self, x: Tensor) -> Pyramid:
+        return (x,)
+
+
+class Multiscale(nn.Module):
+    """The paper's multiscale column (Fig. 3) on the last ``len(channels)`` levels.
+
+    Level 1 is a conv of the input's level; level k > 1 adds a conv of this
+    column's own level k−1 after 2×2 max-pooling. Batch-norm and ReLU per level.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], channels: tuple[int, ...],
+                 kernel: int = 3) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.lateral = nn.ModuleList(
+            nn.Conv2d(ci, co, kernel, padding=pad, bias=False)
+            for ci, co in zip(in_channels, channels))
+        self.down = nn.ModuleList(
+            nn.Conv2d(cp, co, kernel, padding=pad, bias=False)
+            for cp, co in zip(channels[:-1], channels[1:]))
+        self.norm = nn.ModuleList(
+            nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM) for c in channels)
+        for conv in (*self.lateral, *self.down):
+            _xavier(conv)
+
+    def forward(self, p: Pyramid) -> Pyramid:
+        levels = p[len(p) - len(self.lateral):]
+        out: list[Tensor] = []
+        for i, x in enumerate(levels):
+            y = self.lateral[i](x)
+            if i > 0:
+                y = y + self.down[i - 1](F.max_pool2d(out[-1], 2))
+            out.append(F.relu(self.norm[i](y)))
+        return tuple(out)
+
+
+class OnCoarsest(nn.Module):
+    """A plain layer applied to the coarsest level; the result is a one-level pyramid."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, p: Pyramid) -> Pyramid:
+        return (self.layer(p[-1]),)
+
+
+def conv(in_channels: int, channels: int, kernel: int = 3) -> OnCoarsest:
+    layer = nn.Conv2d(in_channels, channels, kernel, padding=kernel // 2)
+    _xavier(layer)
+    return OnCoarsest(layer)
+
+
+def bn(channels: int) -> OnCoarsest:
+    return OnCoarsest(nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM))
+
+
+def relu() -> OnCoarsest:
+    return OnCoarsest(nn.ReLU())
+
+
+def pool(size: int = 2) -> OnCoarsest:
+    return OnCoarsest(nn.MaxPool2d(size))
+
+
+class _FlatLinear(nn.Module):
+    def __init__(self, in_features: int, features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, features)
+        _xavier(self.linear)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x.flatten(1))[:, :, None, None]
+
+
+def linear(in_features: int, features: int) -> OnCoarsest:
+    return OnCoarsest(_FlatLinear(in_features, features))
+
+
+class Column(nn.Sequential):
+    """A column: layers applied in order, pyramid to pyramid."""
+
+
+class Head(nn.Module):
+    """A router or classifier: an MLP on the flattened coarsest level.
+
+    Hidden layers are linear → batch-norm → ReLU. A router's last layer starts at
+    zero, so every junction begins undecided; with ``k_cpt_input`` the router also
+    reads the per-example cost of computation (scaled by 1e7).
+    """
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...], out_features: int,
+                 k_cpt_input: bool = False, zero_last: bool = False) -> None:
+        super().__init__()
+        self.k_cpt_input = k_cpt_input
+        layers: list[nn.Module] = []
+        n = in_features
+        for width in hidden:
+            lin = nn.Linear(n, width)
+            _xavier(lin)
+            layers += [lin, nn.BatchNorm1d(width, eps=BN_EPS, momentum=BN_MOMENTUM), nn.ReLU()]
+            n = width
+        last = nn.Linear(n, out_features)
+        if zero_last:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        else:
+            _xavier(last)
+        layers.append(last)
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, p: Pyramid, k_cpt: Tensor | None = None) -> Tensor:
+        x = p[-1].flatten(1)
+        if self.k_cpt_input:
+            assert k_cpt is not None, "this head reads k_cpt"
+            x = torch.cat([x, (k_cpt * KCPT_SCALE).to(x.dtype)[:, None]], dim=1)
+        return self.mlp(x)
+
+
+def router(in_features: int, hidden: tuple[int, ...], ways: int,
+           k_cpt_input: bool = False) -> Head:
+    return Head(in_features, hidden, ways, k_cpt_input=k_cpt_input, zero_last=True)
+
+
+def classifier(in_features: int, hidden: tuple[int, ...], classes: int) -> Head:
+    return Head(in_features, hidden, classes)
