@@ -25,18 +25,20 @@ def _xavier(module: nn.Module) -> None:
 
 
 class ToPyramid(nn.Module):
-    """The paper's ``to_pyramid``: the image itself at ``scales`` resolutions, halving."""
+    """The paper's ``to_pyramid``: the image itself at ``scales`` resolutions, halving.
+
+    Level i is an area resize by 2^i (the mean of each 2^i × 2^i block), which for
+    these integer factors is exact anti-aliased downsampling and cheap.
+    """
 
     def __init__(self, scales: int) -> None:
         super().__init__()
         self.scales = scales
 
     def forward(self, x: Tensor) -> Pyramid:
-        h, w = x.shape[-2:]
         levels = [x]
-        for i in range(1, self.scales):
-            levels.append(F.interpolate(x, size=(h >> i, w >> i), mode="bilinear",
-                                        align_corners=False, antialias=True))
+        for _ in range(1, self.scales):
+            levels.append(F.avg_pool2d(levels[-1], 2))
         return tuple(levels)
 
     def extra_repr(self) -> str:
