@@ -27,16 +27,23 @@ from routec.graph import build_graph, static_prefix
 from routec.parse import load_spec
 
 
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn`` in seconds."""
+def timed_together(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
+                   ) -> dict[str, float]:
+    """Median wall time of each function in seconds, measured round-robin.
+
+    Interleaving the measurements means drift in the machine's speed (frequency
+    scaling, other processes) touches every quantity alike, so their ratios hold.
+    """
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -72,18 +79,20 @@ def main() -> None:
     with torch.inference_mode():
         routed_out = net.route(x, policy=fixed_mix)
         assert torch.equal(routed_out.leaf, target), "policy did not produce the mix"
-        t_routed = timed(lambda: net.route(x, policy=fixed_mix), args.repeats)
-        t_static = timed(lambda: static_net(x), args.repeats)
-
+        fns: dict[str, Callable[[], object]] = {
+            "routed": lambda: net.route(x, policy=fixed_mix),
+            "static": lambda: static_net(x),
+        }
         # each column on the full batch, from its real input pyramid
         columns = [i for i, n in enumerate(g.nodes) if n.kind == "column"]
         h = net.stem(x)
-        col_time: dict[int, float] = {}
         for i in columns:
             module = getattr(net, g.nodes[i].id)
-            inp = h
-            col_time[i] = timed(lambda: module(inp), args.repeats)
-            h = module(inp)
+            fns[f"col{i}"] = lambda module=module, inp=h: module(inp)
+            h = module(h)
+        t = timed_together(fns, args.repeats)
+        t_routed, t_static = t["routed"], t["static"]
+        col_time = {i: t[f"col{i}"] for i in columns}
 
     reach = {i: 0.0 for i in columns}
     for k, leaf in enumerate(g.leaves):

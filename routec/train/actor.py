@@ -1,0 +1,37 @@
+"""Actor learning (paper §4.1): minimise the expected cost over the training policy.
+
+Closed form: instead of sampling d̂, every node's contribution is weighted by its
+reach probability p(ℓ), so the loss is exactly E[c_inf] and its gradient reaches
+the routers through p. Regularisers (c_mod, decisiveness) use detached p.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from routec.runtime.routing import DenseOutput, RoutedNetwork
+from routec.train.costs import (StepResult, compute_cost, kcpt_column, leaf_errors, node_l2,
+                                node_weights)
+from routec.train.tree import EPSILON, Tree, inference_leaf, reach, training_policy
+
+
+def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | Tensor,
+               tau: float, k_dec: float = 0.01, k_l2: float = 1e-4,
+               epsilon: float = EPSILON) -> StepResult:
+    tree = Tree.of(net)
+    n = y.shape[0]
+    like = out.leaf_logits
+    policy = training_policy(tree, out.scores, tau, epsilon)
+    p = reach(tree, policy, n).to(like.dtype)
+    k = kcpt_column(k_cpt, n, like)
+    leaves = list(tree.leaves)
+    err = (p[:, leaves] * leaf_errors(out, y)).sum(dim=1)
+    cpt = k * (p * compute_cost(tree, like)).sum(dim=1)
+    sg = p.detach()
+    mod = k_l2 * (sg.mean(dim=0) * node_l2(node_weights(net), like)).sum()
+    dec = like.new_zeros(n)
+    for j, s in zip(tree.junctions, out.scores):
+        dec = dec + sg[:, j] * (s ** 2).sum(dim=1)
+    loss = (err + cpt + k_dec * dec).mean() + mod
+    leaf = inference_leaf(tree, out.scores, n)
+    return StepResult(loss, sg, leaf, out.leaf_logits[leaf, torch.arange(n)])

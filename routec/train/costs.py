@@ -1,0 +1,70 @@
+"""Costs shared by the strategies: per-leaf errors, per-node weight norms, MAC costs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from routec.runtime.routing import DenseOutput, RoutedNetwork
+from routec.train.tree import Tree
+
+
+@dataclass
+class StepResult:
+    """What one strategy step hands to the loop.
+
+    loss: the scalar to minimise (batch mean);
+    reach: N×nodes training-policy reach probabilities, detached (for TALR);
+    leaf: the leaf each example reaches under argmax routing (for metrics);
+    logits: N×C logits at that leaf.
+    """
+
+    loss: Tensor
+    reach: Tensor
+    leaf: Tensor
+    logits: Tensor
+
+
+def leaf_errors(out: DenseOutput, y: Tensor) -> Tensor:
+    """Cross-entropy of every leaf's classifier on every example: N×leaves."""
+    n_leaves, n, c = out.leaf_logits.shape
+    ce = F.cross_entropy(out.leaf_logits.reshape(-1, c), y.repeat(n_leaves), reduction="none")
+    return ce.view(n_leaves, n).T
+
+
+def leaf_mistakes(out: DenseOutput, y: Tensor) -> Tensor:
+    """0/1 classification error of every leaf on every example: N×leaves."""
+    return (out.leaf_logits.argmax(dim=2) != y[None]).T.to(out.leaf_logits.dtype)
+
+
+def node_weights(net: RoutedNetwork) -> list[list[Tensor]]:
+    """The weight tensors (convolutions and linear layers, not biases or batch-norm)
+    of every node, in node order: what L2 regularisation applies to."""
+    out: list[list[Tensor]] = []
+    for name in net.NODES:
+        module = getattr(net, name)
+        out.append([p for p in module.parameters() if p.ndim > 1])
+    return out
+
+
+def node_l2(weights: list[list[Tensor]], like: Tensor) -> Tensor:
+    """Σ w² per node (differentiable): a (nodes,) tensor."""
+    zero = like.new_zeros(())
+    return torch.stack([sum(((w.to(like.dtype) ** 2).sum() for w in ws), zero) for ws in weights])
+
+
+def node_params(net: RoutedNetwork) -> list[list[Tensor]]:
+    """All parameters of every node, in node order (TALR scales them together)."""
+    return [list(getattr(net, name).parameters()) for name in net.NODES]
+
+
+def kcpt_column(k_cpt: float | Tensor, n: int, like: Tensor) -> Tensor:
+    k = torch.as_tensor(k_cpt, dtype=like.dtype, device=like.device)
+    return k.expand(n) if k.ndim == 0 else k
+
+
+def compute_cost(tree: Tree, like: Tensor) -> Tensor:
+    """MACs per node as a (nodes,) tensor of ``like``'s dtype."""
+    return tree.macs.to(like.dtype).to(like.device)
