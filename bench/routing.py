@@ -72,7 +72,7 @@ def main() -> None:
     target = torch.repeat_interleave(torch.arange(len(mix)), torch.tensor(counts))
     target = target[torch.randperm(args.batch)]
     # In the chain, junction j (0-based) offers exit j as way 0 and continues as way 1.
-    def fixed_mix(j: int, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def fixed_mix(j: int, scores: torch.Tensor, rows: torch.Tensor, h: object) -> torch.Tensor:
         return (target[rows] != j).long()
 
     x = torch.rand(args.batch, *g.input_shape)

@@ -16,6 +16,7 @@ from routec.errors import RoutecError
 def build_parser() -> argparse.ArgumentParser:
     from routec.codegen import cli as codegen_cli
     from routec.data import cli as data_cli
+    from routec.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
         prog="routec",
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     codegen_cli.add_commands(sub)
     data_cli.add_commands(sub)
+    train_cli.add_commands(sub)
     return parser
 
 

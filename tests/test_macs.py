@@ -19,7 +19,7 @@ def counted_macs(fn) -> int:
 
 
 def always(way_from_end: int):
-    def policy(j: int, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def policy(j: int, scores: torch.Tensor, rows: torch.Tensor, h: object) -> torch.Tensor:
         return torch.full_like(rows, scores.shape[1] - 1 - way_from_end)
     return policy
 
@@ -62,7 +62,7 @@ def test_every_path_of_the_tree_matches_flop_counter() -> None:
                 if g.nodes[p].kind == "junction"}
         child_way = {j: g.nodes[c].way for j, c in ways.items()}
 
-        def policy(j, scores, rows, child_way=child_way):
+        def policy(j, scores, rows, h, child_way=child_way):
             return torch.full_like(rows, child_way[j])
 
         x = torch.rand(1, *g.input_shape)

@@ -98,7 +98,7 @@ def test_dense_outputs_have_the_documented_shapes() -> None:
 def test_kcpt_input_is_checked() -> None:
     _, plain = compile_bundled("tiny")
     _, dyn = compile_bundled("tiny", dynamic=True)
-    x = torch.rand(3, 3, 16, 16)
+    x = torch.rand(3, 3, 32, 32)
     with pytest.raises(RunError, match="without a k_cpt input"):
         plain(x, k_cpt=1e-9)
     with pytest.raises(RunError, match="reads k_cpt"):
@@ -106,7 +106,7 @@ def test_kcpt_input_is_checked() -> None:
     with pytest.raises(RunError, match="shape"):
         dyn(x, k_cpt=torch.zeros(4))
     with pytest.raises(RunError, match="takes"):
-        plain(torch.rand(3, 3, 32, 32))
+        plain(torch.rand(3, 3, 16, 16))
 
 
 def test_kcpt_changes_dynamic_routing() -> None:

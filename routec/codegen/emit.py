@@ -231,7 +231,7 @@ def _emit_subtree(w: _Writer, g: RoutingGraph, i: int, rows: str, h: str, k: str
     kid = g.graph.successors(i)
     kids = sorted(kid, key=lambda c: g.nodes[c].way)
     kk = f", {k}" if dyn else ""
-    w(f"d_{n.id} = policy({junction_index[i]}, self.{n.id}({h}{kk}), {rows})")
+    w(f"d_{n.id} = policy({junction_index[i]}, self.{n.id}({h}{kk}), {rows}, {h})")
     w(f"self._spend(out, {rows}, {i})")
     names = []
     for c in kids:

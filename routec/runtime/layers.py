@@ -18,6 +18,26 @@ BN_MOMENTUM = 0.1
 KCPT_SCALE = 1e7  # routers see k_cpt in units of cost per ten million operations
 
 
+class _SingleSafe:
+    """Batch-norm that normalises a batch of one value per channel with the running
+    statistics (leaving them unchanged) even in training mode: such a batch has no
+    variance to measure, and routed training can send a single example down a branch."""
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self.training and x.numel() // x.shape[1] <= 1:  # type: ignore[attr-defined]
+            return F.batch_norm(x, self.running_mean, self.running_var,  # type: ignore[attr-defined]
+                                self.weight, self.bias, False, 0.0, self.eps)  # type: ignore[attr-defined]
+        return super().forward(x)  # type: ignore[misc]
+
+
+class BatchNorm1d(_SingleSafe, nn.BatchNorm1d):
+    pass
+
+
+class BatchNorm2d(_SingleSafe, nn.BatchNorm2d):
+    pass
+
+
 def _xavier(module: nn.Module) -> None:
     nn.init.xavier_uniform_(module.weight)
     if getattr(module, "bias", None) is not None:
@@ -70,7 +90,7 @@ class Multiscale(nn.Module):
             nn.Conv2d(cp, co, kernel, padding=pad, bias=False)
             for cp, co in zip(channels[:-1], channels[1:]))
         self.norm = nn.ModuleList(
-            nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM) for c in channels)
+            BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM) for c in channels)
         for conv in (*self.lateral, *self.down):
             _xavier(conv)
 
@@ -103,7 +123,7 @@ def conv(in_channels: int, channels: int, kernel: int = 3) -> OnCoarsest:
 
 
 def bn(channels: int) -> OnCoarsest:
-    return OnCoarsest(nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM))
+    return OnCoarsest(BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM))
 
 
 def relu() -> OnCoarsest:
@@ -149,7 +169,7 @@ class Head(nn.Module):
         for width in hidden:
             lin = nn.Linear(n, width)
             _xavier(lin)
-            layers += [lin, nn.BatchNorm1d(width, eps=BN_EPS, momentum=BN_MOMENTUM), nn.ReLU()]
+            layers += [lin, BatchNorm1d(width, eps=BN_EPS, momentum=BN_MOMENTUM), nn.ReLU()]
             n = width
         last = nn.Linear(n, out_features)
         if zero_last:

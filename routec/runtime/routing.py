@@ -16,8 +16,9 @@ from torch import Tensor, nn
 from routec.errors import RunError
 
 Pyramid = tuple[Tensor, ...]
-# policy(junction_index, scores, rows) -> chosen way per row (int64)
-Policy = Callable[[int, Tensor, Tensor], Tensor]
+# policy(junction_index, scores, rows, features) -> chosen way per row (int64); rows are
+# the examples' positions in the batch, features the pyramid the junction's router read.
+Policy = Callable[[int, Tensor, Tensor, Pyramid], Tensor]
 
 
 @dataclass
@@ -47,7 +48,7 @@ class RoutedOutput:
     macs: Tensor
 
 
-def argmax_policy(junction: int, scores: Tensor, rows: Tensor) -> Tensor:
+def argmax_policy(junction: int, scores: Tensor, rows: Tensor, features: Pyramid) -> Tensor:
     """The paper's inference policy: take the highest-scoring branch."""
     return scores.argmax(dim=1)
 

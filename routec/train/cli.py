@@ -1,0 +1,207 @@
+"""``routec train`` and ``routec eval``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from routec.errors import RunError
+from routec.train.config import RunConfig, load_config_file, make_config
+
+# flag name -> RunConfig field; every flag defaults to None so that only flags the
+# user typed override the config file, which overrides the defaults.
+FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--strategy": ("strategy", {"choices": ["actor", "critic", "static", "multi-exit"]}),
+    "--data": ("data", {"help": "dataset: hybrid, cifar2, cifar5, cifar10, mnist, synthetic, "
+                                "or auto (hybrid if its files are found, else synthetic)"}),
+    "--data-root": ("data_root", {"help": "dataset folder (default: $ROUTEC_DATA)"}),
+    "--cache-dir": ("cache_dir", {"help": "decoded-data cache (default: $ROUTEC_CACHE)"}),
+    "--iterations": ("iterations", {"type": int}),
+    "--batch": ("batch", {"type": int}),
+    "--lr": ("lr", {"type": float}),
+    "--lr-halflife": ("lr_halflife", {"type": float}),
+    "--momentum": ("momentum", {"type": float}),
+    "--tau": ("tau", {"type": float, "help": "initial temperature (actor 1.0, critic 0.1)"}),
+    "--tau-halflife": ("tau_halflife", {"type": float,
+                                        "help": "iterations per halving of τ (default 2e4; "
+                                                "the paper's text says 1e4)"}),
+    "--k-cpt": ("k_cpt", {"help": "cost per MAC, e.g. 4e-9, or 'dynamic' (per-example draw "
+                                  "from the grid; routers read it)"}),
+    "--k-dec": ("k_dec", {"type": float}),
+    "--k-ure": ("k_ure", {"type": float}),
+    "--k-l2": ("k_l2", {"type": float}),
+    "--epsilon": ("epsilon", {"type": float}),
+    "--utility": ("utility", {"choices": ["pragmatic", "optimistic"]}),
+    "--critic-error": ("critic_error", {"choices": ["crossentropy", "classification"]}),
+    "--critic-mode": ("critic_mode", {"choices": ["closed", "sampled"]}),
+    "--static-columns": ("static_columns", {"type": int,
+                                            "help": "train the first N columns as a static "
+                                                    "chain"}),
+    "--seed": ("seed", {"type": int}),
+    "--log-every": ("log_every", {"type": int}),
+    "--eval-every": ("eval_every", {"type": int}),
+    "--checkpoint-every": ("checkpoint_every", {"type": int}),
+    "--val-examples": ("val_examples", {"type": int}),
+    "--device": ("device", {}),
+}
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a routed network",
+                       description="Train SPEC with a strategy; logs, checkpoints and the "
+                                   "effective config go to --out.")
+    p.add_argument("spec", help="a .route file or a bundled spec name")
+    p.add_argument("--config", help="a TOML file of run settings (flags override it)")
+    p.add_argument("--out", help="run directory (default: runs/SPEC-STRATEGY)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-talr", dest="talr", action="store_false", default=None,
+                   help="turn off throughput-adjusted learning rates")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, (_, kw) in FLAGS.items():
+        p.add_argument(flag, default=None, **kw)
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("eval", help="evaluate a trained run with routed inference",
+                       description="Test accuracy, mean MACs per example as counted by "
+                                   "routed inference, per-exit fractions and accuracies.")
+    e.add_argument("run", help="a run directory or a checkpoint file")
+    e.add_argument("--k-cpt", type=float, nargs="+", help="k_cpt values (dynamic networks)")
+    e.add_argument("--policy", choices=["argmax", "confidence"], default="argmax")
+    e.add_argument("--threshold", type=float, default=0.9,
+                   help="confidence policy: exit when the top softmax probability reaches it")
+    e.add_argument("--split", choices=["test", "val"], default="test")
+    e.add_argument("--data-root")
+    e.add_argument("--cache-dir")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
+    e.set_defaults(func=run_eval)
+
+
+def _resolve_data(name: str, root: str | None) -> str:
+    """'auto': hybrid when its files are found, else synthetic, and say which."""
+    if name != "auto":
+        return name
+    from routec.data import DataNotFound, dataset_summary
+
+    try:
+        dataset_summary("hybrid", root=root)
+        chosen = "hybrid"
+    except DataNotFound as err:
+        print(f"note: {err.message}", file=sys.stderr)
+        chosen = "synthetic"
+    print(f"data: {chosen}", file=sys.stderr)
+    return chosen
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    values: dict[str, Any] = {}
+    if args.config:
+        values.update(load_config_file(args.config))
+    values["spec"] = args.spec
+    for flag, (field, _) in FLAGS.items():
+        v = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if v is not None:
+            values[field] = v
+    for field in ("talr", "augment"):
+        if getattr(args, field) is not None:
+            values[field] = getattr(args, field)
+    if "k_cpt" in values and values["k_cpt"] != "dynamic":
+        try:
+            values["k_cpt"] = float(values["k_cpt"])
+        except (TypeError, ValueError):
+            raise RunError(f"--k-cpt must be a number or 'dynamic', got {values['k_cpt']!r}") \
+                from None
+    values["data"] = _resolve_data(values.get("data", "auto"), values.get("data_root"))
+    return make_config(values)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from routec.train.loop import train
+
+    cfg = config_from_args(args)
+    out = Path(args.out or f"runs/{Path(cfg.spec).stem}-{cfg.strategy}")
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    val = result.val or {}
+    print(f"done: {out} at iteration {result.iteration}; validation accuracy "
+          f"{val.get('accuracy', float('nan')):.4f}, mean MACs {val.get('mean_macs', 0):,.0f}")
+    return 0
+
+
+def _checkpoint_path(run: str) -> Path:
+    p = Path(run)
+    return p / "checkpoint.pt" if p.is_dir() else p
+
+
+def load_run(run: str, data_root: str | None = None, cache_dir: str | None = None
+             ) -> tuple[RunConfig, Any, Any, dict[str, Any]]:
+    """(config, network, dataset, checkpoint) of a saved run, weights loaded."""
+    from routec.data import load_dataset
+    from routec.train.checkpoint import load_checkpoint
+    from routec.train.model import build_network
+
+    state = load_checkpoint(_checkpoint_path(run))
+    cfg = RunConfig(**state["config"])
+    data = load_dataset(cfg.data, data_root or cfg.data_root, cache_dir or cfg.cache_dir,
+                        seed=cfg.seed)
+    _, net = build_network(state["spec_label"], state["spec_text"],
+                           classes=len(state["classes"]), dynamic=cfg.dynamic,
+                           static_columns=cfg.static_columns, strategy=cfg.strategy)
+    net.load_state_dict(state["model"])
+    net.eval()
+    return cfg, net, data, state
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from routec.train.evaluate import evaluate
+
+    cfg, net, data, state = load_run(args.run, args.data_root, args.cache_dir)
+    split = data.test if args.split == "test" else data.val
+    if cfg.dynamic:
+        ks: list[float | None] = list(args.k_cpt or cfg.k_cpt_grid)
+    else:
+        if args.k_cpt:
+            raise RunError("this network was trained with a fixed k_cpt and does not read one",
+                           hint="--k-cpt applies to runs trained with --k-cpt dynamic")
+        ks = [None]
+    results = []
+    for k in ks:
+        r = evaluate(net, split.images, split.labels, k_cpt=k, policy=args.policy,
+                     threshold=args.threshold)
+        results.append({"k_cpt": k, **r.as_dict()})
+    payload = {"run": str(args.run), "iteration": state["iteration"],
+               "finished": state["finished"], "data": cfg.data, "split": args.split,
+               "policy": args.policy,
+               "threshold": args.threshold if args.policy == "confidence" else None,
+               "classes": state["classes"], "results": results}
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        _print_eval(payload)
+    return 0
+
+
+def _print_eval(p: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    console.print(f"run {p['run']} (iteration {p['iteration']}"
+                  f"{'' if p['finished'] else ', unfinished'}), {p['data']} {p['split']} split, "
+                  f"policy {p['policy']}"
+                  + (f" (threshold {p['threshold']})" if p["threshold"] is not None else ""))
+    for r in p["results"]:
+        head = f"accuracy {r['accuracy']:.4f}   mean MACs {r['mean_macs']:,.0f}"
+        if r["k_cpt"] is not None:
+            head = f"k_cpt {r['k_cpt']:g}: " + head
+        console.print(head)
+        t = Table("exit", "fraction", "accuracy", *[c[:8] for c in p["classes"]])
+        counts = torch.tensor(r["class_exit_counts"])
+        for e, name in enumerate(r["exit_names"]):
+            acc = r["exit_accuracy"][e]
+            t.add_row(name, f"{r['exit_fraction'][e]:.3f}", "-" if acc is None else f"{acc:.3f}",
+                      *[str(int(v)) for v in counts[:, e]])
+        console.print(t)

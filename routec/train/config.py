@@ -1,0 +1,91 @@
+"""The run configuration: defaults from the paper, overridable by file and flags.
+
+A run's effective config is saved beside its checkpoints, so every result can be
+traced to the exact settings that produced it.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from routec.errors import RunError
+
+Strategy = Literal["actor", "critic", "static", "multi-exit"]
+# DESIGN.md: per-example k_cpt for dynamic training is drawn from this grid (×1e-9)
+K_CPT_GRID = (0.0, 1e-9, 2e-9, 4e-9, 8e-9, 16e-9, 32e-9, 64e-9)
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec: str
+    strategy: Strategy = "actor"
+    data: str = "synthetic"
+    data_root: str | None = None
+    cache_dir: str | None = None
+    seed: int = 0
+    iterations: int = Field(80_000, ge=1)
+    batch: int = Field(128, ge=2)
+    lr: float = Field(0.1, gt=0)
+    lr_halflife: float = Field(10_000, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    tau: float | None = Field(None, gt=0, description="default: actor 1.0, critic 0.1")
+    tau_halflife: float = Field(20_000, gt=0)
+    k_cpt: float | Literal["dynamic"] = 0.0
+    k_cpt_grid: tuple[float, ...] = K_CPT_GRID
+    k_dec: float = Field(0.01, ge=0)
+    k_ure: float = Field(1e-3, ge=0)
+    k_l2: float = Field(1e-4, ge=0)
+    epsilon: float = Field(1e-6, ge=0, lt=1)
+    talr: bool = True
+    utility: Literal["pragmatic", "optimistic"] = "pragmatic"
+    critic_error: Literal["crossentropy", "classification"] = "crossentropy"
+    critic_mode: Literal["closed", "sampled"] = "closed"
+    static_columns: int | None = Field(None, ge=1)
+    augment: bool = True
+    log_every: int = Field(100, ge=1)
+    eval_every: int = Field(1_000, ge=1)
+    checkpoint_every: int = Field(500, ge=1)
+    val_examples: int | None = Field(None, ge=1, description="cap on validation examples")
+    device: str = "cpu"
+
+    @field_validator("k_cpt")
+    @classmethod
+    def _k_cpt(cls, v: float | str) -> float | str:
+        if isinstance(v, float) and v < 0:
+            raise ValueError("k_cpt must be ≥ 0")
+        return v
+
+    @property
+    def effective_tau(self) -> float:
+        if self.tau is not None:
+            return self.tau
+        return 0.1 if self.strategy == "critic" else 1.0
+
+    @property
+    def dynamic(self) -> bool:
+        return self.k_cpt == "dynamic"
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Settings from a TOML file (a table of RunConfig fields)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise RunError(f"{p}: config file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise RunError(f"{p}: not valid TOML ({err})") from None
+
+
+def make_config(values: dict) -> RunConfig:
+    """Validate settings; errors name the field and what was wrong."""
+    try:
+        return RunConfig(**values)
+    except ValidationError as err:
+        lines = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()]
+        raise RunError("bad run configuration: " + "; ".join(lines)) from None

@@ -1,0 +1,110 @@
+"""Evaluating a network with routed inference: accuracy and MACs as actually spent.
+
+Policies: ``argmax`` (the paper's inference routing) and ``confidence``: exit at
+the first classifier whose top softmax probability reaches a threshold, the
+BranchyNet/MSDNet rule, run with the same real conditional execution. The MACs
+of a classifier that is consulted but not taken are charged too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from routec.runtime.routing import Pyramid, RoutedNetwork, argmax_policy
+
+
+@dataclass
+class EvalResult:
+    examples: int
+    accuracy: float
+    mean_macs: float
+    exit_fraction: list[float]
+    exit_accuracy: list[float | None]
+    class_exit_counts: list[list[int]] = field(default_factory=list)  # class × exit
+    exit_names: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "examples": self.examples, "accuracy": self.accuracy, "mean_macs": self.mean_macs,
+            "exit_fraction": self.exit_fraction, "exit_accuracy": self.exit_accuracy,
+            "class_exit_counts": self.class_exit_counts, "exit_names": self.exit_names,
+        }
+
+
+class ConfidencePolicy:
+    """Take a junction's exit branch when that exit's top softmax probability ≥ threshold;
+    otherwise continue along the router's best non-exit branch."""
+
+    def __init__(self, net: RoutedNetwork, threshold: float) -> None:
+        self.net = net
+        self.threshold = threshold
+        self.extra_macs: Tensor | None = None
+        self.exit_way: list[int | None] = []
+        self.exit_node: list[int | None] = []
+        for j in net.JUNCTIONS:
+            kids = sorted((i for i, p in enumerate(net.PARENT) if p == j),
+                          key=lambda i: net.WAY[i])
+            exits = [c for c in kids if net.KINDS[c] == "exit"]
+            self.exit_node.append(exits[0] if exits else None)
+            self.exit_way.append(net.WAY[exits[0]] if exits else None)
+
+    def start(self, n: int) -> None:
+        self.extra_macs = torch.zeros(n, dtype=torch.float64)
+
+    def __call__(self, j: int, scores: Tensor, rows: Tensor, features: Pyramid) -> Tensor:
+        node = self.exit_node[j]
+        masked = scores.clone()
+        if node is None:
+            return masked.argmax(dim=1)
+        way = self.exit_way[j]
+        masked[:, way] = float("-inf")
+        choice = masked.argmax(dim=1)
+        logits = getattr(self.net, self.net.NODES[node])(features)
+        confident = torch.softmax(logits, dim=1).max(dim=1).values >= self.threshold
+        choice[confident] = way
+        assert self.extra_macs is not None
+        # consulted but not taken: its MACs were spent all the same
+        self.extra_macs.index_add_(0, rows[~confident],
+                                   torch.full((int((~confident).sum()),),
+                                              float(self.net.MACS[node]), dtype=torch.float64))
+        return choice
+
+
+@torch.no_grad()
+def evaluate(net: RoutedNetwork, images: Tensor, labels: Tensor, *, k_cpt: float | None = None,
+             policy: str = "argmax", threshold: float = 0.9, batch: int = 500) -> EvalResult:
+    was_training = net.training
+    net.eval()
+    n_leaves, classes = len(net.LEAVES), net.CLASSES
+    counts = torch.zeros(n_leaves, dtype=torch.long)
+    correct = torch.zeros(n_leaves, dtype=torch.long)
+    per_class = torch.zeros(classes, n_leaves, dtype=torch.long)
+    macs = 0.0
+    for start in range(0, len(images), batch):
+        x, y = images[start:start + batch], labels[start:start + batch]
+        if policy == "confidence":
+            pol = ConfidencePolicy(net, threshold)
+            pol.start(len(x))
+            out = net.route(x, k_cpt=k_cpt, policy=pol)
+            assert pol.extra_macs is not None
+            macs += float((out.macs + pol.extra_macs).sum())
+        else:
+            out = net.route(x, k_cpt=k_cpt, policy=argmax_policy)
+            macs += float(out.macs.sum())
+        hit = out.logits.argmax(dim=1) == y
+        counts += torch.bincount(out.leaf, minlength=n_leaves)
+        correct += torch.bincount(out.leaf[hit], minlength=n_leaves)
+        per_class.index_put_((y, out.leaf), torch.ones_like(y), accumulate=True)
+    net.train(was_training)
+    n = len(images)
+    return EvalResult(
+        examples=n,
+        accuracy=float(correct.sum()) / n,
+        mean_macs=macs / n,
+        exit_fraction=(counts.double() / n).tolist(),
+        exit_accuracy=[float(c) / float(k) if k else None for c, k in zip(correct, counts)],
+        class_exit_counts=per_class.tolist(),
+        exit_names=[net.NODES[i] for i in net.LEAVES],
+    )

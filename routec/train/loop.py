@@ -1,0 +1,313 @@
+"""The training loop: batches → strategy loss → TALR → SGD, with logs and checkpoints.
+
+Everything that decides what happens next (weights, optimizer momentum, the
+batch order, augmentation and k_cpt draws) is in the checkpoint, so a run killed
+at any moment and resumed ends exactly where an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from routec.data import Augmenter, load_dataset
+from routec.errors import RunError
+from routec.runtime.routing import RoutedNetwork
+from routec.train import distributed as D
+from routec.train.actor import actor_loss
+from routec.train.checkpoint import load_checkpoint, save_checkpoint
+from routec.train.config import RunConfig
+from routec.train.costs import StepResult, node_params
+from routec.train.critic import critic_loss
+from routec.train.evaluate import evaluate
+from routec.train.model import build_network, digest, spec_text
+from routec.train.sampled import sampled_critic_loss
+from routec.train.schedules import halving
+from routec.train.static import multi_exit_loss, static_loss
+from routec.train.talr import apply_talr, talr_scales
+from routec.train.tree import Tree
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+
+
+class BatchOrder:
+    """Shuffled epochs from one generator; resumable mid-epoch from (state, position)."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        self.n, self.batch = n, batch
+        self.gen = torch.Generator().manual_seed(seed)
+        self.epoch_state = self.gen.get_state()
+        self.order = torch.randperm(n, generator=self.gen)
+        self.pos = 0
+
+    def next(self) -> Tensor:
+        if self.pos + self.batch > self.n:  # drop the ragged end: every batch is full
+            self.epoch_state = self.gen.get_state()
+            self.order = torch.randperm(self.n, generator=self.gen)
+            self.pos = 0
+        idx = self.order[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+    def state(self) -> dict[str, Any]:
+        return {"epoch_state": self.epoch_state, "pos": self.pos}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["epoch_state"])
+        self.epoch_state = state["epoch_state"]
+        self.order = torch.randperm(self.n, generator=self.gen)
+        self.pos = state["pos"]
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    iteration: int
+    finished: bool
+    val: dict[str, Any] | None
+
+
+def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x: Tensor,
+                  y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator) -> StepResult:
+    """One loss evaluation; ``model`` may be the DDP wrapper of ``net``."""
+    k_in = k if cfg.dynamic else None
+    if cfg.strategy == "critic" and cfg.critic_mode == "sampled":
+        return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
+                                   error=cfg.critic_error, k_ure=cfg.k_ure, k_l2=cfg.k_l2,
+                                   epsilon=cfg.epsilon, generator=gen,
+                                   k_cpt_input=k_in)
+    out = model(x, k_cpt=k_in)
+    if cfg.strategy == "actor":
+        return actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
+                          epsilon=cfg.epsilon)
+    if cfg.strategy == "critic":
+        return critic_loss(net, out, y, k, tau, utility=cfg.utility, error=cfg.critic_error,
+                           k_ure=cfg.k_ure, k_l2=cfg.k_l2, epsilon=cfg.epsilon)
+    if cfg.strategy == "static":
+        return static_loss(net, out, y, k_l2=cfg.k_l2)
+    return multi_exit_loss(net, out, y, k_l2=cfg.k_l2)
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    """On resume, drop log lines written after the checkpoint (they will be redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("iteration", 0) <= iteration:
+                keep.append(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+
+def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> RunResult:
+    """Train ``cfg`` into ``out_dir``; ``stop_after`` ends early (for tests) as if killed."""
+    dist = D.setup()
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise RunError(f"{out_dir} already holds a run", hint="pass --resume to continue it, "
+                       "or choose another --out")
+    label, text = spec_text(cfg.spec)
+    state = load_checkpoint(ckpt_path) if (resume and ckpt_path.exists()) else None
+    if state is not None:
+        text = state["spec_text"]  # resume the network that was trained, even if the file moved
+        old = RunConfig(**state["config"])
+        if old.model_dump(exclude={"iterations"}) != cfg.model_dump(exclude={"iterations"}):
+            raise RunError("the checkpoint was written with another configuration",
+                           hint="resume with the same settings (only --iterations may change)")
+    data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, seed=cfg.seed)
+    classes = len(data.info.classes)
+    g, net = build_network(label, text, classes=classes, dynamic=cfg.dynamic,
+                           static_columns=cfg.static_columns, strategy=cfg.strategy)
+    if tuple(net.INPUT_SHAPE) != tuple(data.train.images.shape[1:]):
+        raise RunError(f"network '{g.name}' takes {net.INPUT_SHAPE} images but dataset "
+                       f"'{cfg.data}' has {tuple(data.train.images.shape[1:])}")
+    device = torch.device(cfg.device)
+    net.to(device)
+    model = D.wrap(net, dist, device)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    order = BatchOrder(len(data.train), cfg.batch, cfg.seed)
+    augmenter = Augmenter(seed=cfg.seed + 1)
+    kgen = torch.Generator().manual_seed(cfg.seed + 2)
+    sgen = torch.Generator().manual_seed(cfg.seed + 3)
+    start = 0
+    if state is not None:
+        if state["spec_sha256"] != digest(text):
+            raise RunError("the checkpoint's spec does not match")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        order.restore(state["order"])
+        augmenter.restore(state["augment_rng"])
+        kgen.set_state(state["kcpt_rng"])
+        sgen.set_state(state["sample_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start = state["iteration"]
+    leader = dist.rank == 0
+    if leader:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / CONFIG).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
+        (out_dir / "spec.route").write_text(text, encoding="utf-8")
+        _truncate_metrics(out_dir / METRICS, start)
+        if start == 0:
+            _append_jsonl(out_dir / METRICS, {
+                "event": "start", "iteration": 0, "network": g.name, "data": cfg.data,
+                "data_source": data.info.source, "strategy": cfg.strategy,
+                "exits": [g.nodes[i].id for i in g.leaves], "path_macs": g.path_macs(),
+                "world_size": dist.world_size,
+            })
+    tree = Tree.of(net)
+    params = node_params(net)
+    path_macs = tree.path_macs()
+    grid = torch.tensor(cfg.k_cpt_grid, dtype=torch.float32)
+    val_images, val_labels = data.val.images, data.val.labels
+    if cfg.val_examples:
+        val_images, val_labels = val_images[:cfg.val_examples], val_labels[:cfg.val_examples]
+    eval_k = (4e-9 if cfg.dynamic else None)
+
+    def save(iteration: int, finished: bool) -> None:
+        if not leader:
+            return
+        save_checkpoint(ckpt_path, {
+            "iteration": iteration, "finished": finished, "config": cfg.model_dump(),
+            "spec_text": text, "spec_sha256": digest(text), "spec_label": label,
+            "classes": list(data.info.classes), "model": net.state_dict(),
+            "optimizer": opt.state_dict(), "order": order.state(),
+            "augment_rng": augmenter.state(), "kcpt_rng": kgen.get_state(),
+            "sample_rng": sgen.get_state(), "torch_rng": torch.get_rng_state(),
+        })
+
+    window: dict[str, float] = {"loss": 0.0, "correct": 0.0, "macs": 0.0, "n": 0.0}
+    leaf_counts = torch.zeros(len(tree.leaves))
+    bar = _Progress(cfg.iterations, start, enabled=progress and leader)
+    t0 = time.perf_counter()
+    val: dict[str, Any] | None = None
+    net.train()
+    try:
+        for it in range(start, cfg.iterations):
+            if stop_after is not None and it >= stop_after:
+                return RunResult(out_dir, it, False, val)
+            idx = order.next()
+            x = data.train.images.index_select(0, idx)
+            y = data.train.labels.index_select(0, idx)
+            if cfg.augment:
+                x = augmenter(x, data.train.origin.index_select(0, idx))
+            if cfg.dynamic:
+                k: Tensor | float = grid[torch.randint(len(grid), (len(idx),), generator=kgen)]
+            else:
+                k = float(cfg.k_cpt)
+            x, y = D.shard(x, dist).to(device), D.shard(y, dist).to(device)
+            if isinstance(k, Tensor):
+                k = D.shard(k, dist).to(device)
+            lr = halving(cfg.lr, cfg.lr_halflife, it)
+            tau = halving(cfg.effective_tau, cfg.tau_halflife, it)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            res = strategy_step(cfg, net, model, x, y, k, tau, sgen)
+            if not math.isfinite(float(res.loss.detach())):
+                raise RunError(
+                    f"loss became {float(res.loss.detach())} at iteration {it}; stopped, and the last "
+                    f"good checkpoint ({_last_good(ckpt_path)}) is left as it was",
+                    hint="lower --lr, or check the data for NaN/inf values")
+            opt.zero_grad(set_to_none=True)
+            res.loss.backward()
+            if cfg.talr and cfg.strategy in ("actor", "critic"):
+                apply_talr(params, D.global_talr_scales(res.reach, dist))
+            opt.step()
+            # running metrics under the inference policy
+            window["loss"] += float(res.loss.detach()) * len(y)
+            window["correct"] += float((res.logits.argmax(dim=1) == y).sum())
+            window["macs"] += float(path_macs[res.leaf.cpu()].sum())
+            window["n"] += len(y)
+            leaf_counts += torch.bincount(res.leaf.cpu(), minlength=len(tree.leaves))
+            done = it + 1
+            bar.update(done, window)
+            if done % cfg.log_every == 0 or done % cfg.eval_every == 0 or done == cfg.iterations:
+                record: dict[str, Any] = {
+                    "iteration": done, "lr": lr, "tau": tau,
+                    "train_loss": window["loss"] / window["n"],
+                    "train_accuracy": window["correct"] / window["n"],
+                    "train_mean_macs": window["macs"] / window["n"],
+                    "train_exit_fraction": (leaf_counts / leaf_counts.sum()).tolist(),
+                    "seconds": time.perf_counter() - t0,
+                }
+                if done % cfg.eval_every == 0 or done == cfg.iterations:
+                    r = evaluate(net, val_images, val_labels, k_cpt=eval_k)
+                    val = {"accuracy": r.accuracy, "mean_macs": r.mean_macs,
+                           "exit_fraction": r.exit_fraction}
+                    record.update({f"val_{key}": v for key, v in val.items()})
+                    if eval_k is not None:
+                        record["val_k_cpt"] = eval_k
+                if leader:
+                    _append_jsonl(out_dir / METRICS, record)
+                window = {key: 0.0 for key in window}
+                leaf_counts.zero_()
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                save(done, done == cfg.iterations)
+    finally:
+        bar.close()
+        D.teardown(dist)
+    return RunResult(out_dir, cfg.iterations, True, val)
+
+
+def _last_good(path: Path) -> str:
+    if not path.exists():
+        return "none written yet"
+    try:
+        return f"iteration {load_checkpoint(path)['iteration']}"
+    except RunError:
+        return "unreadable"
+
+
+class _Progress:
+    """A rich progress bar showing iteration, loss, accuracy, mean MACs and it/s."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.enabled = enabled and os.environ.get("ROUTEC_NO_PROGRESS") is None
+        if not self.enabled:
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=False)
+        self.task = self.progress.add_task("train", total=total, completed=start, stats="")
+        self.progress.start()
+        self.last = time.perf_counter()
+        self.last_it = start
+
+    def update(self, it: int, window: dict[str, float]) -> None:
+        if not self.enabled or window["n"] == 0:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.5 and it < self.progress.tasks[0].total:
+            return
+        rate = (it - self.last_it) / max(now - self.last, 1e-9)
+        self.last, self.last_it = now, it
+        stats = (f"loss {window['loss'] / window['n']:.3f}  acc {window['correct'] / window['n']:.3f}"
+                 f"  MACs {window['macs'] / window['n'] / 1e6:.2f}M  {rate:.1f} it/s")
+        self.progress.update(self.task, completed=it, stats=stats)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

@@ -1,0 +1,35 @@
+"""From a run config to a network: parse, (static prefix), graph, generated class."""
+from __future__ import annotations
+
+import hashlib
+
+from routec.codegen import build_class
+from routec.errors import RunError
+from routec.graph import RoutingGraph, build_graph, static_prefix
+from routec.parse import parse_spec, resolve_spec_path
+from routec.runtime.routing import RoutedNetwork
+
+
+def spec_text(spec: str) -> tuple[str, str]:
+    """(label, text) of a spec path or bundled name."""
+    return resolve_spec_path(spec)
+
+
+def build_network(label: str, text: str, *, classes: int | None, dynamic: bool,
+                  static_columns: int | None, strategy: str
+                  ) -> tuple[RoutingGraph, RoutedNetwork]:
+    spec = parse_spec(text, label)
+    if static_columns is not None:
+        spec = static_prefix(spec, static_columns)
+    g = build_graph(spec, classes=classes, dynamic_kcpt=dynamic)
+    if strategy == "static" and len(g.leaves) != 1:
+        raise RunError(f"--strategy static trains a network with one exit; '{g.name}' has "
+                       f"{len(g.leaves)}", hint="add --static-columns N (the first N columns)")
+    if strategy in ("actor", "critic") and not g.junctions:
+        raise RunError(f"--strategy {strategy} needs junctions to route; '{g.name}' has none",
+                       hint="use --strategy static for a network with one path")
+    return g, build_class(g)()
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
