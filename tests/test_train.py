@@ -178,3 +178,20 @@ def test_static_and_multi_exit_strategies(tmp_path: Path) -> None:
           tmp_path / "b", progress=False)
     train(cfg(strategy="multi-exit", iterations=3), tmp_path / "c", progress=False)
     assert load_checkpoint(tmp_path / "c" / "checkpoint.pt")["finished"]
+
+
+def test_torchrun_data_parallel_two_cpu_processes(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROUTEC_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "routec", "train", "tiny", "--data", "synthetic", "--iterations", "8",
+           "--batch", "32", "--k-cpt", "1e-6", "--out", str(out), "--log-every", "4",
+           "--val-examples", "32", "--no-progress"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("done:") == 1  # only rank 0 reports
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["world_size"] == 2
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["iteration"] == 8 and state["finished"]
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,8 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = Path(args.out or f"runs/{Path(cfg.spec).stem}-{cfg.strategy}")
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     val = result.val or {}
     print(f"done: {out} at iteration {result.iteration}; validation accuracy "
           f"{val.get('accuracy', float('nan')):.4f}, mean MACs {val.get('mean_macs', 0):,.0f}")

@@ -7,6 +7,7 @@ the tree gives every reach probability and one pass up gives every utility.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -30,6 +31,11 @@ class Tree:
 
     @classmethod
     def of(cls, net: RoutedNetwork | type[RoutedNetwork]) -> "Tree":
+        """The tree of a generated network (computed once per network class)."""
+        return _tree_of(net if isinstance(net, type) else type(net))
+
+    @classmethod
+    def build(cls, net: type[RoutedNetwork]) -> "Tree":
         n = len(net.NODES)
         children: list[list[int]] = [[] for _ in range(n)]
         for i, p in enumerate(net.PARENT):
@@ -62,6 +68,11 @@ class Tree:
             if self.parent[i] >= 0:
                 cum[i] += cum[self.parent[i]]
         return cum[list(self.leaves)]
+
+
+@lru_cache(maxsize=None)
+def _tree_of(cls: type[RoutedNetwork]) -> Tree:
+    return Tree.build(cls)
 
 
 def training_policy(tree: Tree, scores: tuple[Tensor, ...], tau: float,
