@@ -1,0 +1,95 @@
+"""The named datasets of the paper: which source classes make up each, under which labels.
+
+Each named dataset is a list of *members*: a source (MNIST or CIFAR-10) and a map
+from source class to dataset label; classes not in the map are dropped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from routec.data.readers import CIFAR10_CLASSES
+from routec.data.splits import CIFAR_ORIGIN, MNIST_ORIGIN
+from routec.errors import DataError
+
+SYNTHETIC = "synthetic"
+_C = {name: i for i, name in enumerate(CIFAR10_CLASSES)}
+
+
+@dataclass(frozen=True)
+class Member:
+    """The part of a dataset taken from one source: ``mapping`` = (source class, label) pairs."""
+
+    source: str
+    mapping: tuple[tuple[int, int], ...]
+
+    def lookup(self) -> np.ndarray:
+        """Source class → dataset label, −1 for dropped classes."""
+        lut = np.full(10, -1, dtype=np.int64)
+        for src, dst in self.mapping:
+            lut[src] = dst
+        return lut
+
+    @property
+    def origin(self) -> int:
+        return MNIST_ORIGIN if self.source == "mnist" else CIFAR_ORIGIN
+
+    @property
+    def tag(self) -> str:
+        """Source and kept classes: datasets with equal tags share their cached images."""
+        kept = sorted(src for src, _ in self.mapping)
+        return f"{self.source}-{'all' if kept == list(range(10)) else ''.join(map(str, kept))}"
+
+
+@dataclass(frozen=True)
+class NamedSpec:
+    name: str
+    classes: tuple[str, ...]
+    members: tuple[Member, ...]
+    description: str
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.source for m in self.members))
+
+
+def _one_vs_other(positives: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    other = len(positives)
+    return tuple((i, positives.index(c) if c in positives else other) for i, c in enumerate(CIFAR10_CLASSES))
+
+
+_HYBRID_CIFAR = ("airplane", "automobile", "deer", "frog", "horse")
+NAMED: dict[str, NamedSpec] = {
+    spec.name: spec
+    for spec in (
+        NamedSpec(
+            "hybrid",
+            ("0", "1", "2", "3", "4", *_HYBRID_CIFAR),
+            (
+                Member("mnist", tuple((d, d) for d in range(5))),
+                Member("cifar10", tuple((_C[c], 5 + i) for i, c in enumerate(_HYBRID_CIFAR))),
+            ),
+            "recoloured MNIST digits 0-4 and five CIFAR-10 classes (labels 5-9, CIFAR-10 order)",
+        ),
+        NamedSpec("cifar2", ("horse", "other"), (Member("cifar10", _one_vs_other(("horse",))),),
+                  "CIFAR-10 as horse vs other"),
+        NamedSpec("cifar5", ("cat", "deer", "dog", "horse", "other"),
+                  (Member("cifar10", _one_vs_other(("cat", "deer", "dog", "horse"))),),
+                  "CIFAR-10 as cat, deer, dog, horse vs other"),
+        NamedSpec("cifar10", CIFAR10_CLASSES, (Member("cifar10", tuple((i, i) for i in range(10))),),
+                  "CIFAR-10 as is"),
+        NamedSpec("mnist", tuple(str(d) for d in range(10)), (Member("mnist", tuple((d, d) for d in range(10))),),
+                  "recoloured MNIST, all ten digits"),
+    )
+}
+
+
+def available_datasets() -> tuple[str, ...]:
+    """Every name :func:`load_dataset` accepts."""
+    return (*NAMED, SYNTHETIC)
+
+
+def check_name(name: str) -> None:
+    if name not in available_datasets():
+        raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(available_datasets())}")

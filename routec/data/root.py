@@ -1,0 +1,43 @@
+"""Where data files live and where decoded caches go.
+
+Both can be set per command (``--data-root`` / ``--cache-dir``) or once per shell
+(``ROUTEC_DATA`` / ``ROUTEC_CACHE``); the explicit argument always wins so a
+command line can be read without knowing the environment.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "ROUTEC_DATA"
+CACHE_ENV = "ROUTEC_CACHE"
+
+
+def default_data_root() -> Path:
+    """Used when neither flag nor variable is set; also where ``--download`` puts files."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "routec" / "datasets"
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "routec"
+
+
+def resolve_data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """``root`` if given, else ``$ROUTEC_DATA``, else :func:`default_data_root`."""
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    return default_data_root()
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``cache_dir`` if given, else ``$ROUTEC_CACHE``, else ``~/.cache/routec``."""
+    if cache_dir is not None and str(cache_dir) != "":
+        return Path(cache_dir).expanduser()
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    return default_cache_dir()
