@@ -52,6 +52,34 @@ def time_epoch(split: Split, batch_size: int = 128, seed: int = 0, augment: bool
     return EpochTiming(n_examples, n_batches, time.perf_counter() - start)
 
 
+def time_actor_steps(batch_size: int = 128, steps: int = 5) -> float:
+    """Seconds per actor training step of the generated paper chain (what the data feeds)."""
+    from routec.codegen import build_class
+    from routec.graph import build_graph
+    from routec.parse import load_spec
+    from routec.train.actor import actor_loss
+    from routec.train.costs import node_params
+    from routec.train.talr import apply_talr, talr_scales
+
+    net = build_class(build_graph(load_spec("paper_chain")))()
+    params = node_params(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.rand(batch_size, 3, 32, 32), torch.randint(0, 10, (batch_size,))
+
+    def step() -> None:
+        res = actor_loss(net, net(x), y, 4e-9, 1.0)
+        opt.zero_grad()
+        res.loss.backward()
+        apply_talr(params, talr_scales(res.reach))
+        opt.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
 def _load(name: str, root: str | None, cache_dir: str | None) -> tuple[DatasetSplits, float]:
     start = time.perf_counter()
     data = load_dataset(name, root, cache_dir)
@@ -67,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="epochs to time; the best is reported")
     parser.add_argument("--cold", action="store_true", help="also time the first load, in a fresh cache dir")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--actor-steps", type=int, default=5,
+                        help="actor training steps to time for the comparison (0: skip)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{best.batches_per_s:,.0f} batches/s (best of {args.repeats})"
         )
         print(f"same epoch without augmentation: {plain.seconds:.2f} s = {plain.examples_per_s:,.0f} examples/s")
+        if args.actor_steps:
+            step = time_actor_steps(args.batch_size, args.actor_steps)
+            data_per_batch = best.seconds / best.batches
+            print(f"actor training step, paper chain, batch {args.batch_size}: {step * 1e3:.1f} ms; "
+                  f"one augmented batch: {data_per_batch * 1e3:.2f} ms; "
+                  f"data is {step / data_per_batch:,.0f}x faster than training (target >= 5x)")
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
