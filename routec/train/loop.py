@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from routec.data import Augmenter, load_dataset
 from routec.errors import RunError
+from routec.parse import parse_spec
 from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
 from routec.train.actor import actor_loss
@@ -139,6 +141,12 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     classes = len(data.info.classes)
     g, net = build_network(label, text, classes=classes, dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy)
+    if dist.rank == 0:
+        print(f"data: {cfg.data}: {data.info.source}", file=sys.stderr)
+        declared = parse_spec(text, label).classes
+        if declared is not None and declared != classes:
+            print(f"note: spec '{g.name}' declares {declared} classes; dataset '{cfg.data}' has "
+                  f"{classes}, so its classifiers get {classes} outputs", file=sys.stderr)
     if tuple(net.INPUT_SHAPE) != tuple(data.train.images.shape[1:]):
         raise RunError(f"network '{g.name}' takes {net.INPUT_SHAPE} images but dataset "
                        f"'{cfg.data}' has {tuple(data.train.images.shape[1:])}")
