@@ -115,7 +115,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
 
 
 def test_eval_json_matches_dense_argmax(tmp_path: Path, capsys) -> None:
-    from routec.train.cli import load_run
+    from routec.train.runs import load_run
     from routec.train.tree import Tree, inference_leaf
 
     run = tmp_path / "run"

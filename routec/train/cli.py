@@ -134,32 +134,9 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_path(run: str) -> Path:
-    p = Path(run)
-    return p / "checkpoint.pt" if p.is_dir() else p
-
-
-def load_run(run: str, data_root: str | None = None, cache_dir: str | None = None
-             ) -> tuple[RunConfig, Any, Any, dict[str, Any]]:
-    """(config, network, dataset, checkpoint) of a saved run, weights loaded."""
-    from routec.data import load_dataset
-    from routec.train.checkpoint import load_checkpoint
-    from routec.train.model import build_network
-
-    state = load_checkpoint(_checkpoint_path(run))
-    cfg = RunConfig(**state["config"])
-    data = load_dataset(cfg.data, data_root or cfg.data_root, cache_dir or cfg.cache_dir,
-                        seed=cfg.seed)
-    _, net = build_network(state["spec_label"], state["spec_text"],
-                           classes=len(state["classes"]), dynamic=cfg.dynamic,
-                           static_columns=cfg.static_columns, strategy=cfg.strategy)
-    net.load_state_dict(state["model"])
-    net.eval()
-    return cfg, net, data, state
-
-
 def run_eval(args: argparse.Namespace) -> int:
     from routec.train.evaluate import evaluate
+    from routec.train.runs import load_run
 
     cfg, net, data, state = load_run(args.run, args.data_root, args.cache_dir)
     split = data.test if args.split == "test" else data.val
