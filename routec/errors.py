@@ -86,12 +86,12 @@ class RunError(RoutecError):
 
 def _caret_snippet(source: str | None, line: int, column: int, width: int = 100) -> str:
     """The offending line (clipped to one screen width) and a caret under the column."""
-    if not source:
+    if source is None:
         return ""
-    lines = source.splitlines()
+    lines = source.split("\n")  # as Lark counts lines: str.splitlines() also breaks at \f etc.
     if not 1 <= line <= len(lines):
         return ""
-    text = lines[line - 1].expandtabs(1)
+    text = lines[line - 1].rstrip("\r").expandtabs(1)
     col = max(column - 1, 0)
     start = max(0, col - width + 20) if col >= width - 10 else 0
     shown = text[start : start + width]

@@ -57,23 +57,27 @@ def _check(value: S.Value, param: Param, call: str) -> Any:
     if param.kind in ("count", "size"):
         low = 1
         if not (isinstance(value, S.Number) and isinstance(value.value, int)):
-            raise BindError(f"{what} must be a whole number", value, kind="bad-number")
+            raise BindError(f"{what} must be a whole number", value, kind="bad-number",
+                            hint=f"e.g. {param.name} = 3")
         if not low <= value.value <= LIMIT:
             raise BindError(f"{what} must be between {low} and {LIMIT}, got {value.value}",
-                            value, kind="bad-number")
+                            value, kind="bad-number", hint=f"e.g. {param.name} = 3")
         return value.value
     # lists of counts
     if not isinstance(value, S.ListValue):
-        raise BindError(f"{what} must be a list like [16, 16]", value, kind="bad-argument")
+        raise BindError(f"{what} must be a list like [16, 16]", value, kind="bad-argument",
+                        hint=f"write {param.name} = [16, 16], even for one item: [16]")
     if param.kind == "counts" and not value.items:
-        raise BindError(f"{what} must not be empty", value, kind="bad-argument")
+        raise BindError(f"{what} must not be empty", value, kind="bad-argument",
+                        hint=f"e.g. {param.name} = [16, 16]")
     out = []
     for item in value.items:
         if not (isinstance(item, S.Number) and isinstance(item.value, int)):
-            raise BindError(f"items of {what} must be whole numbers", item, kind="bad-number")
+            raise BindError(f"items of {what} must be whole numbers", item, kind="bad-number",
+                            hint=f"e.g. {param.name} = [16, 16]")
         if not 1 <= item.value <= LIMIT:
             raise BindError(f"items of {what} must be between 1 and {LIMIT}, got {item.value}",
-                            item, kind="bad-number")
+                            item, kind="bad-number", hint=f"e.g. {param.name} = [16, 16]")
         out.append(item.value)
     return tuple(out)
 
@@ -103,7 +107,8 @@ def bind(call: S.Call, signature: tuple[Param, ...], env: Mapping[str, S.Value] 
                             hint=f"its arguments are: {', '.join(names) or 'none'}")
         if arg.keyword in given:
             raise BindError(f"argument '{arg.keyword}' of {call.name} given twice", arg,
-                            kind="duplicate")
+                            kind="duplicate", hint="a positional argument already gave it; "
+                                                   f"{call.name}({', '.join(names)})")
         given[arg.keyword] = arg
     bound: dict[str, Any] = {}
     for param in signature:

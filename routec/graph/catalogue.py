@@ -104,7 +104,8 @@ def layer_shape(layer: LayerConfig, inp: Pyramid) -> tuple[Pyramid, int, int]:
     if layer.kind == "pool":
         s = a["size"]
         if h < s or w < s:
-            raise ShapeError(f"pool({s}) needs a map of at least {s}x{s}, got {h}x{w}")
+            raise ShapeError(f"pool({s}) needs a map of at least {s}x{s}, got {h}x{w}",
+                             hint="use a smaller pool size, or fewer pools in this path")
         return ((c_in, h // s, w // s),), 0, 0
     if layer.kind == "linear":
         n_in, n_out = c_in * h * w, a["features"]
@@ -135,7 +136,7 @@ def stem_shape(kind: str, args: dict[str, Any], inp: Level) -> Pyramid:
     if h % f or w % f:
         raise ShapeError(
             f"to_pyramid(scales = {scales}) halves {h}x{w} {scales - 1} times, which needs "
-            f"both sides divisible by {f}",
+            f"both sides divisible by {f if scales <= 64 else f'2^{scales - 1}'}",
             hint="use fewer scales or an input size divisible by 2^(scales-1)",
         )
     return tuple((c, h >> i, w >> i) for i in range(scales))

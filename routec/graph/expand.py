@@ -17,6 +17,7 @@ from routec import spec as S
 from routec.errors import SpecError
 
 MAX_NODES = 5_000  # a tree larger than this is surely a runaway def
+MAX_DEPTH = 64  # junctions on one path; the generated code nests one block per junction
 
 
 @dataclass
@@ -97,6 +98,7 @@ class _Expander:
     def __init__(self, spec: S.NetworkSpec) -> None:
         self.spec = spec
         self.count = 0
+        self.depth = 0
         self.used_columns: set[str] = set()
         self.used_macros: set[str] = set()
         self.used_routers: set[str] = set()
@@ -120,6 +122,11 @@ class _Expander:
                                           hint="only column templates have parameters")
                 self.used_macros.add(step.name)
                 out += self.steps(self.spec.macros[step.name].chain)
+                if len(out) > MAX_NODES:  # defs of defs double: stop before memory runs out
+                    raise self.spec.error(
+                        f"the expanded network has more than {MAX_NODES} nodes", step,
+                        kind="too-large",
+                        hint="defs used inside defs multiply; check for runaway reuse")
             else:
                 out.append(step)
         return out
@@ -201,8 +208,15 @@ class _Expander:
                                   or "declare it: router NAME = mlp(hidden = [16, 16])")
         self.used_routers.add(j.router)
         self._grow(j)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.spec.error(f"more than {MAX_DEPTH} junctions on one path", j,
+                                  kind="too-deep",
+                                  hint="a path of the routed network may pass at most "
+                                       f"{MAX_DEPTH} junctions")
         use = JunctionUse(j.router, j)
         use.branches = [self.segment(b) for b in j.branches]
+        self.depth -= 1
         return use
 
 
@@ -213,7 +227,8 @@ def expand(spec: S.NetworkSpec) -> Expansion:
     try:
         root = ex.segment(spec.route)
     except RecursionError:
-        raise spec.error("the route is nested too deeply", spec.route, kind="too-deep") from None
+        raise spec.error("the route is nested too deeply", spec.route, kind="too-deep",
+                         hint="nest fewer defs inside defs") from None
     unused = [
         *(c for n, c in spec.columns.items() if n not in ex.used_columns),
         *(m for n, m in spec.macros.items() if n not in ex.used_macros),

@@ -24,7 +24,8 @@ MAX_SOURCE_BYTES = 1 << 20  # a spec is a few dozen lines; refuse runaway inputs
 def parse_spec(text: str, file: str = "<string>") -> NetworkSpec:
     """Parse spec text; ``file`` only labels error messages."""
     if len(text) > MAX_SOURCE_BYTES:
-        raise SpecError(f"spec is too large ({len(text)} characters)", None, kind="too-large")
+        raise SpecError(f"spec is too large ({len(text)} characters)", None, kind="too-large",
+                        hint=f"a spec is at most {MAX_SOURCE_BYTES} characters")
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         col = text.index("\x00") - (text.rfind("\n", 0, text.index("\x00")) + 1) + 1
@@ -37,12 +38,14 @@ def parse_spec(text: str, file: str = "<string>") -> NetworkSpec:
         raise friendly(err, lark, file, text) from None
     except RecursionError:
         raise SpecError("spec is nested too deeply", SourcePos(file, 1, 1), text,
-                        kind="too-deep") from None
+                        kind="too-deep", hint="use defs instead of deeply nested junctions"
+                        ) from None
     try:
         return to_spec(tree, file, text)
     except RecursionError:
         raise SpecError("spec is nested too deeply", SourcePos(file, 1, 1), text,
-                        kind="too-deep") from None
+                        kind="too-deep", hint="use defs instead of deeply nested junctions"
+                        ) from None
 
 
 def bundled_specs() -> dict[str, str]:

@@ -7,6 +7,8 @@ parser state as the mistake it illustrates.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -32,6 +34,9 @@ def _in_routes(*fragments: str) -> list[str]:
         ]
     return out
 
+
+_NETWORK_OPEN = ("the network is not closed", "add the closing '}' of the network block")
+_JUNCTION_OPEN = ("a junction is not closed", "add the closing '}' of the junction")
 
 # (message, hint) -> examples that fail in the same parser state.
 MISTAKES: dict[tuple[str, str], list[str]] = {
@@ -66,12 +71,12 @@ MISTAKES: dict[tuple[str, str], list[str]] = {
         _NET + "route c1 -> exit\n}\n}",
         _NET + "route c1 -> exit\n}\nroute",
     ],
-    ("the network is not closed", "add the closing '}' of the network block"): [
+    _NETWORK_OPEN: [
         _NET + "route c1 -> exit",
         _NET + "column c1 = multiscale[16]",
         _NET,
     ],
-    ("a junction is not closed", "add the closing '}' of the junction"): _in_routes(
+    _JUNCTION_OPEN: _in_routes(
         "c1 -> either { exit | c2 -> exit", "c1 -> either { exit | c2 -> exit\n}",
         "c1 -> either { exit",
     ),
@@ -101,6 +106,8 @@ MISTAKES: dict[tuple[str, str], list[str]] = {
         _NET + "column c = multiscale[16, 16 16]",
         _NET + "router default = mlp(hidden = [16, 16)",
         _NET + "router default = mlp(hidden = [16 16])",
+        _NET + "column c = bn -> multiscale[16, 16",  # later layers: a deeper stack
+        _NET + "column c = bn -> multiscale[16 16]",
     ],
     ("an argument list is not closed", "arguments read: conv(16, kernel = 3)"): [
         _NET + "column c = conv(16",
@@ -108,6 +115,9 @@ MISTAKES: dict[tuple[str, str], list[str]] = {
         _NET + "column c = conv(16, 16 16)",
         _NET + "stem to_pyramid(scales = 4",
         _NET + "stem to_pyramid(scales = 4 4)",
+        _NET + "column c = bn -> conv(16",
+        _NET + "column c = bn -> conv(16 16)",
+        _NET + "column c = bn -> conv(16, 16 16)",
     ],
     ("expected a value (a number, a name or a list)",
      "e.g. conv(16), mlp(hidden = [16, 16]), pool(2)"): [
@@ -124,9 +134,9 @@ _TOKEN_NAMES = {
     "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
     "RSQB": "']'", "COMMA": "','", "EQUAL": "'='", "VBAR": "'|'", "__ANON_0": "'->'",
     "NAME": "a name", "NUMBER": "a number", "SHAPE": "a shape like 3x32x32",
-    "$END": "end of file", "NETWORK": "'network'", "STEM": "'stem'", "ROUTER": "'router'",
-    "EXIT": "'exit'", "COLUMN": "'column'", "DEF": "'def'", "ROUTE": "'route'",
-    "EITHER": "'either'",
+    "$END": "end of file", "_NETWORK": "'network'", "_STEM": "'stem'", "_ROUTER": "'router'",
+    "_EXIT": "'exit'", "_COLUMN": "'column'", "_DEF": "'def'", "_ROUTE": "'route'",
+    "_EITHER": "'either'",
 }
 
 
@@ -137,29 +147,64 @@ def _describe(names: set[str]) -> str:
     return ", ".join(words)
 
 
+def _at_end(err: UnexpectedInput) -> bool:
+    return isinstance(err, UnexpectedEOF) or (
+        isinstance(err, UnexpectedToken) and err.token.type == "$END")
+
+
+def _open_braces(source: str) -> int:
+    """How many '{' are still open at the end (the language has no strings)."""
+    depth = 0
+    for line in source.split("\n"):  # a comment ends at "\n" only
+        code = line.split("#", 1)[0]
+        depth += code.count("{") - code.count("}")
+    return depth
+
+
+@lru_cache(maxsize=None)
+def _example_error(lark: Lark, text: str) -> UnexpectedInput | None:
+    """How one example of MISTAKES fails. The examples never change, so each is
+    parsed once per process, not once per error (that took ~30 ms an error)."""
+    try:
+        lark.parse(text)
+    except UnexpectedInput as err:
+        if isinstance(err, UnexpectedToken):
+            err.accepts  # noqa: B018 - computed now, from the parser state at the error
+        return err
+    return None
+
+
 def friendly(err: UnexpectedInput, lark: Lark, file: str, source: str) -> SpecError:
     """Turn a Lark error into a :class:`SpecError` at the offending token."""
     def parse(text: str) -> object:
         # Lark's match_examples skips examples whose parser state matches but whose
         # accepted tokens differ, yet its debug line for that case raises TypeError
         # (lark 1.3). Filtering those examples here gives the same result safely.
-        try:
-            return lark.parse(text)
-        except UnexpectedToken as other:
-            if isinstance(err, UnexpectedToken) and other.accepts != err.accepts:
-                return None
-            raise
+        other = _example_error(lark, text)
+        if other is None:
+            return None
+        if (isinstance(err, UnexpectedToken) and isinstance(other, UnexpectedToken)
+                and other.accepts != err.accepts):
+            return None
+        # An example that fails at the end of its text ("... is not closed") says
+        # nothing about a stray token or character in the middle, and vice versa.
+        if _at_end(other) != _at_end(err):
+            return None
+        raise other.with_traceback(None)
 
     label = None
     try:
         label = err.match_examples(parse, MISTAKES, use_accepts=True)
     except Exception:  # matching is a nicety: never let it hide the real error
         label = None
+    if label in (_NETWORK_OPEN, _JUNCTION_OPEN):
+        # After a junction's '}' the parser cannot tell which block lacks its '}';
+        # counting the braces can (the network's is the outermost).
+        label = _NETWORK_OPEN if _open_braces(source) <= 1 else _JUNCTION_OPEN
     line, column = max(err.line, 1), max(err.column, 1)
-    if isinstance(err, UnexpectedEOF) or (
-        isinstance(err, UnexpectedToken) and err.token.type == "$END"
-    ):
-        lines = source.splitlines() or [""]
+    if _at_end(err):
+        # count lines as Lark does (only "\n" ends one), not as str.splitlines() does
+        lines = (source[:-1] if source.endswith("\n") else source).split("\n")
         line, column = len(lines), len(lines[-1]) + 1
         found = "end of file"
     elif isinstance(err, UnexpectedCharacters):

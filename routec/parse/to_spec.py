@@ -24,6 +24,18 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(
         "parameters", "buffers", "children", "modules", "state_dict", "apply", "zero_grad",
         "register_buffer", "register_module", "add_module", "type", "extra_repr",
         "stem", "exit", "default", "either", "network", "column", "router", "def",
+        # the rest of nn.Module's members (torch 2.x) and routec's RoutedNetwork's
+        "T_destination", "bfloat16", "call_super_init", "compile", "dump_patches",
+        "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "ipu",
+        "load_state_dict", "mtia", "named_buffers", "named_children", "named_modules",
+        "named_parameters", "register_backward_hook", "register_forward_hook",
+        "register_forward_pre_hook", "register_full_backward_hook",
+        "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook", "register_parameter",
+        "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+        "set_extra_state", "set_submodule", "share_memory", "to_empty", "xpu",
+        "NAME", "SPEC_SHA256", "INPUT_SHAPE", "CLASSES", "DYNAMIC_KCPT", "NODES", "KINDS",
+        "PARENT", "WAY", "MACS", "LEAVES", "JUNCTIONS", "WAYS", "path", "path_macs",
     }
 )
 MAX_INT = 1 << 24  # no channel count, size or class count in a sane spec is bigger
@@ -85,7 +97,8 @@ class _Builder(Transformer):
                               hint="numbers are integers like 16 or decimals like 1e-9") from None
         if isinstance(value, int) and abs(value) > MAX_INT:
             raise self._error(f"number {value} is too large (limit {MAX_INT})", tok.line,
-                              tok.column, kind="bad-number")
+                              tok.column, kind="bad-number",
+                              hint="channel counts, sizes and class counts are small integers")
         return S.Number(line=tok.line, column=tok.column, value=value)
 
     def name(self, children: list[Token]) -> S.Name:
@@ -121,7 +134,8 @@ class _Builder(Transformer):
                 positional_done = True
                 if arg.keyword in seen:
                     raise self._error(f"argument '{arg.keyword}' given twice", arg.line,
-                                      arg.column, kind="duplicate")
+                                      arg.column, kind="duplicate",
+                                      hint="give each keyword argument once")
                 seen.add(arg.keyword)
         return args
 
@@ -161,7 +175,7 @@ class _Builder(Transformer):
             self._check_name(p, "parameter")
             if str(p) in seen:
                 raise self._error(f"parameter '{p}' given twice", p.line, p.column,
-                                  kind="duplicate")
+                                  kind="duplicate", hint="template parameters need distinct names")
             seen.add(str(p))
         self._check_name(name, "column")
         return ("column", S.ColumnTemplate(line=name.line, column=name.column, name=str(name),
@@ -179,11 +193,11 @@ class _Builder(Transformer):
         return ("route", (meta, chain))
 
     def _check_name(self, tok: Token, what: str) -> None:
-        if str(tok) in RESERVED:
+        if str(tok) in RESERVED or str(tok).startswith("_"):  # "_x": nn.Module internals
             raise self._error(f"'{tok}' is a reserved word and cannot name a {what}",
                               tok.line, tok.column, kind="reserved",
                               hint="pick another name, e.g. add a suffix: "
-                                   f"{tok}_1")
+                                   f"{str(tok).lstrip('_') or what}_1")
 
     # routes -----------------------------------------------------------------------
     def chain(self, children: list[Any]) -> S.Chain:
@@ -281,7 +295,7 @@ class _Builder(Transformer):
                                   hint="network options are: input = CxHxW, classes = N")
             if key in found:
                 raise self._error(f"network option '{key}' given twice", tok.line, tok.column,
-                                  kind="duplicate")
+                                  kind="duplicate", hint="give each network option once")
             found[key] = (tok, value)
         if "input" not in found:
             raise self._error(f"network '{net}' does not say its input shape", net.line,
@@ -291,8 +305,12 @@ class _Builder(Transformer):
         if not isinstance(value, Token) or value.type != "SHAPE":
             at = value if isinstance(value, (Token, S.Node)) else tok
             raise self._error("input must be a shape like 3x32x32", at.line, at.column,
-                              kind="bad-number")
-        dims = [int(d) for d in str(value).replace(" ", "").replace("\t", "").split("x")]
+                              kind="bad-number",
+                              hint="input is channels x height x width, e.g. 3x32x32")
+        try:
+            dims = [int(d) for d in str(value).replace(" ", "").replace("\t", "").split("x")]
+        except ValueError:  # more digits than int() accepts: far out of range anyway
+            dims = []
         if len(dims) != 3 or any(d < 1 or d > 4096 for d in dims):
             raise self._error(f"bad input shape '{value}'", value.line, value.column,
                               kind="bad-number",
@@ -305,7 +323,8 @@ class _Builder(Transformer):
                     and 2 <= value.value <= 100_000):
                 at = value if isinstance(value, (Token, S.Node)) else tok
                 raise self._error("classes must be a whole number from 2 to 100000",
-                                  at.line, at.column, kind="bad-number")
+                                  at.line, at.column, kind="bad-number",
+                                  hint="classes is the number of labels, e.g. classes = 10")
             classes = value.value
         return (dims[0], dims[1], dims[2]), classes
 
