@@ -1,6 +1,55 @@
 """routec: compile, train and inspect dynamically-routed neural networks.
 
 Pipeline (one direction): parse → graph (validate, count MACs) → codegen →
-runtime → train → report; ``routec.cli`` wires the stages.
+runtime → train → report; ``routec.cli`` wires the stages. The names below are
+the stable Python API (see docs/api.md); they are imported on first use so that
+``import routec`` stays light.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = {
+    # compile
+    "parse_spec": "routec.parse", "load_spec": "routec.parse",
+    "bundled_specs": "routec.parse", "build_graph": "routec.graph",
+    "RoutingGraph": "routec.graph", "static_prefix": "routec.graph",
+    "compile_network": "routec.api", "CompiledNetwork": "routec.api",
+    "emit_module": "routec.codegen",
+    # run
+    "RoutedNetwork": "routec.runtime.routing", "DenseOutput": "routec.runtime.routing",
+    "RoutedOutput": "routec.runtime.routing", "argmax_policy": "routec.runtime.routing",
+    # train
+    "actor_loss": "routec.train.actor", "critic_loss": "routec.train.critic",
+    "sampled_critic_loss": "routec.train.sampled", "static_loss": "routec.train.static",
+    "multi_exit_loss": "routec.train.static", "StepResult": "routec.train.costs",
+    "node_params": "routec.train.costs", "apply_talr": "routec.train.talr",
+    "talr_scales": "routec.train.talr", "RunConfig": "routec.train.config",
+    "make_config": "routec.train.config", "train": "routec.train.loop",
+    "load_run": "routec.train.runs",
+    # evaluate
+    "evaluate": "routec.train.evaluate", "EvalResult": "routec.train.evaluate",
+    "ConfidencePolicy": "routec.train.evaluate",
+    # data
+    "load_dataset": "routec.data", "available_datasets": "routec.data",
+    # errors
+    "RoutecError": "routec.errors", "SpecError": "routec.errors", "RunError": "routec.errors",
+    "DataError": "routec.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'routec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
