@@ -19,7 +19,6 @@ The default run takes about 40 s on one core. The deep mode (about 6 minutes) is
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import functools
 import hashlib
@@ -35,7 +34,8 @@ from hypothesis import strategies as st
 import routec.codegen
 import routec.graph
 import routec.parse
-from routec.errors import RoutecError, SpecError
+from routec.errors import SpecError
+from routec.cli import main
 
 FILE = "fuzz.route"
 SPECS = routec.parse.bundled_specs()
@@ -280,21 +280,6 @@ CLI_ROLL = st.integers(0, 19)  # 0: also run `routec compile` on a file
 # --- the property -----------------------------------------------------------------------
 
 def _main(argv: list[str]) -> int:
-    try:
-        from routec.cli import main
-    except ImportError:  # the data stage's commands are not there yet
-        from routec.codegen.cli import add_commands
-
-        parser = argparse.ArgumentParser(prog="routec")
-        add_commands(parser.add_subparsers(dest="command", required=True))
-
-        def main(argv: list[str]) -> int:
-            args = parser.parse_args(argv)
-            try:
-                return int(args.func(args) or 0)
-            except RoutecError as err:
-                print(err.render(), file=sys.stderr)
-                return 2
     return main(argv)
 
 

@@ -7,7 +7,6 @@ The whole pipeline runs for each case: parse, build the graph, emit the module.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +15,7 @@ import routec.codegen
 import routec.graph
 import routec.parse
 from routec.errors import RoutecError, SpecError
+from routec.cli import main
 
 MARK = "⟨here⟩"
 FILE = "case.route"
@@ -442,23 +442,6 @@ def test_caret_line_after_a_form_feed() -> None:
 # --- the command line --------------------------------------------------------------------
 
 def _main(argv: list[str]) -> int:
-    try:
-        from routec.cli import main
-    except ImportError:  # the data stage's commands are not there yet
-        from routec.codegen.cli import add_commands
-
-        parser = argparse.ArgumentParser(prog="routec")
-        add_commands(parser.add_subparsers(dest="command", required=True))
-
-        def main(argv: list[str]) -> int:
-            args = parser.parse_args(argv)
-            try:
-                return int(args.func(args) or 0)
-            except RoutecError as err:
-                import sys
-
-                print(err.render(), file=sys.stderr)
-                return 2
     return main(argv)
 
 
