@@ -16,6 +16,7 @@ from routec.errors import RoutecError
 def build_parser() -> argparse.ArgumentParser:
     from routec.codegen import cli as codegen_cli
     from routec.data import cli as data_cli
+    from routec.report import cli as report_cli
     from routec.train import cli as train_cli
 
     parser = argparse.ArgumentParser(
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     codegen_cli.add_commands(sub)
     data_cli.add_commands(sub)
     train_cli.add_commands(sub)
+    report_cli.add_commands(sub)
     return parser
 
 

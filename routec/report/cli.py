@@ -1,0 +1,256 @@
+"""``routec draw`` (node-link diagrams of specs and runs) and ``routec report`` (run summaries)."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from routec.errors import RoutecError, RunError
+from routec.report.draw import COLOUR_BY, FORMATS
+
+SPLITS = ("test", "val")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser(
+        "draw", help="draw a routing tree, or a trained run's measured dataflow",
+        description="Draw SPEC (a .route file or bundled spec name) as a node-link diagram "
+                    "with MACs per node and per path. Given a run directory or checkpoint, "
+                    "route a data split through it and size each exit's circle by the "
+                    "fraction of examples classified there (area), colour it by accuracy, "
+                    "MNIST/CIFAR share or dominant class, and width edges by their traffic.")
+    d.add_argument("target", metavar="SPEC|RUN",
+                   help="a .route file, a bundled spec name, a run directory or a checkpoint")
+    d.add_argument("-o", "--output", help="picture file, format from its suffix: "
+                   + ", ".join("." + f for f in FORMATS) + " (default: NAME.svg here)")
+    d.add_argument("--by", choices=COLOUR_BY, default=None,
+                   help="run: colour exits by accuracy (default), origin (MNIST vs CIFAR "
+                        "share) or dominant class")
+    d.add_argument("--split", choices=SPLITS, default=None, help="run: data split (test)")
+    d.add_argument("--k-cpt", type=float, default=None,
+                   help="run trained with dynamic k_cpt: route at this k_cpt (default 4e-9)")
+    d.add_argument("--json", metavar="FILE", help="run: also write the measured numbers")
+    d.add_argument("--classes", type=int, help="spec: number of classes, if it leaves it open")
+    d.add_argument("--static", type=int, metavar="N",
+                   help="spec: draw the static baseline, the first N columns and one exit")
+    d.add_argument("--dpi", type=int, default=96, help="PNG resolution (default 96)")
+    d.add_argument("--data-root")
+    d.add_argument("--cache-dir")
+    d.set_defaults(func=run_draw)
+
+    r = sub.add_parser(
+        "report", help="plots and tables from trained runs (no retraining)",
+        description="From run directories' logs and checkpoints: accuracy vs mean MACs "
+                    "(static runs as one curve, each other strategy as a curve over k_cpt, a "
+                    "dynamic-k_cpt run over its grid), a dataflow-over-training heatmap per "
+                    "routed run, and a Markdown and HTML summary table. Accuracy and MACs come "
+                    "from routed inference on the checkpoint, cached as eval_*.json in each "
+                    "run directory.")
+    r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    r.add_argument("-o", "--out", default="report", help="output folder (default: report)")
+    r.add_argument("--format", choices=("png", "svg", "pdf"), default="png",
+                   help="figure format (default png)")
+    r.add_argument("--split", choices=SPLITS, default="test")
+    r.add_argument("--diagrams", action="store_true",
+                   help="also draw each routed run's dataflow diagram (needs Graphviz)")
+    r.add_argument("--no-cache", action="store_true", help="re-evaluate every checkpoint")
+    r.add_argument("--data-root")
+    r.add_argument("--cache-dir")
+    r.set_defaults(func=run_report)
+
+
+# -- draw ---------------------------------------------------------------------------------
+def is_run(target: str) -> bool:
+    """A run directory or a checkpoint file (torch's zip format), not a spec."""
+    p = Path(target)
+    if p.is_dir():
+        return True
+    if not p.is_file():
+        return False
+    if p.suffix in (".pt", ".pth", ".ckpt"):
+        return True
+    try:
+        with p.open("rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def run_draw(args: argparse.Namespace) -> int:
+    from routec.report.draw import render
+
+    if is_run(args.target):
+        if args.classes is not None or args.static is not None:
+            raise RoutecError("--classes and --static apply to a spec, not to a trained run")
+        graph, name = _run_diagram(args)
+    else:
+        if args.by or args.split or args.k_cpt is not None or args.json:
+            raise RoutecError("--by, --split, --k-cpt and --json apply to a run directory or "
+                              "checkpoint, not to a spec",
+                              hint=f"'{args.target}' is not a directory or checkpoint file")
+        graph, name = _spec_diagram(args)
+    out = Path(args.output or f"{name}.svg")
+    render(graph, out, dpi=args.dpi)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _spec_diagram(args: argparse.Namespace) -> tuple[Any, str]:
+    from routec.graph import build_graph, static_prefix
+    from routec.parse import load_spec
+    from routec.report.draw import diagram
+
+    spec = load_spec(args.target)
+    if args.static is not None:
+        spec = static_prefix(spec, args.static)
+    g = build_graph(spec, classes=args.classes)
+    return diagram(g), g.name
+
+
+def _run_diagram(args: argparse.Namespace) -> tuple[Any, str]:
+    from routec.report.dataflow import measure_run
+    from routec.report.draw import diagram, write_bytes
+
+    by, split = args.by or "accuracy", args.split or "test"
+    flow, g = measure_run(args.target, split=split, k_cpt=args.k_cpt,
+                          data_root=args.data_root, cache_dir=args.cache_dir)
+    if args.json:
+        write_bytes(Path(args.json), (json.dumps(flow.as_dict(), indent=1) + "\n").encode())
+    return diagram(g, flow, by=by), f"{g.name}_dataflow_{split}_{by}"
+
+
+# -- report -------------------------------------------------------------------------------
+def run_report(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    written = build_report([Path(r) for r in args.runs], out, fmt=args.format,
+                           split=args.split, diagrams=args.diagrams,
+                           use_cache=not args.no_cache, data_root=args.data_root,
+                           cache_dir=args.cache_dir)
+    print(f"wrote {len(written)} files to {out}: " + ", ".join(p.name for p in written),
+          file=sys.stderr)
+    return 0
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    names: list[str] = []
+    for p in paths:
+        base, k = _safe(p.resolve().name), 2
+        name = base
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+def build_report(runs: list[Path], out: Path, *, fmt: str = "png", split: str = "test",
+                 diagrams: bool = False, use_cache: bool = True, data_root: str | None = None,
+                 cache_dir: str | None = None) -> list[Path]:
+    """Write the report files into ``out``; returns their paths."""
+    from routec.report import plots
+    from routec.report.summary import Evaluator, load_run_info, rows_for
+
+    if split not in SPLITS:
+        raise RunError(f"unknown split '{split}'", hint="use test or val")
+    infos = [load_run_info(p, n) for p, n in zip(runs, _unique_names(runs))]
+    _make_dir(out)
+    rows, figures, written, heatmaps = [], [], [], {}
+    for info in infos:
+        ev = Evaluator(info.path, data_root=data_root, cache_dir=cache_dir,
+                       use_cache=use_cache)
+        rows.extend(rows_for(info, ev, split))
+    points = curve_points(infos, rows)
+    datasets = sorted({i.config.data for i in infos})
+    acc_path = out / f"accuracy_vs_macs.{fmt}"
+    curves = plots.accuracy_vs_macs(
+        points, acc_path, title=f"accuracy vs mean MACs, {'/'.join(datasets)} {split} split, "
+                                f"routed inference")
+    written.append(acc_path)
+    figures.append(("accuracy vs mean MACs per example", acc_path.name))
+    for info in infos:
+        if not info.routed:
+            continue
+        h = plots.heatmap_data(info.path)
+        heatmaps[info.name] = h.__dict__
+        if h.iterations:
+            p = out / f"dataflow_training_{info.name}.{fmt}"
+            plots.dataflow_heatmap(h, p, title=f"{info.name}: fraction of "
+                                   f"{'validation' if h.source == 'val' else 'training'} "
+                                   "examples classified at each exit over training")
+            written.append(p)
+            figures.append((f"{info.name}: dataflow over training", p.name))
+        if diagrams:
+            p = _dataflow_diagram(info, out, split, data_root, cache_dir)
+            written.append(p)
+            figures.append((f"{info.name}: measured dataflow ({split} split)", p.name))
+    written.extend(_write_tables(out, rows, curves, heatmaps, figures, split))
+    return written
+
+
+def curve_points(infos: list[Any], rows: list[Any]) -> list[Any]:
+    """Fig. 5 points: static runs on one curve, every other strategy a curve over k_cpt."""
+    from routec.report.plots import CurvePoint
+
+    datasets = {i.config.data for i in infos}
+    networks = {r.network for r in rows if r.strategy != "static"}
+    points = []
+    for r in rows:
+        curve = "static" if r.strategy == "static" else r.strategy
+        if len(networks) > 1 and curve != "static":
+            curve += f" ({r.network})"
+        if len(datasets) > 1:
+            curve = f"{r.data}: {curve}"
+        if r.strategy == "static":
+            label = f"n={r.static_columns}" if r.static_columns else r.network
+        else:
+            label = "" if r.k_value is None else f"{r.k_value:g}"
+        points.append(CurvePoint(curve, r.mean_macs, r.accuracy, label, r.run))
+    return points
+
+
+def _dataflow_diagram(info: Any, out: Path, split: str, data_root: str | None,
+                      cache_dir: str | None) -> Path:
+    from routec.report.dataflow import measure_run
+    from routec.report.draw import diagram, render
+
+    flow, g = measure_run(info.path, split=split, data_root=data_root, cache_dir=cache_dir)
+    by = "origin" if info.config.data in ("hybrid", "synthetic") else "accuracy"
+    p = out / f"dataflow_{info.name}.svg"
+    return render(diagram(g, flow, by=by), p)
+
+
+def _write_tables(out: Path, rows: list[Any], curves: dict[str, list[Any]],
+                  heatmaps: dict[str, Any], figures: list[tuple[str, str]], split: str
+                  ) -> list[Path]:
+    from dataclasses import asdict
+
+    from routec.report.draw import write_bytes
+    from routec.report.summary import html_page, markdown_table
+
+    title = "routec report"
+    notes = [f"Accuracy and mean MACs per example: routed inference (argmax) on the {split} "
+             "split, evaluated from each run's checkpoint. Exit fractions are in the order of "
+             "each run's exits."]
+    md = (f"# {title}\n\n{notes[0]}\n\n{markdown_table(rows, split)}\n"
+          + "".join(f"![{cap}]({src})\n\n" for cap, src in figures))
+    page = html_page(title, rows, figures, split, notes)
+    data = {"split": split, "rows": [r.as_dict() for r in rows],
+            "curves": {k: [asdict(p) for p in v] for k, v in curves.items()},
+            "heatmaps": heatmaps}
+    paths = [out / "summary.md", out / "summary.html", out / "summary.json"]
+    for p, text in zip(paths, [md, page, json.dumps(data, indent=1) + "\n"]):
+        write_bytes(p, text.encode("utf-8"))
+    return paths
+
+
+def _make_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RoutecError(f"{out}: cannot create the report folder ({err.strerror})") from None

@@ -1,0 +1,166 @@
+"""Matplotlib figures of runs: accuracy vs mean MACs (Fig. 5), dataflow over training (Fig. 8).
+
+Figures are built on a bare :class:`matplotlib.figure.Figure` (no pyplot), so
+drawing never touches a global backend or opens a window.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+from routec.errors import RoutecError, RunError
+from routec.report.draw import write_bytes
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+# -- accuracy vs MACs -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CurvePoint:
+    """One evaluated network (or one k_cpt of a dynamic-k_cpt network)."""
+
+    curve: str
+    mean_macs: float
+    accuracy: float
+    label: str = ""
+    run: str = ""
+
+
+def group_curves(points: list[CurvePoint]) -> dict[str, list[CurvePoint]]:
+    """Points by curve, each curve sorted by MACs (static first, then by name)."""
+    curves: dict[str, list[CurvePoint]] = {}
+    for p in points:
+        curves.setdefault(p.curve, []).append(p)
+    order = sorted(curves, key=lambda c: (not c.startswith("static"), c))
+    return {c: sorted(curves[c], key=lambda p: (p.mean_macs, p.accuracy)) for c in order}
+
+
+def accuracy_vs_macs(points: list[CurvePoint], path: Path, title: str = "") -> dict[
+        str, list[CurvePoint]]:
+    """Plot every curve; returns the curves exactly as drawn (for tables and tests)."""
+    curves = group_curves(points)
+    fig = Figure(figsize=(7.0, 4.6))
+    ax = fig.add_subplot()
+    for name, pts in curves.items():
+        xs, ys = [p.mean_macs for p in pts], [p.accuracy for p in pts]
+        static = name.startswith("static")
+        ax.plot(xs, ys, marker="s" if static else "o", markersize=4, linewidth=1.4,
+                linestyle="--" if static else "-", label=name)
+        for p in pts:
+            if p.label:
+                ax.annotate(p.label, (p.mean_macs, p.accuracy), textcoords="offset points",
+                            xytext=(3, 3), fontsize=6, alpha=0.7)
+    ax.xaxis.set_major_formatter(EngFormatter())
+    ax.set_xlabel("mean MACs per example (routed inference)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title or "accuracy vs computation", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return curves
+
+
+# -- dataflow over training -----------------------------------------------------------------
+@dataclass
+class Heatmap:
+    """Fraction classified at each exit (rows) at each logged iteration (columns)."""
+
+    exits: list[str]
+    iterations: list[int]
+    fractions: list[list[float]]  # exit × iteration
+    source: str  # "val" (validation evaluations) or "train" (training windows)
+    path_macs: list[int] = field(default_factory=list)
+
+
+def read_metrics(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's start event and its per-iteration records (last record per iteration)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise RunError(f"{path}: cannot read the run's metrics ({err.strerror})") from None
+    start: dict[str, Any] = {}
+    records: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        if rec.get("event") == "start":
+            start = rec
+        elif "iteration" in rec:
+            records[int(rec["iteration"])] = rec
+    if not start:
+        raise RunError(f"{path}: no start record", hint="is this a routec run directory?")
+    return start, [records[k] for k in sorted(records)]
+
+
+def heatmap_data(run_dir: Path, source: str = "auto") -> Heatmap:
+    """Exit × iteration fractions as logged: validation ones when there are any (as in
+    the paper's Fig. 8), else the training windows'."""
+    start, records = read_metrics(run_dir)
+    if source == "auto":
+        source = "val" if any("val_exit_fraction" in r for r in records) else "train"
+    key = f"{source}_exit_fraction"
+    rows = [r for r in records if key in r]
+    exits = list(start.get("exits", []))
+    fractions = [[float(r[key][e]) for r in rows] for e in range(len(exits))]
+    return Heatmap(exits, [int(r["iteration"]) for r in rows], fractions, source,
+                   list(start.get("path_macs", [])))
+
+
+def dataflow_heatmap(h: Heatmap, path: Path, title: str = "") -> None:
+    """Fig. 8: fraction of examples classified at each exit over training."""
+    import numpy as np
+
+    if not h.iterations:
+        raise RunError(f"no logged exit fractions to plot for {title or path}")
+    its = np.asarray(h.iterations, dtype=float)
+    mids = (its[1:] + its[:-1]) / 2
+    first = its[0] - (mids[0] - its[0] if len(its) > 1 else max(its[0], 1.0) / 2)
+    last = its[-1] + (its[-1] - mids[-1] if len(its) > 1 else max(its[0], 1.0) / 2)
+    edges = np.concatenate([[first], mids, [last]])
+    fig = Figure(figsize=(7.0, 0.9 + 0.28 * max(len(h.exits), 2)))
+    ax = fig.add_subplot()
+    mesh = ax.pcolormesh(edges, np.arange(len(h.exits) + 1),
+                         np.asarray(h.fractions, dtype=float), cmap="magma", vmin=0.0,
+                         vmax=1.0, shading="flat")
+    labels = [f"{e}  ({_macs(m)})" if m else e
+              for e, m in zip(h.exits, h.path_macs or [0] * len(h.exits))]
+    ax.set_yticks(np.arange(len(h.exits)) + 0.5, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("iteration")
+    which = "validation examples" if h.source == "val" else "training examples (running window)"
+    ax.set_title(title or f"fraction of {which} classified at each exit", fontsize=9)
+    bar = fig.colorbar(mesh, ax=ax, pad=0.01)
+    bar.set_label(f"fraction of {h.source} examples", fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _macs(m: float) -> str:
+    from routec.report.draw import fmt_macs
+
+    return fmt_macs(m) + " MACs"
+
+
+# -- saving -----------------------------------------------------------------------------
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> None:
+    """Save by suffix; unknown formats and unwritable places are one-line user errors."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        raise RoutecError(f"{path}: unknown plot format '{path.suffix or '(none)'}'",
+                          hint="end the file name in " + ", ".join("." + f for f in PLOT_FORMATS))
+    buf = io.BytesIO()
+    meta = {"Date": None} if fmt in ("svg", "pdf") else {}  # same data, same bytes
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
+    write_bytes(path, buf.getvalue())
