@@ -16,6 +16,7 @@ from routec.errors import RoutecError
 def build_parser() -> argparse.ArgumentParser:
     from routec.codegen import cli as codegen_cli
     from routec.data import cli as data_cli
+    from routec.experiment import cli as experiment_cli
     from routec.report import cli as report_cli
     from routec.train import cli as train_cli
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.add_commands(sub)
     train_cli.add_commands(sub)
     report_cli.add_commands(sub)
+    experiment_cli.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The paper's experiments as named suites of runs (``routec experiment``)."""

@@ -1,0 +1,142 @@
+"""``routec experiment NAME``: run a suite; finished runs are skipped, unfinished resumed.
+
+Several processes (or machines sharing the output folder) can work on one suite:
+``--shard K/N`` takes every N-th run, and a lock file per run keeps two
+processes from training the same run at once.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from routec.errors import RoutecError, RunError
+from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="run one of the paper's experiment suites",
+                       description="Run every run of a suite into OUT/SUITE/RUN; rerunning "
+                                   "skips finished runs and resumes unfinished ones.")
+    p.add_argument("suite", nargs="?", help="suite name; omit with --list")
+    p.add_argument("--list", action="store_true", help="list suites and their runs")
+    p.add_argument("--out", default="runs", help="output root (default: runs)")
+    p.add_argument("--iterations", type=int, default=CPU_ITERATIONS,
+                   help=f"iterations per run (default {CPU_ITERATIONS}, a CPU budget)")
+    p.add_argument("--full", action="store_true",
+                   help=f"the paper's protocol: {FULL_ITERATIONS} iterations per run")
+    p.add_argument("--shard", default="0/1", help="K/N: run only runs K, K+N, K+2N, ...")
+    p.add_argument("--runs", nargs="+", help="only these runs of the suite")
+    p.add_argument("--data", help="override the suite's dataset (e.g. synthetic for a try)")
+    p.add_argument("--spec", help="override the suite's spec")
+    p.add_argument("--batch", type=int, help="override the batch size (default 128)")
+    p.add_argument("--data-root")
+    p.add_argument("--cache-dir")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_experiment)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise RoutecError(f"--shard must look like K/N, got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise RoutecError(f"--shard {text}: need 0 <= K < N")
+    return k, n
+
+
+class RunLock:
+    """An exclusive lock file per run; a lock left by a dead process is taken over."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+
+    def __enter__(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or "0")
+                    os.kill(pid, 0)
+                    return False  # held by a live process
+                except (ValueError, ProcessLookupError):
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                except PermissionError:
+                    return False
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return True
+        return False
+
+    def __exit__(self, *exc: Any) -> None:
+        if getattr(self, "held", False):
+            self.path.unlink(missing_ok=True)
+
+
+def run_status(run_dir: Path, iterations: int) -> str:
+    """'done', 'partial' or 'new'."""
+    from routec.train.checkpoint import load_checkpoint
+
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        return "new"
+    state = load_checkpoint(ckpt)
+    return "done" if state["iteration"] >= iterations else "partial"
+
+
+def run_experiment(args: argparse.Namespace) -> int:
+    if args.list or not args.suite:
+        for name, runs in SUITES.items():
+            print(f"{name}: {', '.join(runs)}")
+        return 0
+    if args.suite not in SUITES:
+        raise RoutecError(f"unknown suite '{args.suite}'", hint="suites: " + ", ".join(SUITES))
+    from routec.train.config import make_config
+    from routec.train.loop import train
+
+    runs = SUITES[args.suite]
+    if args.runs:
+        unknown = sorted(set(args.runs) - set(runs))
+        if unknown:
+            raise RoutecError(f"suite '{args.suite}' has no run {', '.join(unknown)}",
+                              hint="its runs: " + ", ".join(runs))
+        runs = {k: v for k, v in runs.items() if k in args.runs}
+    k, n = _shard(args.shard)
+    iterations = FULL_ITERATIONS if args.full else args.iterations
+    mine = [name for i, name in enumerate(runs) if i % n == k]
+    failed = []
+    for name in mine:
+        settings: dict[str, Any] = {**runs[name], "iterations": iterations,
+                                    "device": args.device}
+        for key in ("data", "spec", "batch", "data_root", "cache_dir"):
+            if getattr(args, key) is not None:
+                settings[key] = getattr(args, key)
+        run_dir = Path(args.out) / args.suite / name
+        status = run_status(run_dir, iterations)
+        if status == "done":
+            print(f"{args.suite}/{name}: finished, skipped", file=sys.stderr)
+            continue
+        with RunLock(run_dir) as got:
+            if not got:
+                print(f"{args.suite}/{name}: another process is training it, skipped",
+                      file=sys.stderr)
+                continue
+            print(f"{args.suite}/{name}: {'resuming' if status == 'partial' else 'starting'} "
+                  f"({iterations} iterations)", file=sys.stderr)
+            try:
+                train(make_config(settings), run_dir, resume=status == "partial",
+                      progress=not args.no_progress)
+            except RunError as err:  # one bad run does not stop the suite
+                print(f"{args.suite}/{name}: {err.render()}", file=sys.stderr)
+                failed.append(name)
+    if failed:
+        raise RunError(f"{len(failed)} run(s) of {args.suite} failed: {', '.join(failed)}")
+    return 0
