@@ -28,7 +28,7 @@ _API = {
     "multi_exit_loss": "routec.train.static", "StepResult": "routec.train.costs",
     "node_params": "routec.train.costs", "apply_talr": "routec.train.talr",
     "talr_scales": "routec.train.talr", "RunConfig": "routec.train.config",
-    "make_config": "routec.train.config", "train": "routec.train.loop",
+    "make_config": "routec.train.config", "train_run": "routec.train.loop:train",
     "load_run": "routec.train.runs",
     # evaluate
     "evaluate": "routec.train.evaluate", "EvalResult": "routec.train.evaluate",
@@ -44,8 +44,10 @@ __all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:
+    # "module:attr" where the exported name differs (routec.train is the subpackage)
     if name in _API:
-        value = getattr(importlib.import_module(_API[name]), name)
+        module, _, attr = _API[name].partition(":")
+        value = getattr(importlib.import_module(module), attr or name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'routec' has no attribute {name!r}")

@@ -174,11 +174,20 @@ class _Expander:
                      f"{template.name}({', '.join(template.params)})",
             )
         env: dict[str, S.Value] = {}
-        for param, arg in zip(template.params, ref.args):
-            if arg.keyword is not None and arg.keyword != param:
+        positional = [a for a in ref.args if a.keyword is None]
+        bound: dict[str, S.Argument] = dict(zip(template.params, positional))
+        for arg in ref.args[len(positional):]:  # keywords, in any order (the parser
+            if arg.keyword not in template.params:  # put positionals first)
                 raise self.spec.error(f"column '{template.name}' has no parameter "
                                       f"'{arg.keyword}'", arg, kind="bad-argument",
                                       hint=f"its parameters: {', '.join(template.params)}")
+            if arg.keyword in bound:
+                raise self.spec.error(f"parameter '{arg.keyword}' of column '{template.name}' "
+                                      "given twice", arg, kind="duplicate",
+                                      hint=f"{template.name}({', '.join(template.params)})")
+            bound[arg.keyword] = arg
+        for param in template.params:
+            arg = bound[param]  # the count matched, and no name repeats, so all are bound
             if isinstance(arg.value, S.Name):
                 raise self.spec.error(f"'{arg.value.value}' is not a value", arg.value,
                                       kind="unknown-name",

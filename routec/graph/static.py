@@ -44,7 +44,8 @@ def static_prefix(spec: S.NetworkSpec, n: int) -> S.NetworkSpec:
     spine = _spine(expand(spec).root)
     if not 1 <= n <= len(spine):
         raise spec.error(f"--static {n}: the deepest path of '{spec.name}' has "
-                         f"{len(spine)} columns", spec.route, kind="static",
+                         f"{len(spine)} column{'s' if len(spine) != 1 else ''}", spec.route,
+                         kind="static",
                          hint=f"choose n from 1 to {len(spine)}")
     chosen = spine[:n]
     head = chosen[-1][1] or "default"

@@ -38,13 +38,13 @@ def parse_spec(text: str, file: str = "<string>") -> NetworkSpec:
         raise friendly(err, lark, file, text) from None
     except RecursionError:
         raise SpecError("spec is nested too deeply", SourcePos(file, 1, 1), text,
-                        kind="too-deep", hint="use defs instead of deeply nested junctions"
+                        kind="too-deep", hint="split very long chains or deep nesting into defs"
                         ) from None
     try:
         return to_spec(tree, file, text)
     except RecursionError:
         raise SpecError("spec is nested too deeply", SourcePos(file, 1, 1), text,
-                        kind="too-deep", hint="use defs instead of deeply nested junctions"
+                        kind="too-deep", hint="split very long chains or deep nesting into defs"
                         ) from None
 
 

@@ -342,4 +342,6 @@ def to_spec(tree: Tree, file: str, source: str) -> S.NetworkSpec:
     except VisitError as err:  # Lark wraps exceptions raised inside callbacks
         if isinstance(err.orig_exc, SpecError):
             raise err.orig_exc from None
+        if isinstance(err.orig_exc, RecursionError):
+            raise RecursionError from None  # parse_spec reports it as a too-deep spec
         raise
