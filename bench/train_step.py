@@ -6,7 +6,8 @@ speed:  one actor training step (dense pass, closed-form expected cost, backward
         (target ≤ 1.1).
 memory: peak extra resident memory of one critic training step on the paper tree,
         sampled-path mode vs closed-form mode, each in fresh processes (median of
-        three); prints their ratio (target ≤ 0.5).
+        three, large blocks mmapped so freed memory leaves); prints their ratio
+        (target ≤ 0.5).
 
 Run: python bench/train_step.py [--part speed|memory|both] [--batch 128] [--repeats 10]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -199,13 +201,22 @@ def memory_one(mode: str, batch: int) -> None:
 
 
 def memory(batch: int, trials: int = 3) -> dict[str, float]:
-    """Median over ``trials`` fresh processes per mode (the allocator's peaks vary)."""
+    """Median over ``trials`` fresh processes per mode.
+
+    The children allocate every block over 64 KiB with mmap, which goes back to the
+    system when freed, so peak resident memory follows the tensors actually alive.
+    With glibc's defaults, freed heap stays resident and fragments differently from
+    run to run (the sampled mode's many odd-sized subsets suffer most), and the
+    peak then measures the allocator as much as the training step.
+    """
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = {}
     for mode in ("closed", "sampled"):
         peaks = []
         for _ in range(trials):
             done = subprocess.run([sys.executable, __file__, "--memory-child", mode, "--batch",
-                                   str(batch)], capture_output=True, text=True, check=True)
+                                   str(batch)], capture_output=True, text=True, check=True,
+                                  env=env)
             peaks.append(json.loads(done.stdout.strip().splitlines()[-1])["peak_extra_bytes"])
         out[mode] = statistics.median(peaks)
     return {"closed_mb": out["closed"] / 2**20, "sampled_mb": out["sampled"] / 2**20,
