@@ -195,3 +195,19 @@ def test_torchrun_data_parallel_two_cpu_processes(tmp_path: Path) -> None:
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["iteration"] == 8 and state["finished"]
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_evaluate_takes_a_policy_callable_too() -> None:
+    from routec.train.evaluate import evaluate
+    from helpers import compile_bundled
+
+    g, net = compile_bundled("paper_chain")
+    x, y = torch.rand(6, *g.input_shape), torch.zeros(6, dtype=torch.long)
+
+    def deepest(j, scores, rows, h):
+        return torch.full_like(rows, scores.shape[1] - 1)
+
+    r = evaluate(net, x, y, policy=deepest)
+    assert r.exit_fraction[-1] == 1.0 and r.mean_macs == g.path_macs()[-1]
+    with pytest.raises(RunError, match="unknown policy"):
+        evaluate(net, x, y, policy="greedy")

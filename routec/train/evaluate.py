@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from routec.runtime.routing import Pyramid, RoutedNetwork, argmax_policy
+from routec.errors import RunError
+from routec.runtime.routing import Policy, Pyramid, RoutedNetwork, argmax_policy
 
 
 @dataclass
@@ -74,7 +75,12 @@ class ConfidencePolicy:
 
 @torch.no_grad()
 def evaluate(net: RoutedNetwork, images: Tensor, labels: Tensor, *, k_cpt: float | None = None,
-             policy: str = "argmax", threshold: float = 0.9, batch: int = 500) -> EvalResult:
+             policy: str | Policy = "argmax", threshold: float = 0.9, batch: int = 500
+             ) -> EvalResult:
+    """Routed evaluation; ``policy`` is "argmax", "confidence" (with ``threshold``), or
+    any callable that ``net.route`` accepts (MACs are then those ``route`` counts)."""
+    if isinstance(policy, str) and policy not in ("argmax", "confidence"):
+        raise RunError(f"unknown policy '{policy}'", hint="argmax, confidence, or a callable")
     was_training = net.training
     net.eval()
     n_leaves, classes = len(net.LEAVES), net.CLASSES
@@ -91,7 +97,8 @@ def evaluate(net: RoutedNetwork, images: Tensor, labels: Tensor, *, k_cpt: float
             assert pol.extra_macs is not None
             macs += float((out.macs + pol.extra_macs).sum())
         else:
-            out = net.route(x, k_cpt=k_cpt, policy=argmax_policy)
+            out = net.route(x, k_cpt=k_cpt,
+                            policy=argmax_policy if policy == "argmax" else policy)
             macs += float(out.macs.sum())
         hit = out.logits.argmax(dim=1) == y
         counts += torch.bincount(out.leaf, minlength=n_leaves)
