@@ -40,6 +40,27 @@ _JUNCTION_OPEN = ("a junction is not closed", "add the closing '}' of the juncti
 
 # (message, hint) -> examples that fail in the same parser state.
 MISTAKES: dict[tuple[str, str], list[str]] = {
+    ("'exit' here starts an exit-head declaration, which needs a name and a kind",
+     "declare a head as `exit wide = mlp(hidden = [16])`; inside a route, join steps with "
+     "'->': c1 -> exit"): [
+        _NET + "route c1 exit\n}",
+        _NET + "route c1(16) exit\n}",
+        _NET + "exit\n}",
+        _NET + "exit = linear\n}",
+        _NET + "column c = relu\nexit\n}",
+    ],
+    ("expected '->' before the next layer, or a new statement",
+     "layers of a column are joined by arrows (conv(16) -> relu); every statement starts "
+     "with stem, router, exit, column, def or route"): [
+        _NET + "column c1 = conv(8)\nc1 -> exit",
+        _NET + "column c1 = conv(8) relu",
+        _NET + "column c1 = conv(8)\ncolumns c2 = relu",
+        _NET + "column c1 = multiscale[8]\ncolumns c2 = relu",
+        _NET + "column c1 = multiscale[8] relu",
+        _NET + "column c1 = relu\ncolumns c2 = relu",
+        _NET + "column c1 = bn -> relu relu",
+        _NET + "column c1(w) = conv(w)\nc1 -> exit",
+    ],
     ("expected '->' between two steps of a route",
      "steps of a chain are joined by arrows: c1 -> c2 -> exit"): _in_routes(
         "c1 c2", "c1 exit", "c1 -> c2 either { exit | exit }", "c1(16) c2", "exit c2",
