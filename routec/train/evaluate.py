@@ -14,6 +14,7 @@ from torch import Tensor
 
 from routec.errors import RunError
 from routec.runtime.routing import Policy, Pyramid, RoutedNetwork, argmax_policy
+from routec.train.tree import Tree
 
 
 @dataclass
@@ -44,10 +45,9 @@ class ConfidencePolicy:
         self.extra_macs: Tensor | None = None
         self.exit_way: list[int | None] = []
         self.exit_node: list[int | None] = []
-        for j in net.JUNCTIONS:
-            kids = sorted((i for i, p in enumerate(net.PARENT) if p == j),
-                          key=lambda i: net.WAY[i])
-            exits = [c for c in kids if net.KINDS[c] == "exit"]
+        tree = Tree.of(net)
+        for j in tree.junctions:
+            exits = [c for c in tree.children[j] if tree.kinds[c] == "exit"]
             self.exit_node.append(exits[0] if exits else None)
             self.exit_way.append(net.WAY[exits[0]] if exits else None)
 

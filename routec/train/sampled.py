@@ -53,10 +53,7 @@ def sampled_critic_loss(net: RoutedNetwork, x: Tensor, y: Tensor, k_cpt: float |
     k = kcpt_column(k_cpt, n, like)
     ce = F.cross_entropy(out.logits, y, reduction="none")
     err = ce.detach() if error == "crossentropy" else (out.logits.argmax(1) != y).to(like.dtype)
-    cum = tree.macs.clone()
-    for i in range(tree.size):
-        if tree.parent[i] >= 0:
-            cum[i] += cum[tree.parent[i]]
+    cum = tree.cumulative_macs()
     total_macs = out.macs.to(like.dtype)
     loss = ce.sum()
     visited = torch.zeros(n, tree.size, dtype=like.dtype, device=like.device)

@@ -61,13 +61,17 @@ class Tree:
         return torch.tensor([epsilon * self.leaves_under[c] / total
                              for c in self.children[junction]], dtype=torch.float64)
 
-    def path_macs(self) -> Tensor:
-        """MACs of every root-to-leaf path, in leaf order."""
+    def cumulative_macs(self) -> Tensor:
+        """MACs from the root down to and including each node (parents precede children)."""
         cum = self.macs.clone()
         for i in range(self.size):
             if self.parent[i] >= 0:
                 cum[i] += cum[self.parent[i]]
-        return cum[list(self.leaves)]
+        return cum
+
+    def path_macs(self) -> Tensor:
+        """MACs of every root-to-leaf path, in leaf order."""
+        return self.cumulative_macs()[list(self.leaves)]
 
 
 @lru_cache(maxsize=None)
