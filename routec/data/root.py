@@ -23,21 +23,19 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "routec"
 
 
+def _resolve(given: str | os.PathLike[str] | None, env: str, default: Path) -> Path:
+    """The explicit argument, else the environment variable, else the default."""
+    if given is not None and str(given) != "":
+        return Path(given).expanduser()
+    value = os.environ.get(env)
+    return Path(value).expanduser() if value else default
+
+
 def resolve_data_root(root: str | os.PathLike[str] | None = None) -> Path:
     """``root`` if given, else ``$ROUTEC_DATA``, else :func:`default_data_root`."""
-    if root is not None and str(root) != "":
-        return Path(root).expanduser()
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser()
-    return default_data_root()
+    return _resolve(root, DATA_ENV, default_data_root())
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """``cache_dir`` if given, else ``$ROUTEC_CACHE``, else ``~/.cache/routec``."""
-    if cache_dir is not None and str(cache_dir) != "":
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return default_cache_dir()
+    return _resolve(cache_dir, CACHE_ENV, default_cache_dir())
