@@ -12,6 +12,7 @@ from routec.parse import load_spec
 from routec.train.actor import actor_loss
 from routec.train.costs import node_params
 from routec.train.critic import critic_loss, utilities
+from routec.train.sampled import sampled_critic_loss
 from routec.train.talr import apply_talr, talr_scales
 from routec.train.tree import Tree
 from helpers import calibrate, images, randomise
@@ -162,3 +163,20 @@ def test_talr_scales_each_node_by_sqrt_n_over_norm_p() -> None:
     # nodes every example reaches are not scaled; deeper ones are scaled up
     assert talr_scales(res.reach)[1] == pytest.approx(1.0)
     assert talr_scales(res.reach)[g.leaves[-1]] > 1.0
+
+
+def test_talr_leaves_gradients_of_unreached_nodes_finite() -> None:
+    """Sampled paths can leave a node with no traffic: its scale must not be √n/0."""
+    g, net, x, y, k = setup("tiny", seed=4)
+    res = sampled_critic_loss(net, x[:2], y[:2], k, tau=1.0, generator=torch.Generator())
+    res.loss.backward()
+    unreached = (res.reach.sum(0) == 0).nonzero().flatten().tolist()
+    assert unreached, "two examples cannot reach every leaf of tiny"
+    params = node_params(net)
+    apply_talr(params, talr_scales(res.reach))
+    for i in unreached:
+        for p in params[i]:
+            assert p.grad is None or torch.isfinite(p.grad).all()
+    reached = [i for i in range(res.reach.shape[1]) if i not in unreached]
+    expected = 2 ** 0.5 / torch.linalg.vector_norm(res.reach[:, reached].double(), dim=0)
+    torch.testing.assert_close(talr_scales(res.reach)[reached], expected)

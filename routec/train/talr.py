@@ -12,8 +12,14 @@ from torch import Tensor
 
 
 def talr_scales(reach: Tensor) -> Tensor:
-    """√n/‖p(ℓ)‖ for every node, from N×nodes reach probabilities."""
-    return reach.shape[0] ** 0.5 / torch.linalg.vector_norm(reach.double(), dim=0)
+    """√n/‖p(ℓ)‖ for every node, from N×nodes reach probabilities.
+
+    A node no example reached (possible when paths are sampled) has no traffic to
+    adjust for; its scale is 1, not √n/0, whose product with a zero gradient is NaN.
+    """
+    norm = torch.linalg.vector_norm(reach.double(), dim=0)
+    return torch.where(norm > 0, reach.shape[0] ** 0.5 / norm.clamp_min(1e-300),
+                       torch.ones_like(norm))
 
 
 def apply_talr(params_per_node: list[list[Tensor]], scales: Tensor) -> None:
