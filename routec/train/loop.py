@@ -29,7 +29,7 @@ from routec.train.config import RunConfig
 from routec.train.costs import StepResult, node_params
 from routec.train.critic import critic_loss
 from routec.train.evaluate import evaluate
-from routec.train.model import build_network, digest, spec_text
+from routec.train.model import build_network, digest, spec_text, to_device
 from routec.train.sampled import sampled_critic_loss
 from routec.train.schedules import halving
 from routec.train.static import multi_exit_loss, static_loss
@@ -151,7 +151,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
         raise RunError(f"network '{g.name}' takes {net.INPUT_SHAPE} images but dataset "
                        f"'{cfg.data}' has {tuple(data.train.images.shape[1:])}")
     device = torch.device(cfg.device)
-    net.to(device)
+    to_device(net, device)
     model = D.wrap(net, dist, device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     order = BatchOrder(len(data.train), cfg.batch, cfg.seed)

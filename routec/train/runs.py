@@ -15,9 +15,11 @@ def checkpoint_path(run: str | Path) -> Path:
 def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | None = None
              ) -> tuple[RunConfig, Any, Any, dict[str, Any]]:
     """(config, network, dataset, checkpoint) of a saved run, weights loaded."""
+    import torch
+
     from routec.data import load_dataset
     from routec.train.checkpoint import load_checkpoint
-    from routec.train.model import build_network
+    from routec.train.model import build_network, to_device
 
     state = load_checkpoint(checkpoint_path(run))
     cfg = RunConfig(**state["config"])
@@ -27,5 +29,6 @@ def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | Non
                            classes=len(state["classes"]), dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy)
     net.load_state_dict(state["model"])
+    to_device(net, torch.device("cpu"))
     net.eval()
     return cfg, net, data, state
