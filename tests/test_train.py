@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from routec.cli import main
+from routec.report.plots import read_metrics
 from routec.errors import RunError
 from routec.train.checkpoint import load_checkpoint
 from routec.train.config import make_config
@@ -48,6 +49,11 @@ def test_resume_continues_exactly(tmp_path: Path, strategy: str, extra: dict) ->
     lines = [json.loads(l) for l in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     its = [l["iteration"] for l in lines if "train_loss" in l]
     assert its == sorted(set(its)) == [5, 10, 15, 20]  # no duplicated or lost log lines
+    events = [l for l in lines if "event" in l]
+    assert [(e["event"], e["iteration"]) for e in events] == [("start", 0), ("resume", 10)]
+    assert all(e["machine"]["cpus"] == os.cpu_count() for e in events)
+    _, records = read_metrics(tmp_path / "split")  # the report reads past the events
+    assert [r["iteration"] for r in records] == its and all("event" not in r for r in records)
 
 
 def _cli_train(out: Path, *extra: str) -> list[str]:

@@ -96,7 +96,7 @@ def read_metrics(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             continue
         if rec.get("event") == "start":
             start = rec
-        elif "iteration" in rec:
+        elif "event" not in rec and "iteration" in rec:  # not a start/resume event
             records[int(rec["iteration"])] = rec
     if not start:
         raise RunError(f"{path}: no start record", hint="is this a routec run directory?")

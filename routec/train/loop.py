@@ -29,6 +29,7 @@ from routec.train.config import RunConfig
 from routec.train.costs import StepResult, node_params
 from routec.train.critic import critic_loss
 from routec.train.evaluate import evaluate
+from routec.train.machine import describe
 from routec.train.model import build_network, digest, spec_text, to_device
 from routec.train.sampled import sampled_critic_loss
 from routec.train.schedules import halving
@@ -181,8 +182,12 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
                 "event": "start", "iteration": 0, "network": g.name, "data": cfg.data,
                 "data_source": data.info.source, "strategy": cfg.strategy,
                 "exits": [g.nodes[i].id for i in g.leaves], "path_macs": g.path_macs(),
-                "world_size": dist.world_size,
+                "world_size": dist.world_size, "machine": describe(device),
             })
+        else:  # a resumed run may continue elsewhere: say where
+            _append_jsonl(out_dir / METRICS, {"event": "resume", "iteration": start,
+                                              "world_size": dist.world_size,
+                                              "machine": describe(device)})
     tree = Tree.of(net)
     params = node_params(net)
     path_macs = tree.path_macs()
