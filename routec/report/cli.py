@@ -49,8 +49,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "routed run, and a Markdown and HTML summary table. Accuracy and MACs come "
                     "from routed inference on the checkpoint, cached as eval_*.json in each "
                     "run directory.")
-    r.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
-    r.add_argument("-o", "--out", default="report", help="output folder (default: report)")
+    r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories")
+    r.add_argument("--experiments", metavar="ROOT",
+                   help="instead of RUN_DIRs: every suite under ROOT (routec experiment's "
+                        "--out), written as one results page: -o names its .md file "
+                        "(figures go in a folder of the same name beside it)")
+    r.add_argument("--no-timing", action="store_true",
+                   help="--experiments: skip the wall-clock throughput measurement")
+    r.add_argument("-o", "--out", default=None,
+                   help="output folder (default: report), or with --experiments the "
+                        "results page (default: results.md)")
     r.add_argument("--format", choices=("png", "svg", "pdf"), default="png",
                    help="figure format (default png)")
     r.add_argument("--split", choices=SPLITS, default="test")
@@ -124,12 +132,42 @@ def _run_diagram(args: argparse.Namespace) -> tuple[Any, str]:
 
 # -- report -------------------------------------------------------------------------------
 def run_report(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    if args.experiments:
+        return _run_results(args)
+    if not args.runs:
+        raise RoutecError("give run directories, or --experiments ROOT for a results page")
+    if args.no_timing:
+        raise RoutecError("--no-timing applies to --experiments")
+    out = Path(args.out or "report")
     written = build_report([Path(r) for r in args.runs], out, fmt=args.format,
                            split=args.split, diagrams=args.diagrams,
                            use_cache=not args.no_cache, data_root=args.data_root,
                            cache_dir=args.cache_dir)
     print(f"wrote {len(written)} files to {out}: " + ", ".join(p.name for p in written),
+          file=sys.stderr)
+    return 0
+
+
+def _run_results(args: argparse.Namespace) -> int:
+    import shlex
+
+    from routec.report.results import build_results, stderr_progress
+
+    if args.runs:
+        raise RoutecError("give run directories or --experiments ROOT, not both")
+    if args.diagrams or args.split != "test":
+        raise RoutecError("--diagrams and --split apply to run directories; a results page "
+                          "always draws the actor suites' diagrams on the test split")
+    out = Path(args.out or "results.md")
+    command = " ".join(["routec report --experiments", shlex.quote(args.experiments),
+                        "-o", shlex.quote(str(out))]
+                       + (["--format", args.format] if args.format != "png" else [])
+                       + (["--no-timing"] if args.no_timing else []))
+    written = build_results(Path(args.experiments), out, fmt=args.format,
+                            throughput=not args.no_timing, use_cache=not args.no_cache,
+                            data_root=args.data_root, cache_dir=args.cache_dir,
+                            command=command, progress=stderr_progress)
+    print(f"wrote {out} and {len(written) - 1} figures in {out.parent / out.stem}",
           file=sys.stderr)
     return 0
 

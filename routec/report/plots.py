@@ -146,6 +146,38 @@ def dataflow_heatmap(h: Heatmap, path: Path, title: str = "") -> None:
     save_figure(fig, path)
 
 
+def dataflow_heatmaps(panels: list[tuple[str, Heatmap]], path: Path, title: str = "") -> None:
+    """Fig. 8 for a suite: one heatmap per run, stacked, sharing the colour scale."""
+    import numpy as np
+
+    if not panels:
+        raise RunError(f"no runs with logged exit fractions to plot for {title or path}")
+    heights = [0.35 + 0.22 * max(len(h.exits), 2) for _, h in panels]
+    fig = Figure(figsize=(7.0, 0.6 + sum(heights)))
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True,
+                        gridspec_kw={"height_ratios": heights})[:, 0]
+    mesh = None
+    for ax, (name, h) in zip(axes, panels):
+        its = np.asarray(h.iterations, dtype=float)
+        step = float(its[1] - its[0]) if len(its) > 1 else max(float(its[0]), 1.0)
+        edges = np.concatenate([[its[0] - step / 2], (its[1:] + its[:-1]) / 2,
+                                [its[-1] + step / 2]])
+        mesh = ax.pcolormesh(edges, np.arange(len(h.exits) + 1),
+                             np.asarray(h.fractions, dtype=float), cmap="magma", vmin=0.0,
+                             vmax=1.0, shading="flat")
+        ax.set_yticks(np.arange(len(h.exits)) + 0.5, h.exits, fontsize=5)
+        ax.invert_yaxis()
+        ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    axes[-1].set_xlabel("iteration")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    assert mesh is not None
+    bar = fig.colorbar(mesh, ax=list(axes), pad=0.01, fraction=0.03)
+    bar.set_label("fraction classified at the exit", fontsize=7)
+    save_figure(fig, path)
+
+
 def _macs(m: float) -> str:
     from routec.report.draw import fmt_macs
 

@@ -1,0 +1,184 @@
+"""The results page: claims' rules on constructed rows, and the page regenerated from runs."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from routec.cli import main
+from routec.report import claims as C
+from routec.report.results import pick_throughput_pair, training_seconds
+from routec.report.summary import SummaryRow
+from routec.train.evaluate import evaluate
+from routec.train.runs import load_run
+
+
+def row(run: str, macs: float, acc: float, k: float | None = None) -> SummaryRow:
+    return SummaryRow(run=run, strategy="x", network="n", data="hybrid", k_cpt="-",
+                      iterations=1, finished=True, accuracy=acc, mean_macs=macs, k_value=k)
+
+
+STATIC = [row(f"n{i}", m, a) for i, (m, a) in enumerate(
+    [(1e6, 0.80), (4e6, 0.88), (8e6, 0.86), (12e6, 0.90)], start=1)]
+
+
+def test_envelope_is_the_best_affordable_network() -> None:
+    pts = sorted((r.mean_macs, r.accuracy) for r in STATIC)
+    assert C.envelope(pts, 0.5e6) is None  # cheaper than every network
+    for m in [1e6, 3e6, 5e6, 9e6, 20e6]:
+        assert C.envelope(pts, m) == max(a for mm, a in pts if mm <= m)
+    # the 8M network is worse than the 4M one: a budget of 9M still buys 0.88
+    assert C.envelope(pts, 9e6) == 0.88
+
+
+@pytest.mark.parametrize("shift,verdict", [(+0.01, C.REPRODUCED), (-0.005, C.PARTLY),
+                                           (-0.05, C.NOT)])
+def test_beating_static_depends_on_the_measured_margin(shift: float, verdict: str) -> None:
+    # actor points sit on the static envelope, moved up or down by `shift`
+    actor = [row("k1", 2e6, 0.80 + shift), row("k2", 5e6, 0.88 + shift),
+             row("k3", 10e6, 0.88 + shift), row("k4", 13e6, 0.90 + shift)]
+    if shift == -0.005:  # two of four above: partly
+        actor[0].accuracy, actor[1].accuracy = 0.85, 0.89
+    ev = C.Evidence(rows={"hybrid-static": STATIC, "hybrid-actor": actor})
+    f = C.CLAIMS[0].finding(ev)
+    assert f.verdict == verdict
+    above = sum(r.accuracy > C.envelope(ev.points("hybrid-static"), r.mean_macs)
+                for r in actor)
+    assert f.measured.startswith(f"{above} of 4")
+
+
+def test_missing_suites_are_not_tested_rather_than_failed() -> None:
+    ev = C.Evidence(rows={"hybrid-static": STATIC})
+    for claim in C.CLAIMS:
+        assert claim.finding(ev).verdict == C.UNTESTED
+
+
+def test_efficiency_at_the_static_peak() -> None:
+    """§6: the cheapest actor run at least as accurate as the best static network."""
+    claim = next(c for c in C.CLAIMS if c.section == "6")
+    for macs, verdict in [(5e6, C.REPRODUCED), (8e6, C.PARTLY), (11e6, C.NOT)]:
+        actor = [row("a", macs, 0.905), row("b", 3e6, 0.85)]
+        f = claim.finding(C.Evidence(rows={"hybrid-static": STATIC, "hybrid-actor": actor}))
+        assert f.verdict == verdict
+        assert f"{12e6 / macs:.2f}x fewer" in f.measured
+    worse = [row("a", 5e6, 0.89)]
+    assert claim.finding(C.Evidence(rows={"hybrid-static": STATIC,
+                                          "hybrid-actor": worse})).verdict == C.NOT
+
+
+def test_orderings_and_dynamic_k() -> None:
+    actor = [row("k1", 2e6, 0.84), row("k2", 5e6, 0.90), row("k3", 13e6, 0.93)]
+    critic = [row("k1", 2e6, 0.82), row("k2", 5e6, 0.89)]
+    optimistic = [row("k1", 2e6, 0.70), row("k2", 5e6, 0.85)]
+    ev = C.Evidence(rows={"hybrid-static": STATIC, "hybrid-actor": actor,
+                          "hybrid-critic": critic, "hybrid-critic-optimistic": optimistic})
+    optimistic_poor = next(c for c in C.CLAIMS if c.statement.startswith("Optimistic"))
+    actor_better = next(c for c in C.CLAIMS if "better than critic" in c.statement)
+    assert optimistic_poor.finding(ev).verdict == C.REPRODUCED
+    assert actor_better.finding(ev).verdict == C.REPRODUCED
+    ev.rows["hybrid-critic"] = [row("k1", 2e6, 0.86), row("k2", 5e6, 0.92)]  # critic now wins
+    assert actor_better.finding(ev).verdict == C.NOT
+    assert optimistic_poor.finding(ev).verdict == C.REPRODUCED
+    dyn = next(c for c in C.CLAIMS if c.section == "5.5")
+    near = [row("d", m, a - 0.004, k) for (m, a), k in zip([(2e6, 0.84), (5e6, 0.90)],
+                                                           [2e-9, 8e-9])]
+    ev.rows["hybrid-actor-dynamic"] = near
+    assert dyn.finding(ev).verdict == C.REPRODUCED
+    ev.rows["hybrid-actor-dynamic"] = [row("d", r.mean_macs, r.accuracy - 0.05, r.k_value)
+                                       for r in near]
+    assert dyn.finding(ev).verdict == C.NOT
+
+
+def test_throughput_pair_matches_accuracy() -> None:
+    actor = [row("k1", 3e6, 0.87), row("k2", 6e6, 0.89)]
+    best, static, matched = pick_throughput_pair(actor, STATIC)
+    assert (best.run, static.run, matched) == ("k2", "n4", True)
+    best, static, matched = pick_throughput_pair([row("k", 6e6, 0.95)], STATIC)
+    assert (static.run, matched) == ("n4", False)
+
+
+# -- the page, from real (tiny) runs -------------------------------------------------------
+QUICK = ["--data", "synthetic", "--spec", "tiny", "--batch", "8", "--iterations", "12",
+         "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("exp") / "runs"
+    assert main(["experiment", "hybrid-static", "--runs", "n1", "n2", "--out", str(root),
+                 *QUICK]) == 0
+    assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "k4e-9", "--out", str(root),
+                 *QUICK]) == 0
+    out = root.parent / "docs" / "results.md"
+    assert main(["report", "--experiments", str(root), "-o", str(out)]) == 0
+    return root, out, out.read_text(encoding="utf-8")
+
+
+def _table_rows(text: str, suite: str) -> dict[str, list[str]]:
+    section = text.split(f"### {suite}\n", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    rows = {}
+    for line in section.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+def test_page_numbers_are_the_checkpoints_routed_evaluations(page) -> None:
+    root, _, text = page
+    for suite, runs in [("hybrid-static", ["n1", "n2"]), ("hybrid-actor", ["k0e-9", "k4e-9"])]:
+        table = _table_rows(text, suite)
+        assert sorted(table) == sorted(runs)
+        for run in runs:
+            _, net, data, _ = load_run(root / suite / run)
+            r = evaluate(net, data.test.images, data.test.labels)
+            cells = table[run]
+            assert cells[4] == f"{r.accuracy:.4f}" and cells[5] == f"{r.mean_macs:,.0f}"
+            assert cells[3] == "12"
+
+
+def test_page_has_claims_timing_figures_and_commands(page) -> None:
+    root, out, text = page
+    claims = [l for l in text.splitlines() if re.match(r"\| (5\.\d|6) \|", l)]
+    assert len(claims) == len(C.CLAIMS)
+    verdicts = {re.search(r"\*\*(.+?)\*\*|not tested", l).group(0).strip("*") for l in claims}
+    assert verdicts <= {C.REPRODUCED, C.PARTLY, C.NOT, C.UNTESTED}
+    assert "| 5.6 |" in text and "cifar2-actor, cifar2-static not run" in text
+    # timing rows: the ratio column is the quotient of the two measured throughputs
+    timing = [l for l in text.splitlines() if l.startswith("| synthetic |")]
+    assert len(timing) == 2
+    speeds = [float(l.split("|")[5].replace(",", "")) for l in timing]
+    ratio = float(timing[0].split("|")[6])
+    assert ratio == pytest.approx(speeds[0] / speeds[1], rel=0.02, abs=0.01)
+    # figures exist where the page points
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert any("fig5_synthetic.png" in l for l in links)
+    assert any("fig8_hybrid-actor" in l for l in links)
+    assert sum("fig6_hybrid-actor" in l for l in links) == 4  # 2 runs × 2 colourings
+    for link in links:
+        data = (out.parent / link).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" or b"<svg" in data[:400]
+    assert f"routec experiment hybrid-actor --iterations 12 --runs k0e-9 k4e-9 --out {root}" \
+        in text
+    assert f"routec report --experiments {root} -o {out}" in text
+
+
+def test_training_seconds_add_up_over_sittings(tmp_path: Path) -> None:
+    lines = [{"event": "start", "iteration": 0}, {"iteration": 5, "seconds": 10.0},
+             {"iteration": 10, "seconds": 21.5}, {"event": "resume", "iteration": 10},
+             {"iteration": 15, "seconds": 4.0}, {"iteration": 20, "seconds": 9.25}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    assert training_seconds(tmp_path) == 21.5 + 9.25
+
+
+def test_report_arguments_are_checked(tmp_path: Path, capsys) -> None:
+    assert main(["report", "--experiments", str(tmp_path / "none")]) == 2
+    assert "no such experiment folder" in capsys.readouterr().err
+    tmp_path.joinpath("empty").mkdir()
+    assert main(["report", "--experiments", str(tmp_path / "empty")]) == 2
+    assert "no suite has a checkpointed run" in capsys.readouterr().err
+    assert main(["report"]) == 2
+    assert "--experiments" in capsys.readouterr().err
+    assert main(["report", "--experiments", str(tmp_path), "-o", str(tmp_path / "x.html")]) == 2
+    assert "Markdown" in capsys.readouterr().err
