@@ -207,6 +207,7 @@ def _intro(suites: list[Suite], root: Path, command: str, data_root: str | None)
         "## Setup\n",
         f"- Budget: {', '.join(map(str, its))} iterations of batch {', '.join(map(str, batches))} "
         "per network (the paper trains 80,000; `routec experiment SUITE --full` runs that).",
+        *_schedules(suites),
         "- Accuracy: test split, routed inference with argmax routing; mean MACs: counted by "
         "routed inference (the multiply-accumulates each test example's own path runs).",
     ]
@@ -230,6 +231,27 @@ def _intro(suites: list[Suite], root: Path, command: str, data_root: str | None)
     not_run = [name for name in SUITES if name not in {s.name for s in suites}]
     lines.append(f"Suites not run at this budget: {', '.join(not_run) or 'none'}.\n")
     return "\n".join(lines)
+
+
+def _schedules(suites: list[Suite]) -> list[str]:
+    """The learning-rate and temperature schedules, and where this budget leaves them."""
+    from routec.train.schedules import halving
+
+    seen: dict[str, list[str]] = {}
+    for s in suites:
+        for i in s.runs:
+            c = i.config
+            text = (f"SGD with momentum {c.momentum:g}, lr {c.lr:g} halving every {c.lr_halflife:g} iterations (ends at "
+                    f"{halving(c.lr, c.lr_halflife, c.iterations):.3g})")
+            if c.strategy in ("actor", "critic"):
+                text += (f", τ {c.effective_tau:g} halving every {c.tau_halflife:g} (ends at "
+                         f"{halving(c.effective_tau, c.tau_halflife, c.iterations):.3g})")
+            suites_of = seen.setdefault(text, [])
+            if s.name not in suites_of:
+                suites_of.append(s.name)
+    return [f"- Schedule ({', '.join(names)}): {text}; the paper's settings (τ's half-life "
+            "as in its scripts), cut short by the budget."
+            for text, names in seen.items()]
 
 
 def _claims_section(ev: Evidence) -> str:
