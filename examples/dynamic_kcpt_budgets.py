@@ -31,12 +31,12 @@ SPEC = Path(__file__).resolve().with_name("four_way.route")
 GRID = (0.0, 0.25e-6, 0.5e-6, 1e-6, 2e-6, 4e-6)
 
 
-def main(png: str | Path, *, spec: str | Path = SPEC, iterations: int = 300, batch: int = 64,
+def main(png: str | Path, *, spec: str | Path = SPEC, iterations: int = 600, batch: int = 64,
          grid: tuple[float, ...] = GRID, ks: tuple[float, ...] | None = None, seed: int = 0,
          fast: bool = False) -> dict:
     """Train a dynamic-k_cpt network, evaluate it at each of ``ks`` and plot to ``png``."""
     if fast:
-        iterations = min(iterations, 150)
+        iterations = min(iterations, 300)
     ks = tuple(ks if ks is not None else grid)
     cfg = routec.make_config({
         "spec": str(spec), "strategy": "actor", "data": "synthetic", "seed": seed,
@@ -88,11 +88,11 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("png", help="where to write the plot (a .png file)")
     p.add_argument("--spec", default=str(SPEC), help="a .route file (default: four_way.route)")
-    p.add_argument("--iterations", type=int, default=300)
+    p.add_argument("--iterations", type=int, default=600)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--k-cpt", type=float, nargs="+", help="values to evaluate (default: the grid)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fast", action="store_true", help="at most 150 iterations")
+    p.add_argument("--fast", action="store_true", help="at most 300 iterations (fewer leave the routers undecided)")
     a = p.parse_args()
     main(a.png, spec=a.spec, iterations=a.iterations, batch=a.batch,
          ks=tuple(a.k_cpt) if a.k_cpt else None, seed=a.seed, fast=a.fast)
