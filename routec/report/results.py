@@ -140,29 +140,37 @@ def build_results(root: Path, out_md: Path, *, fmt: str = "png", throughput: boo
             ev = Evaluator(info.path, data_root=data_root, cache_dir=cache_dir,
                            use_cache=use_cache)
             rows.setdefault(s.name, []).extend(rows_for(info, ev, "test"))
+    # claims, timing and figures use finished runs only; tables list every run
+    finished = {(s.name, i.name) for s in suites for i in s.runs
+                if all(r.finished for r in rows[s.name] if r.run == i.name)}
+    done = {name: [r for r in rs if (name, r.run) in finished] for name, rs in rows.items()}
+    done_runs = {s.name: [i for i in s.runs if (s.name, i.name) in finished] for s in suites}
     evidence = Evidence(
-        rows=rows,
-        early_late_macs={s.name: {i.name: el for i in s.runs
+        rows={name: rs for name, rs in done.items() if rs},
+        early_late_macs={s.name: {i.name: el for i in done_runs[s.name]
                                   if (el := early_late_macs(i.path)) is not None}
                          for s in suites if s.runs[0].routed},
-        seconds={s.name: {i.name: training_seconds(i.path) for i in s.runs} for s in suites})
+        seconds={s.name: {i.name: training_seconds(i.path) for i in done_runs[s.name]}
+                 for s in suites})
     written: list[Path] = []
     parts = [_intro(suites, root, command, data_root)]
-    parts.append(_claims_section(evidence))
+    unfinished = [f"{s.name}/{i.name}" for s in suites for i in s.runs
+                  if (s.name, i.name) not in finished]
+    parts.append(_claims_section(evidence, unfinished))
     if throughput:
         say("timing routed inference")
-        parts.append(_throughput_section(suites, rows, data_root, cache_dir))
+        parts.append(_throughput_section(suites, evidence.rows, data_root, cache_dir))
     for data in dict.fromkeys(s.data for s in suites):
         group = [s for s in suites if s.data == data]
         parts.append(f"## {data}\n")
         fig5 = figs / f"fig5_{data}.{fmt}"
-        _fig5(group, rows, fig5, data)
+        _fig5(group, done, fig5, data)
         written.append(fig5)
         parts.append(f"![Fig. 5: {data} accuracy vs mean MACs]({rel}/{fig5.name})\n")
         for s in group:
             parts.append(_suite_section(s, rows[s.name], evidence))
             if s.runs[0].routed:
-                panels = [(i.name, _heatmap(i.path)) for i in s.runs]
+                panels = [(i.name, _heatmap(i.path)) for i in done_runs[s.name]]
                 panels = [(n, h) for n, h in panels if h.iterations]
                 if panels:
                     p = figs / f"fig8_{s.name}.{fmt}"
@@ -172,9 +180,10 @@ def build_results(root: Path, out_md: Path, *, fmt: str = "png", throughput: boo
                     parts.append(f"Fig. 8-style: dataflow over training "
                                  f"({_heatmap_source(panels)}).\n\n"
                                  f"![Fig. 8: {s.name}]({rel}/{p.name})\n")
-            if s.name.endswith("-actor"):
+            if s.name.endswith("-actor") and done_runs[s.name]:
                 say(f"drawing dataflow of {s.name}")
-                table, files = _fig6(s, figs, rel, data_root, cache_dir)
+                table, files = _fig6(done_runs[s.name], s.name, s.data, figs, rel,
+                                     data_root, cache_dir)
                 written.extend(files)
                 parts.append(table)
     from routec.report.draw import write_bytes
@@ -254,18 +263,17 @@ def _schedules(suites: list[Suite]) -> list[str]:
             for text, names in seen.items()]
 
 
-def _claims_section(ev: Evidence) -> str:
+def _claims_section(ev: Evidence, unfinished: list[str]) -> str:
     lines = ["## The paper's claims, side by side with what we measured\n",
              "| § | claim | measured | verdict | rule |", "|---|---|---|---|---|"]
     for c in CLAIMS:
         f = c.finding(ev)
         verdict = f"**{f.verdict}**" if f.verdict != UNTESTED else f.verdict
         lines.append(f"| {c.section} | {c.statement} | {f.measured} | {verdict} | {c.rule} |")
-    unfinished = [f"{suite}/{r.run}" for suite, rs in ev.rows.items() for r in rs
-                  if not r.finished]
     if unfinished:
-        lines.append(f"\nUnfinished runs included at their last checkpoint: "
-                     f"{', '.join(sorted(set(unfinished)))}.")
+        lines.append(f"\nClaims, timings and figures use finished runs only; these unfinished "
+                     f"runs appear, at their last checkpoint, only in their suite's table: "
+                     f"{', '.join(unfinished)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -299,7 +307,7 @@ def _throughput_section(suites: list[Suite], rows: dict[str, list[SummaryRow]],
     threads = batch = 0
     for name, s in by_name.items():
         static_suite = name.removesuffix("-actor") + "-static"
-        if not name.endswith("-actor") or static_suite not in by_name:
+        if not name.endswith("-actor") or not rows.get(name) or not rows.get(static_suite):
             continue
         actor, static, matched = pick_throughput_pair(rows[name], rows[static_suite])
         runs = {"actor": (s, actor), "static": (by_name[static_suite], static)}
@@ -365,24 +373,24 @@ def _heatmap_source(panels: list[tuple[str, Any]]) -> str:
             "argmax policy")
 
 
-def _fig6(s: Suite, figs: Path, rel: str, data_root: str | None, cache_dir: str | None
-          ) -> tuple[str, list[Path]]:
+def _fig6(runs: list[RunInfo], suite: str, data: str, figs: Path, rel: str,
+          data_root: str | None, cache_dir: str | None) -> tuple[str, list[Path]]:
     from routec.report.dataflow import measure_run
     from routec.report.draw import diagram, render
 
-    colourings = ("accuracy", "origin") if s.data in ("hybrid", "synthetic") else (
+    colourings = ("accuracy", "origin") if data in ("hybrid", "synthetic") else (
         "accuracy", "class")
     head = "| run | " + " | ".join(f"coloured by {c}" for c in colourings) + " |"
-    lines = [f"Fig. 6-style: measured dataflow of each {s.name} network on the test split "
+    lines = [f"Fig. 6-style: measured dataflow of each finished {suite} network on the test split "
              "(circle area: fraction classified there; edge width: traffic).\n", head,
              "|---|" + "---|" * len(colourings)]
     files = []
-    for info in s.runs:
+    for info in runs:
         flow, g = measure_run(info.path, split="test", data_root=data_root, cache_dir=cache_dir)
         cells = []
         for by in colourings:
-            p = figs / f"fig6_{s.name}_{info.name}_{by}.svg"
-            render(diagram(g, flow, by=by, title=f"{s.name}/{info.name}"), p)
+            p = figs / f"fig6_{suite}_{info.name}_{by}.svg"
+            render(diagram(g, flow, by=by, title=f"{suite}/{info.name}"), p)
             files.append(p)
             cells.append(f"![{info.name} by {by}]({rel}/{p.name})")
         lines.append(f"| {info.name} | " + " | ".join(cells) + " |")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from routec.cli import main
 from routec.report import claims as C
@@ -182,3 +184,28 @@ def test_report_arguments_are_checked(tmp_path: Path, capsys) -> None:
     assert "--experiments" in capsys.readouterr().err
     assert main(["report", "--experiments", str(tmp_path), "-o", str(tmp_path / "x.html")]) == 2
     assert "Markdown" in capsys.readouterr().err
+
+
+def test_unfinished_runs_are_listed_but_left_out_of_claims_and_figures(page, tmp_path) -> None:
+    root, _, _ = page
+    copy = tmp_path / "runs"
+    shutil.copytree(root, copy)
+    # a longer budget for one actor run: it is now unfinished at its checkpoint
+    assert main(["experiment", "hybrid-actor", "--runs", "k4e-9", "--out", str(copy), *QUICK[:-3],
+                 "--iterations", "14", "--no-progress"]) == 0
+    cfg = json.loads((copy / "hybrid-actor" / "k4e-9" / "config.json").read_text())
+    cfg["iterations"] = 1000
+    (copy / "hybrid-actor" / "k4e-9" / "config.json").write_text(json.dumps(cfg))
+    ckpt = copy / "hybrid-actor" / "k4e-9" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=False)
+    state["finished"], state["config"]["iterations"] = False, 1000
+    torch.save(state, ckpt)
+    out = tmp_path / "results.md"
+    assert main(["report", "--experiments", str(copy), "-o", str(out), "--no-timing"]) == 0
+    text = out.read_text()
+    assert "14 (unfinished)" in _table_rows(text, "hybrid-actor")["k4e-9"][3]
+    assert "only in their suite's table: hybrid-actor/k4e-9" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert not any("k4e-9" in l for l in links) and any("k0e-9" in l for l in links)
+    assert "1 of 1 hybrid-actor runs" in text or "0 of 1 hybrid-actor runs" in text \
+        or "no hybrid-actor run" in text
