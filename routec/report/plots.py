@@ -153,7 +153,7 @@ def dataflow_heatmaps(panels: list[tuple[str, Heatmap]], path: Path, title: str 
     if not panels:
         raise RunError(f"no runs with logged exit fractions to plot for {title or path}")
     heights = [0.35 + 0.22 * max(len(h.exits), 2) for _, h in panels]
-    fig = Figure(figsize=(7.0, 0.6 + sum(heights)))
+    fig = Figure(figsize=(7.0, 0.6 + sum(heights)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True,
                         gridspec_kw={"height_ratios": heights})[:, 0]
     mesh = None
@@ -171,9 +171,8 @@ def dataflow_heatmaps(panels: list[tuple[str, Heatmap]], path: Path, title: str 
     axes[-1].set_xlabel("iteration")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     assert mesh is not None
-    bar = fig.colorbar(mesh, ax=list(axes), pad=0.01, fraction=0.03)
+    bar = fig.colorbar(mesh, ax=list(axes), pad=0.01, fraction=0.03, aspect=40)
     bar.set_label("fraction classified at the exit", fontsize=7)
     save_figure(fig, path)
 
