@@ -380,21 +380,19 @@ def _fig6(runs: list[RunInfo], suite: str, data: str, figs: Path, rel: str,
 
     colourings = ("accuracy", "origin") if data in ("hybrid", "synthetic") else (
         "accuracy", "class")
-    head = "| run | " + " | ".join(f"coloured by {c}" for c in colourings) + " |"
-    lines = [f"Fig. 6-style: measured dataflow of each finished {suite} network on the test split "
-             "(circle area: fraction classified there; edge width: traffic).\n", head,
-             "|---|" + "---|" * len(colourings)]
+    lines = [f"Fig. 6-style: measured dataflow of each finished {suite} network on the test "
+             "split (circle area: fraction classified there; edge width: traffic), coloured "
+             f"by {' and by '.join(colourings)}.\n"]
     files = []
     for info in runs:
         flow, g = measure_run(info.path, split="test", data_root=data_root, cache_dir=cache_dir)
-        cells = []
+        lines.append(f"**{info.name}**\n")
         for by in colourings:
             p = figs / f"fig6_{suite}_{info.name}_{by}.svg"
             render(diagram(g, flow, by=by, title=f"{suite}/{info.name}"), p)
             files.append(p)
-            cells.append(f"![{info.name} by {by}]({rel}/{p.name})")
-        lines.append(f"| {info.name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n", files
+            lines.append(f"![{info.name} by {by}]({rel}/{p.name})\n")
+    return "\n".join(lines), files
 
 
 def stderr_progress(msg: str) -> None:
