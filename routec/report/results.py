@@ -189,6 +189,9 @@ def build_results(root: Path, out_md: Path, *, fmt: str = "png", throughput: boo
     from routec.report.draw import write_bytes
 
     write_bytes(out_md, "\n".join(parts).encode("utf-8"))
+    for old in figs.glob("fig[568]_*"):  # figures of runs no longer on the page
+        if old not in written:
+            old.unlink()
     return [out_md, *written]
 
 
@@ -350,9 +353,11 @@ def _fig5(group: list[Suite], rows: dict[str, list[SummaryRow]], path: Path, dat
 def _suite_section(s: Suite, rows: list[SummaryRow], ev: Evidence) -> str:
     secs = ev.seconds.get(s.name, {})
     total = sum(secs.values())
-    text = [f"### {s.name}\n", markdown_table(rows, "test"),
-            f"Training time: {total / 3600:.2f} h over {len(secs)} run(s) "
-            f"(median {sorted(secs.values())[len(secs) // 2] / 60:.1f} min per run).\n"]
+    text = [f"### {s.name}\n", markdown_table(rows, "test")]
+    if secs:
+        text.append(f"Training time of the finished runs: {total / 3600:.2f} h over {len(secs)} "
+                    f"run(s) (median {sorted(secs.values())[len(secs) // 2] / 60:.1f} min per "
+                    "run).\n")
     if s.missing:
         text.append(f"Not yet checkpointed: {', '.join(s.missing)}.\n")
     return "\n".join(text)
