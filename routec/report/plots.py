@@ -41,28 +41,60 @@ def group_curves(points: list[CurvePoint]) -> dict[str, list[CurvePoint]]:
     return {c: sorted(curves[c], key=lambda p: (p.mean_macs, p.accuracy)) for c in order}
 
 
+FOCUS_BELOW_BEST = 0.15  # the y-axis shows accuracies within this much of the best point
+
+
+def accuracy_axis(points: list[CurvePoint]) -> tuple[float, float, list[CurvePoint]]:
+    """The y-range to draw and the points that fall below it.
+
+    One collapsed run (a critic that diverged to chance) would otherwise stretch the
+    axis to zero and flatten every curve worth comparing into a line; such points are
+    marked at the bottom edge with their accuracy instead.
+    """
+    accs = [p.accuracy for p in points]
+    best = max(accs)
+    shown = [a for a in accs if a >= best - FOCUS_BELOW_BEST]
+    span = max(best - min(shown), 0.01)
+    low, high = min(shown) - 0.08 * span, best + 0.08 * span
+    return low, high, [p for p in points if p.accuracy < low]
+
+
 def accuracy_vs_macs(points: list[CurvePoint], path: Path, title: str = "") -> dict[
         str, list[CurvePoint]]:
-    """Plot every curve; returns the curves exactly as drawn (for tables and tests)."""
+    """Plot every curve; returns the curves exactly as drawn (for tables and tests).
+
+    Static networks are labelled by depth; routed points by k_cpt only when few
+    curves share the plot (the tables beside it carry every value).
+    """
     curves = group_curves(points)
     fig = Figure(figsize=(7.0, 4.6))
     ax = fig.add_subplot()
+    label_routed = len(curves) <= 2
     for name, pts in curves.items():
         xs, ys = [p.mean_macs for p in pts], [p.accuracy for p in pts]
         static = name.startswith("static")
-        ax.plot(xs, ys, marker="s" if static else "o", markersize=4, linewidth=1.4,
-                linestyle="--" if static else "-", label=name)
+        line, = ax.plot(xs, ys, marker="s" if static else "o", markersize=4, linewidth=1.4,
+                        linestyle="--" if static else "-", label=name)
         for p in pts:
-            if p.label:
+            if p.label and (static or label_routed):
                 ax.annotate(p.label, (p.mean_macs, p.accuracy), textcoords="offset points",
                             xytext=(3, 3), fontsize=6, alpha=0.7)
+    if points:
+        low, high, below = accuracy_axis(points)
+        ax.set_ylim(low, high)
+        colour = {name: ax.get_lines()[i].get_color() for i, name in enumerate(curves)}
+        for p in below:  # off the axis: a marker on the bottom edge says where it went
+            ax.plot([p.mean_macs], [low], marker="v", markersize=7, clip_on=False,
+                    color=colour[p.curve], linestyle="none")
+            ax.annotate(f"{p.label} {p.accuracy:.3f}".strip(), (p.mean_macs, low),
+                        textcoords="offset points", xytext=(0, 7), ha="center", fontsize=6)
     ax.xaxis.set_major_formatter(EngFormatter())
     ax.set_xlabel("mean MACs per example (routed inference)")
     ax.set_ylabel("accuracy")
     ax.set_title(title or "accuracy vs computation", fontsize=10)
     ax.grid(True, alpha=0.3)
     if curves:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     save_figure(fig, path)
     return curves

@@ -162,6 +162,22 @@ def test_heatmap_and_curve_svg(runs: dict[str, Path], tmp_path: Path) -> None:
         plots.accuracy_vs_macs(pts, tmp_path / "c.gif")
 
 
+def test_collapsed_run_does_not_stretch_the_accuracy_axis(tmp_path: Path) -> None:
+    good = [plots.CurvePoint("static", m, a) for m, a in ((1.0, 0.86), (2.0, 0.91), (3.0, 0.90))]
+    good += [plots.CurvePoint("actor", 1.5, 0.93, "2e-09")]
+    collapsed = plots.CurvePoint("critic-optimistic", 4.0, 0.14, "1e-09")
+    low, high, below = plots.accuracy_axis(good + [collapsed])
+    assert below == [collapsed]
+    assert all(low < p.accuracy < high for p in good)
+    assert high - low < 0.2  # the good points fill the axis, not 0.14 .. 0.93
+    low2, high2, below2 = plots.accuracy_axis(good)
+    assert below2 == [] and (low2, high2) == (low, high)
+    plots.accuracy_vs_macs(good + [collapsed], tmp_path / "c.svg")
+    svg = (tmp_path / "c.svg").read_text()
+    ET.fromstring(svg.encode())
+    assert "1e-09 0.140" in svg  # the off-axis point is named on the bottom edge
+
+
 def test_evaluations_are_cached(report: Path, runs: dict[str, Path], tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     for name, path in runs.items():
