@@ -94,6 +94,24 @@ def early_late_macs(run_dir: Path) -> tuple[float, float] | None:
     return mean(recs[:k]), mean(recs[-k:])
 
 
+COLLAPSE = 0.10  # a fall of validation accuracy this large from its peak is called out
+
+
+def accuracy_fall(run_dir: Path) -> tuple[float, int, float] | None:
+    """(peak, iteration of the peak, last) validation accuracy, if it fell ≥ COLLAPSE.
+
+    A run that learned and then lost it (diverged) reads very differently from one that
+    never learned; the table's final number alone cannot tell them apart.
+    """
+    vals = [(int(r["iteration"]), float(r["val_accuracy"])) for r in metric_lines(run_dir)
+            if "event" not in r and "val_accuracy" in r and "iteration" in r]
+    if not vals:
+        return None
+    peak_it, peak = max(vals, key=lambda v: (v[1], -v[0]))
+    last = vals[-1][1]
+    return (peak, peak_it, last) if peak - last >= COLLAPSE else None
+
+
 def machines(suites: list[Suite]) -> tuple[dict[str, list[str]], list[str]]:
     """Machine description → runs trained (partly) on it; runs with no machine logged."""
     seen: dict[str, list[str]] = {}
@@ -358,6 +376,12 @@ def _suite_section(s: Suite, rows: list[SummaryRow], ev: Evidence) -> str:
         text.append(f"Training time of the finished runs: {total / 3600:.2f} h over {len(secs)} "
                     f"run(s) (median {sorted(secs.values())[len(secs) // 2] / 60:.1f} min per "
                     "run).\n")
+    falls = [(i.name, f) for i in s.runs if (f := accuracy_fall(i.path))]
+    if falls:
+        text.append(f"Validation accuracy fell by {COLLAPSE * 100:.0f} pp or more from its peak "
+                    "during training (peak at iteration → last logged): " + "; ".join(
+                        f"{n} {peak:.3f} at {it} → {last:.3f}" for n, (peak, it, last) in falls)
+                    + ".\n")
     if s.missing:
         text.append(f"Not yet checkpointed: {', '.join(s.missing)}.\n")
     return "\n".join(text)

@@ -11,7 +11,7 @@ import torch
 
 from routec.cli import main
 from routec.report import claims as C
-from routec.report.results import pick_throughput_pair, training_seconds
+from routec.report.results import accuracy_fall, pick_throughput_pair, training_seconds
 from routec.report.summary import SummaryRow
 from routec.train.evaluate import evaluate
 from routec.train.runs import load_run
@@ -172,6 +172,21 @@ def test_training_seconds_add_up_over_sittings(tmp_path: Path) -> None:
              {"iteration": 15, "seconds": 4.0}, {"iteration": 20, "seconds": 9.25}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
     assert training_seconds(tmp_path) == 21.5 + 9.25
+
+
+@pytest.mark.parametrize("curve, expected", [
+    ([0.3, 0.62, 0.68, 0.28, 0.14], (0.68, 15, 0.14)),  # learned, then lost it
+    ([0.3, 0.62, 0.68, 0.66, 0.70], None),              # still learning
+    ([0.10, 0.12, 0.11, 0.10, 0.09], None),             # never learned: no fall to report
+    ([0.5, 0.9, 0.9, 0.85, 0.79], (0.9, 10, 0.79)),     # first of equal peaks
+])
+def test_a_fall_from_peak_validation_accuracy_is_found(tmp_path: Path, curve, expected) -> None:
+    lines = [{"event": "start", "iteration": 0}]
+    for i, acc in enumerate(curve):
+        lines.append({"iteration": 5 * (i + 1), "train_accuracy": 0.5})
+        lines.append({"iteration": 5 * (i + 1), "val_accuracy": acc})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    assert accuracy_fall(tmp_path) == expected
 
 
 def test_report_arguments_are_checked(tmp_path: Path, capsys) -> None:
