@@ -200,7 +200,9 @@ def _cheaper_at_static_peak(data: str, need: float, partly: float, what: str
         if not good:
             best = max(ev.rows[suite], key=_acc)
             return Finding(f"no {suite} run reaches the static peak {peak.accuracy:.4f} "
-                           f"({peak.run}); best {best.accuracy:.4f}", NOT)
+                           f"({peak.run}); best {best.accuracy:.4f} ({best.run}, "
+                           f"{_pct(best.accuracy - peak.accuracy)}) with "
+                           f"{peak.mean_macs / best.mean_macs:.2f}x fewer MACs", NOT)
         cheapest = min(good, key=lambda r: r.mean_macs)
         ratio = peak.mean_macs / cheapest.mean_macs
         verdict = REPRODUCED if ratio >= need else PARTLY if ratio >= partly else NOT
