@@ -227,7 +227,11 @@ def _intro(suites: list[Suite], root: Path, command: str, data_root: str | None)
     its = sorted({i.config.iterations for s in suites for i in s.runs})
     batches = sorted({i.config.batch for s in suites for i in s.runs})
     seen, unknown = machines(suites)
-    sources = sorted({str(i.start.get("data_source", "")) for s in suites for i in s.runs} - {""})
+    sources: dict[str, set[str]] = {}  # where each dataset's files came from
+    for s in suites:
+        for i in s.runs:
+            if i.start.get("data_source"):
+                sources.setdefault(s.data, set()).add(str(i.start["data_source"]))
     lines = [
         "# Reproducing McGill & Perona (2017) at a CPU budget\n",
         "This page is generated from saved run directories; do not edit it by hand. "
@@ -246,8 +250,9 @@ def _intro(suites: list[Suite], root: Path, command: str, data_root: str | None)
     if unknown:
         lines.append(f"- Machine not logged (trained before routec logged it) for: "
                      f"{', '.join(unknown)}.")
-    for src in sources:
-        lines.append(f"- Data: {_portable(src, data_root)}.")
+    for data, srcs in sources.items():
+        for src in sorted(srcs):
+            lines.append(f"- Data ({data}): {_portable(src, data_root)}.")
     lines += ["", "Runs were trained with (the data root set by `ROUTEC_DATA`):\n", "```"]
     for s in suites:
         names = [i.name for i in s.runs] + s.missing

@@ -165,6 +165,10 @@ def test_page_has_claims_timing_figures_and_commands(page) -> None:
     assert f"routec experiment hybrid-actor --iterations 12 --runs k0e-9 k4e-9 --out {root}" \
         in text
     assert f"routec report --experiments {root} -o {out}" in text
+    # each dataset's source is named with the dataset it fed
+    start = json.loads((root / "hybrid-actor" / "k0e-9" / "metrics.jsonl").read_text()
+                       .splitlines()[0])
+    assert f"- Data (synthetic): {start['data_source']}." in text
 
 
 def test_training_seconds_add_up_over_sittings(tmp_path: Path) -> None:
