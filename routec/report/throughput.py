@@ -26,15 +26,27 @@ class Throughput:
 
 
 def measure(nets: dict[str, tuple[RoutedNetwork, float | None]], images: Tensor, *,
-            batch: int = 256, repeats: int = 5) -> dict[str, Throughput]:
-    """Images per second of routed inference for each (network, k_cpt), round-robin."""
+            batch: int = 256, repeats: int = 5, min_seconds: float = 0.0,
+            max_repeats: int = 200) -> dict[str, Throughput]:
+    """Images per second of routed inference for each (network, k_cpt), round-robin.
+
+    Passes go on until every network has ``repeats`` of them and at least
+    ``min_seconds`` of timing: on a small test set a handful of short passes leaves
+    the median at the mercy of a noisy virtual machine.
+    """
     seconds: dict[str, list[float]] = {name: [] for name in nets}
     for net, _ in nets.values():
         net.eval()
+
+    def enough() -> bool:
+        done = min(len(s) for s in seconds.values())
+        return done >= max_repeats or (
+            done >= repeats and min(sum(s) for s in seconds.values()) >= min_seconds)
+
     with torch.inference_mode():
         for name, (net, k) in nets.items():  # warm-up: allocator, oneDNN kernels
             net.route(images[:batch], k_cpt=k)
-        for _ in range(repeats):
+        while not enough():
             for name, (net, k) in nets.items():
                 t = time.perf_counter()
                 for start in range(0, len(images), batch):

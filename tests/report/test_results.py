@@ -238,3 +238,26 @@ def test_unfinished_runs_are_listed_but_left_out_of_claims_and_figures(page, tmp
     assert "fig8_hybrid-actor.png" in stale
     assert "1 of 1 hybrid-actor runs" in text or "0 of 1 hybrid-actor runs" in text \
         or "no hybrid-actor run" in text
+
+
+
+def test_throughput_passes_go_on_until_enough_time_is_measured() -> None:
+    from routec.codegen import build_class
+    from routec.graph import build_graph
+    from routec.parse import load_spec
+    from routec.report.throughput import measure
+
+    net = build_class(build_graph(load_spec("tiny")))()
+    images = torch.randn(32, 3, 32, 32)
+    few = measure({"a": (net, None), "b": (net, None)}, images, batch=16, repeats=2)
+    assert [len(t.passes) for t in few.values()] == [2, 2]
+    one_pass = max(max(t.passes) for t in few.values())
+    t = measure({"a": (net, None), "b": (net, None)}, images, batch=16, repeats=2,
+                min_seconds=6 * one_pass)
+    for r in t.values():
+        assert sum(r.passes) >= 6 * one_pass and len(r.passes) > 2
+        assert r.images_per_second == pytest.approx(32 / sorted(r.passes)[len(r.passes) // 2],
+                                                     rel=0.5)
+    capped = measure({"a": (net, None)}, images, batch=16, repeats=2, min_seconds=1e9,
+                     max_repeats=4)
+    assert len(capped["a"].passes) == 4
