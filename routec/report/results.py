@@ -329,7 +329,8 @@ def _throughput_section(suites: list[Suite], rows: dict[str, list[SummaryRow]],
              "in one process over the test split; the median of at least "
              f"{TIMING_PASSES} passes and {TIMING_SECONDS:g} s per network. Relative columns: the "
              "actor's value over the static network's (throughput above 1 and MACs below 1 "
-             "favour routing).\n",
+             "favour routing); in brackets, the range of the ratio over pairs of passes run "
+             "back to back.\n",
              "| data | network | test accuracy | mean MACs | images/s | relative throughput "
              "| relative MACs |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -354,14 +355,16 @@ def _throughput_section(suites: list[Suite], rows: dict[str, list[SummaryRow]],
         passes.append(f"{s.data} {len(t['actor'].passes)}")
         any_pair = True
         speed = t["actor"].images_per_second / t["static"].images_per_second
+        # pass i of each network ran back to back: their ratios show the machine's noise
+        paired = sorted(b / a for a, b in zip(t["actor"].passes, t["static"].passes))
         macs = actor.mean_macs / static.mean_macs
         note = "" if matched else " (no static network is as accurate)"
+        relative = {"actor": (f"{speed:.2f} ({paired[0]:.2f}–{paired[-1]:.2f})", f"{macs:.2f}"),
+                    "static": ("1", "1")}
         for key, row in (("actor", actor), ("static", static)):
             label = f"{name}/{row.run}" if key == "actor" else f"{static_suite}/{row.run}{note}"
             lines.append(f"| {s.data} | {label} | {row.accuracy:.4f} | {row.mean_macs:,.0f} | "
-                         f"{t[key].images_per_second:,.0f} | "
-                         f"{f'{speed:.2f}' if key == 'actor' else '1'} | "
-                         f"{f'{macs:.2f}' if key == 'actor' else '1'} |")
+                         f"{t[key].images_per_second:,.0f} | {' | '.join(relative[key])} |")
     if not any_pair:
         return "\n".join(lines[:1]) + "\nNo dataset has both an actor and a static suite.\n"
     lines.append(f"\nMeasured with {threads} torch thread(s), batch {batch}, on the machine "

@@ -152,8 +152,10 @@ def test_page_has_claims_timing_figures_and_commands(page) -> None:
     timing = [l for l in text.splitlines() if l.startswith("| synthetic |")]
     assert len(timing) == 2
     speeds = [float(l.split("|")[5].replace(",", "")) for l in timing]
-    ratio = float(timing[0].split("|")[6])
+    ratio, low, high = (float(v) for v in re.fullmatch(
+        r" ([\d.]+) \(([\d.]+)–([\d.]+)\) ", timing[0].split("|")[6]).groups())
     assert ratio == pytest.approx(speeds[0] / speeds[1], rel=0.02, abs=0.01)
+    assert low <= high
     # figures exist where the page points
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert any("fig5_synthetic.png" in l for l in links)
