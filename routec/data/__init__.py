@@ -4,42 +4,46 @@
 int64 labels and a per-example origin (0 = MNIST, 1 = CIFAR); ``batches`` and
 ``Augmenter`` turn a split into augmented training minibatches. Decoded files are
 cached so that only the first load is slow.
+
+Names are imported on first use (``routec --help`` needs no torch).
 """
 from __future__ import annotations
 
-from routec.data.augmentation import Augmenter, AugmentParams, augment
-from routec.data.batches import Batch, batches
-from routec.data.cache import PREPROCESS_VERSION
-from routec.data.load import DatasetSummary, dataset_summary, load_dataset
-from routec.data.named import NAMED, available_datasets
-from routec.data.preprocess import gamma_encode
-from routec.data.readers import CIFAR10_CLASSES, DataNotFound
-from routec.data.root import resolve_cache_dir, resolve_data_root
-from routec.data.splits import CIFAR_ORIGIN, MNIST_ORIGIN, VAL_DIVISOR, DatasetInfo, DatasetSplits, Split
-from routec.data.synthetic import synthetic
+import importlib
+from typing import Any
 
-__all__ = [
-    "CIFAR10_CLASSES",
-    "CIFAR_ORIGIN",
-    "MNIST_ORIGIN",
-    "NAMED",
-    "PREPROCESS_VERSION",
-    "VAL_DIVISOR",
-    "AugmentParams",
-    "Augmenter",
-    "Batch",
-    "DataNotFound",
-    "DatasetInfo",
-    "DatasetSplits",
-    "DatasetSummary",
-    "Split",
-    "augment",
-    "available_datasets",
-    "batches",
-    "dataset_summary",
-    "gamma_encode",
-    "load_dataset",
-    "resolve_cache_dir",
-    "resolve_data_root",
-    "synthetic",
-]
+_EXPORTS: dict[str, str] = {
+    "Augmenter": "routec.data.augmentation",
+    "AugmentParams": "routec.data.augmentation",
+    "augment": "routec.data.augmentation",
+    "Batch": "routec.data.batches",
+    "batches": "routec.data.batches",
+    "PREPROCESS_VERSION": "routec.data.cache",
+    "DatasetSummary": "routec.data.load",
+    "dataset_summary": "routec.data.load",
+    "load_dataset": "routec.data.load",
+    "NAMED": "routec.data.named",
+    "available_datasets": "routec.data.named",
+    "gamma_encode": "routec.data.preprocess",
+    "CIFAR10_CLASSES": "routec.data.readers",
+    "DataNotFound": "routec.data.readers",
+    "resolve_cache_dir": "routec.data.root",
+    "resolve_data_root": "routec.data.root",
+    "CIFAR_ORIGIN": "routec.data.splits",
+    "MNIST_ORIGIN": "routec.data.splits",
+    "VAL_DIVISOR": "routec.data.splits",
+    "DatasetInfo": "routec.data.splits",
+    "DatasetSplits": "routec.data.splits",
+    "Split": "routec.data.splits",
+    "synthetic": "routec.data.synthetic",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'routec.data' has no attribute {name!r}")

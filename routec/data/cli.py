@@ -5,17 +5,12 @@ import argparse
 import os
 from pathlib import Path
 
-import torch
-from rich.console import Console
-from rich.table import Table
-
-from routec.data.augmentation import Augmenter
-from routec.data.grid import save_grid
-from routec.data.load import dataset_summary, load_dataset
-from routec.data.named import available_datasets
 from routec.data.root import CACHE_ENV, DATA_ENV, resolve_cache_dir, resolve_data_root
-from routec.data.splits import SPLIT_NAMES
 from routec.errors import DataError
+
+# The parser is built on every command, so this module imports no torch, numpy
+# or PIL at load time; the handlers import what they use.
+SPLIT_NAMES = ("train", "val", "test")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +36,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     lst.set_defaults(func=cmd_list)
 
     show = sub.add_parser("show", help="draw a grid of samples with their labels")
-    show.add_argument("name", help=f"dataset: {', '.join(available_datasets())}")
+    show.add_argument("name", help="a dataset name (see 'routec data list')")
     show.add_argument("--out", required=True, type=Path, help="PNG file to write")
     show.add_argument("--split", choices=SPLIT_NAMES, default="train")
     show.add_argument("--augment", action="store_true", help="apply training augmentation first")
@@ -57,6 +52,12 @@ def _where(flag: str | None, env: str, resolved: Path) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from routec.data.load import dataset_summary
+    from routec.data.named import available_datasets
+
     out = Console(highlight=False, soft_wrap=True)
     root, cache_dir = resolve_data_root(args.data_root), resolve_cache_dir(args.cache_dir)
     out.print(f"data root: {_where(args.data_root, DATA_ENV, root)}")
@@ -79,6 +80,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import torch
+
+    from routec.data.augmentation import Augmenter
+    from routec.data.grid import save_grid
+    from routec.data.load import load_dataset
+
     if args.n < 1:
         raise DataError(f"--n must be at least 1, got {args.n}")
     data = load_dataset(args.name, args.data_root, args.cache_dir, args.seed, download=args.download)

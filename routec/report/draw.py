@@ -17,12 +17,15 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import graphviz
 
 from routec.errors import RoutecError
 from routec.graph.build import RoutingGraph
-from routec.report.dataflow import Dataflow
+
+if TYPE_CHECKING:  # dataflow imports torch; drawing a spec must not
+    from routec.report.dataflow import Dataflow
 
 FORMATS = ("svg", "png", "pdf", "dot")
 COLOUR_BY = ("accuracy", "origin", "class")

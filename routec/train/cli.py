@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from routec.errors import RunError
 from routec.train.config import RunConfig, load_config_file, make_config
 
@@ -167,6 +165,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def _print_eval(p: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    import torch
 
     console = Console(width=120)
     console.print(f"run {p['run']} (iteration {p['iteration']}"
