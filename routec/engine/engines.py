@@ -1,0 +1,304 @@
+"""Inference engines for a built or trained routed network.
+
+``optimize_for_inference(net, engine=...)`` returns an object whose ``route(x,
+k_cpt=None, policy=...)`` returns a :class:`RoutedOutput` like ``net.route``:
+
+* ``eager``: ``net.route`` itself, the generated module in eager PyTorch;
+* ``fused``: each segment (the columns between two junctions, with the junction's
+  router or the exit's classifier) traced with torch.fx, batch-norm folded into the
+  conv/linear before it, channels-last weights, inference mode;
+* ``compiled``: the fused segments compiled by torch.compile (inductor) for dynamic
+  batch sizes; needs a C++ compiler;
+* ``onnx``: each segment exported to ONNX with a dynamic batch axis and run by ONNX
+  Runtime, with routing done on numpy arrays between sessions.
+
+Routing (junction splits, exit scatters, MACs from the leaf reached) is shared by
+the fused, compiled and onnx engines; a missing requirement is an error that names
+the engine and what to install.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from routec.deploy.topology import Segment, Topology
+from routec.engine import modules as M
+from routec.errors import RoutecError
+from routec.runtime.routing import Policy, RoutedNetwork, RoutedOutput, argmax_policy
+
+ENGINES = ("eager", "fused", "compiled", "onnx")
+
+
+class EngineError(RoutecError):
+    """An engine that cannot run here (missing package or compiler)."""
+
+
+class InferenceEngine:
+    """Common face of every engine; attribute look-ups fall through to the network, so
+    code written for a network (``evaluate``, ``ConfidencePolicy``) accepts an engine."""
+
+    name = ""
+
+    def __init__(self, net: RoutedNetwork) -> None:
+        self.net = net
+        self.topology = Topology.of(net)
+
+    def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
+              policy: Policy = argmax_policy) -> RoutedOutput:
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "net":
+            raise AttributeError(name)
+        return getattr(self.net, name)
+
+    # evaluate() toggles modes; an engine is inference-only
+    training = False
+
+    def eval(self) -> "InferenceEngine":
+        return self
+
+    def train(self, mode: bool = True) -> "InferenceEngine":
+        return self
+
+    def describe(self) -> str:
+        return self.name
+
+
+class EagerEngine(InferenceEngine):
+    name = "eager"
+
+    def __init__(self, net: RoutedNetwork) -> None:
+        super().__init__(net)
+        net.eval()
+
+    def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
+              policy: Policy = argmax_policy) -> RoutedOutput:
+        with torch.inference_mode():
+            return self.net.route(x, k_cpt=k_cpt, policy=policy)
+
+
+class SegmentEngine(InferenceEngine):
+    """Routes between per-segment callables on torch tensors."""
+
+    def __init__(self, net: RoutedNetwork, merge: bool = True) -> None:
+        super().__init__(net)
+        net.eval()
+        self.segments: list[Segment] = self.topology.segments(merge=merge)
+        self.arity = M.pyramid_arity(net, self.topology)
+        self.leaf_macs = torch.tensor(self.topology.leaf_macs, dtype=torch.float64)
+        self.calls: list[Callable[..., tuple[Tensor, ...]]] = []
+        self.profile: dict[int, float] | None = None
+        self.folded = 0
+
+    def segment_label(self, s: int) -> str:
+        return "+".join(self.topology.nodes[i] for i in self.segments[s].nodes)
+
+    def _prepare(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
+              policy: Policy = argmax_policy) -> RoutedOutput:
+        net = self.net
+        net._check_input(x)
+        with torch.inference_mode():
+            k = net._kcpt(k_cpt, x)
+            return self._route(self._prepare(x), k, policy)
+
+    def _route(self, x: Tensor, k: Tensor | None, policy: Policy) -> RoutedOutput:
+        n = x.shape[0]
+        logits = x.new_zeros(n, self.topology.classes)
+        leaf = torch.full((n,), -1, dtype=torch.long)
+        if n == 0:
+            return RoutedOutput(logits, leaf, torch.zeros(0, dtype=torch.float64))
+        segs, calls, prof = self.segments, self.calls, self.profile
+        argmax = policy is argmax_policy
+        stack: list[tuple[int, Tensor, tuple[Tensor, ...], Tensor | None]] = [
+            (0, torch.arange(n), (x,), k)]
+        while stack:
+            s, rows, h, kk = stack.pop()
+            seg = segs[s]
+            args = (*h, kk) if seg.end == "junction" and kk is not None else h
+            if prof is None:
+                outs = calls[s](*args)
+            else:
+                t0 = time.perf_counter()
+                outs = calls[s](*args)
+                prof[s] = prof.get(s, 0.0) + time.perf_counter() - t0
+            if seg.emits_levels:
+                h = tuple(outs[:-1]) if seg.head >= 0 else tuple(outs)
+            if seg.end == "exit":
+                y = outs[-1]
+                if rows.shape[0] == n:
+                    logits = y.to(logits.dtype)
+                    leaf.fill_(seg.leaf)
+                else:
+                    logits.index_copy_(0, rows, y.to(logits.dtype))
+                    leaf.index_fill_(0, rows, seg.leaf)
+            elif seg.end == "column":
+                stack.append((seg.next[0], rows, h, kk))
+            else:
+                scores = outs[-1]
+                choice = scores.argmax(dim=1) if argmax else policy(seg.junction, scores, rows, h)
+                m = rows.shape[0]
+                if m == 1:
+                    stack.append((seg.next[int(choice)], rows, h, kk))
+                    continue
+                counts = torch.bincount(choice, minlength=len(seg.next)).tolist()
+                parts = []
+                for w, c in enumerate(counts):
+                    if c == m:
+                        parts.append((seg.next[w], rows, h, kk))
+                    elif c:
+                        pos = (choice == w).nonzero().squeeze(1)
+                        parts.append((seg.next[w], rows.index_select(0, pos),
+                                      tuple(a.index_select(0, pos) for a in h),
+                                      None if kk is None else kk.index_select(0, pos)))
+                stack.extend(reversed(parts))
+        return RoutedOutput(logits.contiguous(), leaf, self.leaf_macs[leaf])
+
+
+class FusedEngine(SegmentEngine):
+    name = "fused"
+
+    def __init__(self, net: RoutedNetwork, merge: bool = True) -> None:
+        super().__init__(net, merge)
+        self.modules: list[nn.Module] = []
+        for seg in self.segments:
+            n_in = M.segment_inputs(self.topology, seg, self.arity)
+            mod, folded = M.fused_segment(net, self.topology, seg, n_in)
+            self.modules.append(mod)
+            self.folded += folded
+        self.calls = list(self.modules)
+
+
+def _compiler_available() -> str | None:
+    import shutil
+
+    for cc in ("c++", "g++", "clang++"):
+        if shutil.which(cc):
+            return cc
+    return None
+
+
+class CompiledEngine(FusedEngine):
+    """Fused segments compiled by torch.compile with dynamic batch sizes.
+
+    A batch of one is its own specialisation (torch.compile treats sizes 0 and 1 as
+    constants): it compiles once on first use, like any other shape bucket; empty
+    batches never reach a segment.
+    """
+
+    name = "compiled"
+
+    def __init__(self, net: RoutedNetwork, merge: bool = True) -> None:
+        if _compiler_available() is None:
+            raise EngineError("engine 'compiled' needs a C++ compiler for torch.compile "
+                              "(inductor) and none was found",
+                              hint="install one, e.g. `apt-get install g++`, or use "
+                                   "--engine fused or onnx")
+        super().__init__(net, merge)
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self.calls = [torch.compile(m, dynamic=True) for m in self.modules]
+
+
+def _require_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+    except ImportError as err:
+        raise EngineError(f"engine 'onnx' needs the onnx and onnxruntime packages "
+                          f"({err.name} is missing)",
+                          hint="pip install 'routec[onnx]' (or: pip install onnx onnxruntime)"
+                          ) from None
+    return onnx, onnxruntime
+
+
+class OnnxEngine(InferenceEngine):
+    """Each segment an ONNX Runtime session; routing on numpy arrays in between."""
+
+    name = "onnx"
+
+    def __init__(self, net: RoutedNetwork, merge: bool = True, threads: int | None = None
+                 ) -> None:
+        _require_onnx()
+        super().__init__(net)
+        from routec.deploy.runner import SegmentRunner
+        from routec.engine import onnx_export
+
+        net.eval()
+        self.segments = self.topology.segments(merge=merge)
+        arity = M.pyramid_arity(net, self.topology)
+        threads = torch.get_num_threads() if threads is None else threads
+        calls = []
+        for seg in self.segments:
+            n_in = M.segment_inputs(self.topology, seg, arity)
+            blob, inputs, outputs = onnx_export.export_segment(net, self.topology, seg, n_in)
+            calls.append(onnx_export.session_call(blob, seg, inputs, outputs, threads))
+        self.runner = SegmentRunner(self.topology, self.segments, calls)
+
+    @property
+    def profile(self) -> dict[int, float] | None:
+        return self.runner.profile
+
+    @profile.setter
+    def profile(self, value: dict[int, float] | None) -> None:
+        self.runner.profile = value
+
+    def segment_label(self, s: int) -> str:
+        return "+".join(self.topology.nodes[i] for i in self.segments[s].nodes)
+
+    def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
+              policy: Policy = argmax_policy) -> RoutedOutput:
+        self.net._check_input(x)
+        with torch.inference_mode():
+            k = self.net._kcpt(k_cpt, x)
+            arr_policy = None if policy is argmax_policy else _torch_policy(policy)
+            logits, leaf, macs = self.runner.route(
+                x.detach().cpu().contiguous().numpy(),
+                None if k is None else k.cpu().numpy(), arr_policy)
+        return RoutedOutput(torch.from_numpy(logits).to(x.dtype), torch.from_numpy(leaf),
+                            torch.from_numpy(macs))
+
+
+def _torch_policy(policy: Policy) -> Callable[..., Any]:
+    def call(j: int, scores: Any, rows: Any, levels: Sequence[Any]) -> Any:
+        choice = policy(j, torch.from_numpy(scores), torch.from_numpy(rows),
+                        tuple(torch.from_numpy(a) for a in levels))
+        return choice.numpy()
+    return call
+
+
+def optimize_for_inference(net: RoutedNetwork, engine: str = "fused", **options: Any
+                           ) -> InferenceEngine:
+    """An inference engine for ``net`` (see the module docstring for the choices).
+
+    The engine copies what it needs: later changes to ``net``'s weights are not seen.
+    """
+    if isinstance(net, InferenceEngine):
+        net = net.net
+    builders: dict[str, Callable[..., InferenceEngine]] = {
+        "eager": EagerEngine, "fused": FusedEngine, "compiled": CompiledEngine,
+        "onnx": OnnxEngine}
+    if engine not in builders:
+        raise RoutecError(f"unknown engine '{engine}'", hint="one of: " + ", ".join(ENGINES))
+    return builders[engine](net, **options)
+
+
+def available_engines() -> list[str]:
+    """Engines whose requirements are present here (nothing is built)."""
+    out = ["eager", "fused"]
+    if _compiler_available():
+        out.append("compiled")
+    try:
+        _require_onnx()
+        out.append("onnx")
+    except EngineError:
+        pass
+    return out

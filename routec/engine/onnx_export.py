@@ -1,0 +1,142 @@
+"""ONNX export of segments and nodes, and ONNX Runtime sessions for them.
+
+Every graph has a dynamic batch axis ``n``. Inputs are named ``x`` (the image, for
+the stem), ``h0``.. (the levels of the pyramid the segment reads) and ``k_cpt``
+(for a router that reads it); outputs ``o0``.. (the pyramid children read),
+``scores`` (a router) or ``logits`` (a classifier). The TorchScript-based exporter
+(``dynamo=False``) is used: it needs neither network access nor onnxscript.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from routec.deploy.topology import Segment, Topology
+from routec.engine import modules as M
+
+OPSET = 17
+
+
+def _example_inputs(net: Any, topo: Topology, seg: Segment, n_in: int, batch: int = 2
+                    ) -> tuple[Tensor, ...]:
+    """Real inputs for a segment: the anchor pyramid of a small random batch."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, *topo.input_shape, generator=gen)
+    first = seg.transforms[0] if seg.transforms else seg.head
+    with torch.no_grad():
+        if topo.kinds[first] == "stem":
+            args: tuple[Tensor, ...] = (x,)
+        else:
+            path = []
+            i = topo.anchor(topo.parent[first])
+            while i >= 0:
+                if topo.kinds[i] in ("stem", "column"):
+                    path.append(i)
+                i = topo.parent[i]
+            h: Any = x
+            for i in reversed(path):
+                h = getattr(net, topo.nodes[i])(h)
+            args = tuple(t.clone() for t in h)
+    if seg.end == "junction" and topo.dynamic_kcpt:
+        args = args + (torch.full((batch,), 4e-9),)
+    return args
+
+
+def export_segment(net: Any, topo: Topology, seg: Segment, n_in: int
+                   ) -> tuple[bytes, list[str], list[str]]:
+    """(ONNX model bytes, input names, output names) of one segment, eval mode."""
+    mod = M.segment_module(net, topo, seg, n_in).eval()
+    was = net.training
+    net.eval()
+    args = _example_inputs(net, topo, seg, n_in)
+    inputs = mod.input_names()
+    n_levels = 0
+    with torch.no_grad():
+        outs = mod(*args)
+    n_levels = len(outs) - (1 if seg.head >= 0 else 0)
+    outputs = [f"o{i}" for i in range(n_levels)]
+    if seg.head >= 0:
+        outputs.append("scores" if seg.end == "junction" else "logits")
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(mod, args, buf, dynamo=False, opset_version=OPSET,
+                          input_names=inputs, output_names=outputs,
+                          dynamic_axes={name: {0: "n"} for name in inputs + outputs},
+                          do_constant_folding=True)
+    net.train(was)
+    blob = buf.getvalue()
+    import onnx
+
+    graph = onnx.load_from_string(blob).graph
+    inputs = [i.name for i in graph.input]  # the exporter drops inputs a graph never reads
+    got = [o.name for o in graph.output]
+    assert got == outputs, (got, outputs)
+    return blob, inputs, outputs
+
+
+def session(blob: bytes | str, threads: int = 0) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def session_call(blob: bytes | str, seg: Segment, inputs: list[str], outputs: list[str],
+                 threads: int = 0) -> Any:
+    """A SegmentRunner callable backed by one ONNX Runtime session."""
+    from routec.deploy.loader import make_call
+
+    return make_call(session(blob, threads), seg, inputs, outputs)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def export_network(net: Any, out_dir: str | Path, *, class_names: list[str] | None = None,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Write one ONNX file per node and manifest.json to ``out_dir``; returns the manifest."""
+    from routec.deploy.loader import FORMAT, MANIFEST, VERSION
+
+    out = Path(out_dir)
+    (out / "nodes").mkdir(parents=True, exist_ok=True)
+    topo = Topology.of(net)
+    arity = M.pyramid_arity(net, topo)
+    nodes = []
+    for seg in topo.segments(merge=False):
+        (node,) = seg.nodes
+        n_in = M.segment_inputs(topo, seg, arity)
+        blob, inputs, outputs = export_segment(net, topo, seg, n_in)
+        rel = f"nodes/{node:03d}_{topo.nodes[node]}.onnx"
+        (out / rel).write_bytes(blob)
+        nodes.append({"index": node, "id": topo.nodes[node], "kind": topo.kinds[node],
+                      "macs": topo.macs[node], "file": rel, "sha256": sha256(blob),
+                      "inputs": inputs, "outputs": outputs})
+    manifest = {
+        "format": FORMAT, "version": VERSION,
+        "network": topo.as_dict(),
+        "class_names": class_names or [str(c) for c in range(topo.classes)],
+        "input": {"name": "x", "shape": list(topo.input_shape), "dtype": "float32",
+                  "k_cpt": topo.dynamic_kcpt},
+        "exits": [topo.nodes[i] for i in topo.leaves],
+        "path_macs": list(topo.leaf_macs),
+        "nodes": sorted(nodes, key=lambda d: d["index"]),
+        "opset": OPSET,
+        **(extra or {}),
+    }
+    path = out / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
