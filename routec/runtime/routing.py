@@ -40,7 +40,8 @@ class RoutedOutput:
     """Routed inference: one path per example.
 
     logits: N×C from the exit each example reached; leaf: that exit's leaf index;
-    macs: MACs spent on each example, added up node by node as they ran.
+    macs: MACs spent on each example: the sum over the nodes on its path, which is
+    the MACs of the path to the exit it reached (looked up once per exit).
     """
 
     logits: Tensor
@@ -58,13 +59,18 @@ def split(choice: Tensor, ways: int, rows: Tensor, h: Pyramid, k: Tensor | None
     """Partition (rows, features, k_cpt) by ``choice``; one part per way.
 
     When every row takes the same way, that part reuses the tensors as they are
-    (no copy), which is the common case late in a trained network.
+    (no copy), which is the common case late in a trained network. A single row
+    costs one host read of its choice and no bincount or nonzero; otherwise one
+    bincount is read back once for all ways.
     """
     n = rows.numel()
+    if n == 1:
+        way = int(choice)
+        empty = (rows[:0], tuple(x[:0] for x in h), None if k is None else k[:0])
+        return [(rows, h, k) if w == way else empty for w in range(ways)]
     parts: list[tuple[Tensor, Pyramid, Tensor | None]] = []
-    counts = torch.bincount(choice, minlength=ways)
-    for way in range(ways):
-        c = int(counts[way])
+    counts = torch.bincount(choice, minlength=ways).tolist()
+    for way, c in enumerate(counts):
         if c == n:
             parts.append((rows, h, k))
         elif c == 0:
@@ -101,6 +107,12 @@ class RoutedNetwork(nn.Module):
         super().__init__()
         self.register_buffer("node_macs", torch.tensor(self.MACS, dtype=torch.float64),
                              persistent=False)
+        # MACs of the path from the root to each node: an example that reaches exit
+        # node i has spent exactly _path_macs[i]
+        path = []
+        for i, p in enumerate(self.PARENT):
+            path.append(self.MACS[i] + (path[p] if p >= 0 else 0))
+        self._path_macs = tuple(float(v) for v in path)
 
     # -- inputs ---------------------------------------------------------------------
     def _kcpt(self, k_cpt: float | Tensor | None, x: Tensor) -> Tensor | None:
@@ -136,13 +148,18 @@ class RoutedNetwork(nn.Module):
         )
 
     def _spend(self, out: RoutedOutput, rows: Tensor, node: int) -> None:
-        out.macs.index_add_(0, rows, self.node_macs[node].expand(rows.numel()))
+        """Nothing to do per node: ``_emit`` charges each example its whole path."""
 
     def _emit(self, out: RoutedOutput, rows: Tensor, node: int, leaf: int, logits: Tensor
               ) -> None:
-        self._spend(out, rows, node)
+        if rows.numel() == out.leaf.numel():  # every example of the batch (rows == arange)
+            out.logits.copy_(logits)
+            out.leaf.fill_(leaf)
+            out.macs.fill_(self._path_macs[node])
+            return
         out.logits.index_copy_(0, rows, logits.to(out.logits.dtype))
         out.leaf.index_fill_(0, rows, leaf)
+        out.macs.index_fill_(0, rows, self._path_macs[node])
 
     def _dense(self, leaf_logits: list[Tensor], scores: list[Tensor]) -> DenseOutput:
         return DenseOutput(torch.stack(leaf_logits), tuple(scores), self.node_macs)
