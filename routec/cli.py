@@ -7,10 +7,25 @@ Each sub-command lives in the stage that owns it and registers itself through an
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
 from routec.errors import RoutecError
+
+
+# argparse reads "-1e-7" as an unknown option (its own pattern knows only -1 and -1.5),
+# so `--k-cpt -1e-7` failed as "expected one argument" instead of reaching the check
+# that says why a negative k_cpt is wrong. No routec option looks like a number.
+_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that takes negative numbers in any notation as values."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._negative_number_matcher = _NUMBER
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     from routec.report import cli as report_cli
     from routec.train import cli as train_cli
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="routec",
         description="Compile, train and inspect dynamically-routed neural networks.",
     )

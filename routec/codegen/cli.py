@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from routec.codegen.emit import emit_module
-from routec.errors import RoutecError
 from routec.graph import build_graph, static_prefix
 from routec.parse import load_spec
 
@@ -54,11 +51,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                                   prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise RoutecError(f"{path}: cannot write ({err.strerror})") from None
+    from routec.files import atomic_write_text
+
+    atomic_write_text(path, text)

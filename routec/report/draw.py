@@ -13,8 +13,6 @@ an edge's width is proportional to the examples flowing along it.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 import graphviz
 
 from routec.errors import RoutecError
+from routec.files import atomic_write_bytes
 from routec.graph.build import RoutingGraph
 
 if TYPE_CHECKING:  # dataflow imports torch; drawing a spec must not
@@ -347,16 +346,5 @@ def _pipe(d: graphviz.Digraph, fmt: str) -> bytes:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write atomically; an unwritable place is a one-line user error."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise RoutecError(f"{path}: cannot write ({err.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise RoutecError(f"{path}: cannot write ({err.strerror})") from None
+    atomic_write_bytes(path, data)
+

@@ -6,30 +6,19 @@ so a resume against a changed spec or setting is refused instead of mixed.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from routec.errors import RunError
+from routec.files import atomic_write
 
 FORMAT = 1
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -38,8 +27,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises several kinds for damaged files
-        raise RunError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})",
-                       hint="delete it to start over") from None
+        raise RunError(f"{path}: unreadable checkpoint ({type(err).__name__}: "
+                       f"{str(err).splitlines()[0] if str(err) else ''}); it is damaged or was "
+                       "not written by routec") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise RunError(f"{path}: not a routec checkpoint (format {FORMAT})")
     return state

@@ -1,0 +1,56 @@
+"""Files that survive a kill and read like any other file the user makes.
+
+Every output routec writes (generated modules, checkpoints, pictures) goes to a
+temporary file in the same folder, is flushed to disk and then renamed over the
+target, so a reader sees the old complete file or the new complete one. The
+temporary file is created private (mode 0600); before the rename it gets the
+mode a plain ``open()`` would give, 0666 less the process umask (0644 usually).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from routec.errors import RoutecError
+
+
+def default_mode() -> int:
+    """0666 less the umask: what ``open(path, 'w')`` would create."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise RoutecError(f"{path}: cannot write ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, default_mode())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise RoutecError(f"{path}: cannot write ({err.strerror})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
