@@ -31,6 +31,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from routec.codegen import cli as codegen_cli
     from routec.data import cli as data_cli
+    from routec.engine import cli as engine_cli
     from routec.experiment import cli as experiment_cli
     from routec.report import cli as report_cli
     from routec.train import cli as train_cli
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cli.add_commands(sub)
     report_cli.add_commands(sub)
     experiment_cli.add_commands(sub)
+    engine_cli.add_commands(sub)
     return parser
 
 

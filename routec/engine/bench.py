@@ -1,0 +1,389 @@
+"""Routed against static inference, each in its fastest engine: ``routec bench``.
+
+Both sides get every engine (the static baseline is never handicapped) and are
+timed round-robin in one process, so drift in the machine's load touches them
+alike; the medians of the passes are kept. Three measurements:
+
+* throughput at a large batch (default 256): images per second;
+* latency at batch 1: p50/p95/mean per image, routed at the mix and routed through
+  the deepest path, against the static network in the same engine;
+* where the time goes: each node's time per pass on the rows that reach it, routed
+  and static, in the fused engine with one segment per node.
+
+A *mix* forces fractions of the examples to leave at each exit (in leaf order), so
+a freshly built network can be timed as a trained one would route; a trained run is
+timed on its own test images with its own decisions.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from routec.deploy.topology import Topology
+from routec.engine.engines import (FusedEngine, InferenceEngine, available_engines,
+                                   optimize_for_inference)
+from routec.errors import RoutecError
+from routec.runtime.routing import Policy, RoutedNetwork, argmax_policy
+
+DEFAULT_MIX = (50, 10, 10, 10, 5, 5, 5, 5)
+BENCH_ENGINES = ("eager", "fused", "onnx")  # "compiled" on request: minutes to compile here
+
+
+class MixPolicy:
+    """Route each example towards a target exit: ``target[row]`` is its leaf index."""
+
+    def __init__(self, topo: Topology, target: Tensor) -> None:
+        self.table = torch.tensor(topo.way_to_leaf(), dtype=torch.long)
+        self.target = target
+
+    def __call__(self, j: int, scores: Tensor, rows: Tensor, features: Any) -> Tensor:
+        return self.table[j].index_select(0, self.target.index_select(0, rows))
+
+
+def mix_targets(mix: Sequence[float], n: int, seed: int = 0) -> Tensor:
+    """``n`` leaf indices in the proportions of ``mix``, shuffled."""
+    total = float(sum(mix))
+    counts = [int(round(n * m / total)) for m in mix]
+    counts[int(max(range(len(mix)), key=lambda i: mix[i]))] += n - sum(counts)
+    target = torch.repeat_interleave(torch.arange(len(mix)), torch.tensor(counts))
+    return target[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+
+
+def machine() -> str:
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine()
+
+
+def _round_robin(fns: dict[str, Callable[[], object]], repeats: int, min_seconds: float,
+                 warmup: int = 2) -> dict[str, list[float]]:
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    while True:
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+        done = min(len(v) for v in times.values())
+        if done >= repeats and min(sum(v) for v in times.values()) >= min_seconds:
+            return times
+        if done >= 50 * repeats:
+            return times
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+@dataclass
+class Workload:
+    """What to time: the routed and static networks, images, and how routing decides."""
+
+    routed: RoutedNetwork
+    static: RoutedNetwork
+    images: Tensor                       # at least one batch
+    target: Tensor | None                # leaf per image under a forced mix; None: argmax
+    k_cpt: float | None = None
+    label: str = ""
+    static_label: str = ""
+
+    def policy(self, rows_target: Tensor | None) -> Policy:
+        if rows_target is None:
+            return argmax_policy
+        return MixPolicy(Topology.of(self.routed), rows_target)
+
+
+def spec_workload(spec: str, mix: Sequence[float] | None = None, batch: int = 256,
+                  images: int | None = None, seed: int = 0) -> Workload:
+    """Routed network of ``spec`` at a forced mix against its deepest static prefix."""
+    from routec.api import compile_network
+    from routec.graph import static_depth
+    from routec.parse import load_spec
+
+    torch.manual_seed(seed)
+    parsed = load_spec(spec)
+    routed = compile_network(parsed).build().eval()
+    static = compile_network(parsed, static=static_depth(parsed)).build().eval()
+    leaves = len(routed.LEAVES)
+    if mix is None:
+        mix = DEFAULT_MIX if leaves == len(DEFAULT_MIX) else [1.0] * leaves
+    if len(mix) != leaves:
+        raise RoutecError(f"--mix needs {leaves} values (one per exit of '{routed.NAME}'), "
+                          f"got {len(mix)}")
+    if any(m < 0 for m in mix) or sum(mix) <= 0:
+        raise RoutecError("--mix values must be non-negative and not all zero")
+    n = max(batch, images or 0)
+    x = torch.rand(n, *routed.INPUT_SHAPE, generator=torch.Generator().manual_seed(seed))
+    return Workload(routed, static, x, mix_targets(mix, n, seed), label=f"{routed.NAME} (routed)",
+                    static_label=f"{static.NAME} static, {static_depth(parsed)} columns")
+
+
+def _engines(net: RoutedNetwork, names: Sequence[str]) -> dict[str, InferenceEngine]:
+    return {name: optimize_for_inference(net, name) for name in names}
+
+
+def _run_batches(engine: InferenceEngine, x: Tensor, batch: int, target: Tensor | None,
+                 k: float | None, topo: Topology | None) -> Callable[[], object]:
+    chunks = [(x[s:s + batch], None if target is None else target[s:s + batch])
+              for s in range(0, len(x) - batch + 1, batch)] or [(x, target)]
+    calls = []
+    for xb, tb in chunks:
+        pol = argmax_policy if tb is None or topo is None else MixPolicy(topo, tb)
+        calls.append((xb, pol))
+
+    def run() -> None:
+        for xb, pol in calls:
+            engine.route(xb, k_cpt=k, policy=pol)
+    return run
+
+
+def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None = None,
+            repeats: int = 7, min_seconds: float = 3.0, latency_images: int = 100,
+            per_node: bool = True, progress: Callable[[str], None] | None = None
+            ) -> dict[str, Any]:
+    """Time routed against static, each in every engine; returns plain numbers.
+
+    Keys: ``throughput`` (images/s per side and engine at ``batch``), ``latency``
+    (batch-1 seconds: p50/p95/mean per side and engine), ``best`` (fastest engine per
+    side and the ratios), ``macs`` (mean MACs per example each side), ``nodes`` (time
+    per node, fused engine), and the machine, threads and torch version.
+    """
+    say = progress or (lambda s: None)
+    names = list(engines or [e for e in BENCH_ENGINES if e in available_engines()])
+    topo = Topology.of(work.routed)
+    static_topo = Topology.of(work.static)
+    k = work.k_cpt
+    say(f"building engines: {', '.join(names)}")
+    routed = _engines(work.routed, names)
+    static = _engines(work.static, names)
+
+    # decisions and MACs actually taken (the mix, or the run's own routing)
+    x = work.images
+    n_full = (len(x) // batch) * batch or len(x)
+    ref = routed[names[0]].route(x[:n_full], k_cpt=k, policy=work.policy(
+        None if work.target is None else work.target[:n_full]))
+    counts = torch.bincount(ref.leaf, minlength=len(topo.leaves))
+    mix = (counts.double() / counts.sum()).tolist()
+    routed_macs = float(ref.macs.mean())
+    static_macs = float(static_topo.leaf_macs[0])
+
+    say(f"throughput at batch {batch}")
+    fns: dict[str, Callable[[], object]] = {}
+    for e in names:
+        fns[f"routed/{e}"] = _run_batches(routed[e], x[:n_full], batch,
+                                          None if work.target is None else work.target[:n_full],
+                                          k, topo)
+        fns[f"static/{e}"] = _run_batches(static[e], x[:n_full], batch, None, None, None)
+    t = _round_robin(fns, repeats, min_seconds)
+    thr = {key: n_full / statistics.median(v) for key, v in t.items()}
+
+    say("latency at batch 1")
+    m = min(latency_images, len(x))
+    deepest = max(range(len(topo.leaves)), key=lambda i: topo.leaf_macs[i])
+    lat: dict[str, list[float]] = {}
+    one_fns: dict[str, Callable[[int], object]] = {}
+    for e in names:
+        if work.target is not None:
+            one_fns[f"routed/{e}"] = (lambda i, e=e: routed[e].route(
+                x[i:i + 1], k_cpt=k, policy=MixPolicy(topo, work.target[i:i + 1])))  # type: ignore[index]
+        else:
+            one_fns[f"routed/{e}"] = lambda i, e=e: routed[e].route(x[i:i + 1], k_cpt=k)
+        deep = MixPolicy(topo, torch.tensor([deepest]))
+        one_fns[f"routed-deepest/{e}"] = (lambda i, e=e, deep=deep: routed[e].route(
+            x[i:i + 1], k_cpt=k, policy=deep))
+        one_fns[f"static/{e}"] = lambda i, e=e: static[e].route(x[i:i + 1])
+    for fn in one_fns.values():  # warm-up
+        for i in range(3):
+            fn(i)
+    lat = {key: [] for key in one_fns}
+    for _ in range(3):
+        for i in range(m):
+            for key, fn in one_fns.items():
+                t0 = time.perf_counter()
+                fn(i)
+                lat[key].append(time.perf_counter() - t0)
+    latency = {key: {"p50": statistics.median(v), "p95": _pct(v, 0.95),
+                     "mean": statistics.fmean(v)} for key, v in lat.items()}
+
+    best_r = max(names, key=lambda e: thr[f"routed/{e}"])
+    best_s = max(names, key=lambda e: thr[f"static/{e}"])
+    lat_r = min(names, key=lambda e: latency[f"routed/{e}"]["mean"])
+    lat_s = min(names, key=lambda e: latency[f"static/{e}"]["mean"])
+    speed = thr[f"routed/{best_r}"] / thr[f"static/{best_s}"]
+    mac_ratio = static_macs / routed_macs
+    junctions_deep = sum(1 for i in _path(topo, topo.leaves[deepest])
+                         if topo.kinds[i] == "junction")
+    deep_vs_static = {e: latency[f"routed-deepest/{e}"]["p50"] / latency[f"static/{e}"]["p50"]
+                      for e in names}
+    per_junction = {e: (latency[f"routed-deepest/{e}"]["p50"] - latency[f"static/{e}"]["p50"])
+                    / max(1, junctions_deep) for e in names}
+    result: dict[str, Any] = {
+        "network": work.label or topo.name, "static": work.static_label or static_topo.name,
+        "batch": batch, "images": n_full, "exit_mix": mix,
+        "exits": [topo.nodes[i] for i in topo.leaves],
+        "machine": machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "engines": names,
+        "macs": {"routed": routed_macs, "static": static_macs, "ratio": mac_ratio},
+        "throughput": thr,
+        "latency": latency,
+        "best": {
+            "routed_engine": best_r, "static_engine": best_s,
+            "routed_images_per_s": thr[f"routed/{best_r}"],
+            "static_images_per_s": thr[f"static/{best_s}"],
+            "speed_ratio": speed, "mac_ratio": mac_ratio,
+            "realised": speed / mac_ratio,
+            "latency_routed_engine": lat_r, "latency_static_engine": lat_s,
+            "latency_routed_mean": latency[f"routed/{lat_r}"]["mean"],
+            "latency_static_mean": latency[f"static/{lat_s}"]["mean"],
+            "latency_ratio": latency[f"routed/{lat_r}"]["mean"]
+            / latency[f"static/{lat_s}"]["mean"],
+        },
+        "deepest": {"exit": topo.nodes[topo.leaves[deepest]], "junctions": junctions_deep,
+                    "vs_static": deep_vs_static, "per_junction_s": per_junction},
+    }
+    if per_node:
+        say("time per node")
+        result["nodes"] = node_times(work, batch, n_full, repeats=max(3, repeats // 2))
+    return result
+
+
+def _path(topo: Topology, node: int) -> list[int]:
+    out = [node]
+    while topo.parent[out[-1]] >= 0:
+        out.append(topo.parent[out[-1]])
+    return out[::-1]
+
+
+def node_times(work: Workload, batch: int, n: int, repeats: int = 5) -> list[dict[str, Any]]:
+    """Seconds per pass of each node, routed (rows that reach it) and static (all rows),
+    in the fused engine with one segment per node; the last row is routing itself."""
+    topo = Topology.of(work.routed)
+    stopo = Topology.of(work.static)
+    r_eng = FusedEngine(work.routed, merge=False)
+    s_eng = FusedEngine(work.static, merge=False)
+    x = work.images[:n]
+    r_run = _run_batches(r_eng, x, batch, None if work.target is None else work.target[:n],
+                         work.k_cpt, topo)
+    s_run = _run_batches(s_eng, x, batch, None, None, None)
+    r_run(), s_run()  # warm-up
+    rows: dict[int, int] = {}
+    ref = r_eng.route(x[:batch], k_cpt=work.k_cpt, policy=work.policy(
+        None if work.target is None else work.target[:batch]))
+    for k_leaf in ref.leaf.tolist():
+        for i in _path(topo, topo.leaves[k_leaf]):
+            rows[i] = rows.get(i, 0) + 1
+    r_prof: list[dict[int, float]] = []
+    s_prof: list[dict[int, float]] = []
+    r_total: list[float] = []
+    s_total: list[float] = []
+    for _ in range(repeats):
+        for eng, run, prof, total in ((r_eng, r_run, r_prof, r_total),
+                                      (s_eng, s_run, s_prof, s_total)):
+            eng.profile = {}
+            t0 = time.perf_counter()
+            run()
+            total.append(time.perf_counter() - t0)
+            prof.append(eng.profile)
+            eng.profile = None
+    passes = n // batch or 1
+
+    def med(profs: list[dict[int, float]], s: int) -> float:
+        return statistics.median(p.get(s, 0.0) for p in profs) / passes
+
+    static_by_id = {stopo.nodes[seg.nodes[0]]: seg.index for seg in s_eng.segments}
+    out = []
+    for seg in r_eng.segments:
+        (node,) = seg.nodes
+        name = topo.nodes[node]
+        s_seg = static_by_id.get(name) if topo.kinds[node] in ("stem", "column") else None
+        out.append({"node": name, "kind": topo.kinds[node], "macs": topo.macs[node],
+                    "rows": rows.get(node, 0), "batch": min(batch, n),
+                    "routed_s": med(r_prof, seg.index),
+                    "static_s": None if s_seg is None else med(s_prof, s_seg)})
+    for seg in s_eng.segments:  # the static network's own classifier
+        (node,) = seg.nodes
+        if stopo.kinds[node] == "exit":
+            out.append({"node": f"static {stopo.nodes[node]}", "kind": "exit",
+                        "macs": stopo.macs[node], "rows": 0, "batch": min(batch, n),
+                        "routed_s": None, "static_s": med(s_prof, seg.index)})
+    r_nodes = sum(o["routed_s"] or 0.0 for o in out)
+    s_nodes = sum(o["static_s"] or 0.0 for o in out)
+    out.append({"node": "routing (between nodes)", "kind": "routing", "macs": 0, "rows": 0,
+                "batch": min(batch, n),
+                "routed_s": statistics.median(r_total) / passes - r_nodes,
+                "static_s": statistics.median(s_total) / passes - s_nodes})
+    return out
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """The human-readable report ``routec bench`` prints."""
+    b = r["best"]
+    lines = [
+        f"machine: {r['machine']}, {r['threads']} torch thread(s), torch {r['torch']}",
+        f"routed: {r['network']}   static: {r['static']}",
+        "exit mix: " + ", ".join(f"{name} {f * 100:.1f}%" for name, f in
+                                 zip(r["exits"], r["exit_mix"])),
+        f"engines timed: {', '.join(r['engines'])} (round-robin in one process, medians)",
+        "",
+        f"MACs per example: routed {r['macs']['routed']:,.0f}, static {r['macs']['static']:,}"
+        f"  -> MAC ratio {r['macs']['ratio']:.2f}x",
+        "",
+        f"throughput at batch {r['batch']} (images/s):",
+        "  engine      routed      static",
+    ]
+    for e in r["engines"]:
+        lines.append(f"  {e:<9} {r['throughput'][f'routed/{e}']:>8,.0f}    "
+                     f"{r['throughput'][f'static/{e}']:>8,.0f}")
+    lines += [
+        f"  best: routed {b['routed_images_per_s']:,.0f} ({b['routed_engine']}) vs static "
+        f"{b['static_images_per_s']:,.0f} ({b['static_engine']})",
+        f"  speed ratio {b['speed_ratio']:.2f}x; MAC saving realised "
+        f"{b['realised'] * 100:.0f}% (speed ratio / MAC ratio)",
+        "",
+        "latency at batch 1 (ms): p50 / p95 / mean",
+        "  engine      routed (mix)          routed (deepest path)   static",
+    ]
+    for e in r["engines"]:
+        cells = []
+        for key in (f"routed/{e}", f"routed-deepest/{e}", f"static/{e}"):
+            v = r["latency"][key]
+            cells.append(f"{v['p50'] * 1e3:5.2f} / {v['p95'] * 1e3:5.2f} / {v['mean'] * 1e3:5.2f}")
+        lines.append(f"  {e:<9} " + "   ".join(cells))
+    d = r["deepest"]
+    lines += [
+        f"  best mean: routed {b['latency_routed_mean'] * 1e3:.2f} ms ({b['latency_routed_engine']})"
+        f" vs static {b['latency_static_mean'] * 1e3:.2f} ms ({b['latency_static_engine']})"
+        f" -> {b['latency_ratio']:.2f}x",
+        f"  deepest path ({d['exit']}, {d['junctions']} junctions) / static, same engine (p50): "
+        + ", ".join(f"{e} {v:.2f}x" for e, v in d["vs_static"].items()),
+        "  cost per junction on that path (router + routing, p50): "
+        + ", ".join(f"{e} {v * 1e6:.0f} us" for e, v in d["per_junction_s"].items()),
+    ]
+    if r.get("nodes"):
+        lines += ["", f"time per node at batch {r['batch']} (fused engine, one node at a time;"
+                  " ms per batch):",
+                  "  node          kind      MACs/ex   rows   routed ms   static ms"]
+        for o in r["nodes"]:
+            rs = "-" if o["routed_s"] is None else f"{o['routed_s'] * 1e3:9.2f}"
+            ss = "-" if o["static_s"] is None else f"{o['static_s'] * 1e3:9.2f}"
+            lines.append(f"  {o['node'][:13]:<13} {o['kind']:<8} {o['macs']:>9,} "
+                         f"{o['rows']:>6} {rs:>11} {ss:>11}")
+    return "\n".join(lines)

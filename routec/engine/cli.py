@@ -1,0 +1,222 @@
+"""``routec bench`` and ``routec export``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from routec.errors import RoutecError, RunError
+
+ENGINE_CHOICES = ["eager", "fused", "compiled", "onnx"]
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser(
+        "bench", help="time routed against static inference, each in its fastest engine",
+        description="Routed against static inference, both in every engine, timed "
+                    "round-robin in one process: throughput at --batch, latency at batch 1, "
+                    "MAC ratio, speed ratio, the share of the MAC saving realised, and the "
+                    "time of every node. For a SPEC the routing is forced to --mix; for a RUN "
+                    "the network routes its own test images, against the cheapest static run "
+                    "at least as accurate.")
+    b.add_argument("target", metavar="SPEC|RUN", help="a spec (file or bundled name) or a run")
+    b.add_argument("--mix", help="percent of examples leaving at each exit, in exit order "
+                                 "(SPEC only; default 50,10,10,10,5,5,5,5 for 8 exits, else "
+                                 "equal)")
+    b.add_argument("--batch", type=int, default=256, help="batch for throughput (default 256)")
+    b.add_argument("--engines", help="comma-separated engines to time (default: eager, fused "
+                                     "and onnx when installed; compiled on request)")
+    b.add_argument("--static", metavar="RUN|DIR",
+                   help="RUN only: a static run or a folder of them to choose the baseline "
+                        "from (default: the sibling suite named *-static)")
+    b.add_argument("--images", type=int, default=2048,
+                   help="images per throughput pass (default 2048, whole batches)")
+    b.add_argument("--repeats", type=int, default=7, help="passes per network, at least")
+    b.add_argument("--seconds", type=float, default=3.0,
+                   help="timing per network, at least (default 3)")
+    b.add_argument("--latency-images", type=int, default=100)
+    b.add_argument("--no-nodes", action="store_true", help="skip the time-per-node table")
+    b.add_argument("--threads", type=int, default=0,
+                   help="torch and ONNX Runtime threads (default: torch's default)")
+    b.add_argument("--data-root")
+    b.add_argument("--cache-dir")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+    b.set_defaults(func=run_bench)
+
+    e = sub.add_parser(
+        "export", help="write a deployable routed network: ONNX per node + manifest",
+        description="One ONNX file per node (dynamic batch axis) and manifest.json "
+                    "(topology, ways, exits, classes, input shape, MACs per node, k_cpt "
+                    "input). Run it without torch: `python -m routec.deploy DIR --images "
+                    "X.npy`, or routec.deploy.load(DIR) in Python.")
+    e.add_argument("run", help="a run directory or a checkpoint file")
+    e.add_argument("-o", "--out", required=True, help="output directory")
+    e.set_defaults(func=run_export)
+
+
+def _parse_mix(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise RoutecError(f"--mix must be comma-separated numbers, got {text!r}") from None
+
+
+def _engines(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    names = [e.strip() for e in text.split(",") if e.strip()]
+    bad = [e for e in names if e not in ENGINE_CHOICES]
+    if bad:
+        raise RoutecError(f"unknown engine(s): {', '.join(bad)}",
+                          hint="choose from " + ", ".join(ENGINE_CHOICES))
+    return names
+
+
+def _is_run(target: str) -> bool:
+    p = Path(target)
+    return (p.is_dir() and (p / "checkpoint.pt").exists()) or (p.is_file() and p.suffix == ".pt")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from routec.engine import bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch < 1:
+        raise RoutecError("--batch must be at least 1")
+    engines = _engines(args.engines)
+    if _is_run(args.target):
+        if args.mix:
+            raise RoutecError("--mix applies to a SPEC; a RUN is timed with its own routing "
+                              "on its test images")
+        work, pick = run_workload(args.target, args.static, args.data_root, args.cache_dir,
+                                  images=max(args.images, args.batch))
+    else:
+        work = bench.spec_workload(args.target, _parse_mix(args.mix), batch=args.batch,
+                                   images=args.images)
+        pick = None
+    say = None if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
+    result = bench.compare(work, batch=args.batch, engines=engines, repeats=args.repeats,
+                           min_seconds=args.seconds, latency_images=args.latency_images,
+                           per_node=not args.no_nodes, progress=say)
+    if pick:
+        result["baseline"] = pick
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        if pick:
+            print(pick["note"])
+        print(bench.format_report(result))
+    return 0
+
+
+def run_workload(run: str, static: str | None, data_root: str | None,
+                 cache_dir: str | None, images: int) -> tuple[Any, dict[str, Any]]:
+    """A trained run on its test images against the cheapest static run at least as
+    accurate (test accuracy, routed evaluation cached in each run directory)."""
+    from routec.api import compile_network
+    from routec.engine.bench import Workload
+    from routec.parse import parse_spec
+    from routec.report.summary import Evaluator
+    from routec.train.runs import checkpoint_path, load_run
+
+    cfg, net, data, state = load_run(run, data_root, cache_dir)
+    if cfg.dynamic:
+        raise RunError("routec bench times runs with a fixed k_cpt",
+                       hint="bench a dynamic-k_cpt network as a SPEC with --mix")
+    run_dir = checkpoint_path(run).parent
+    acc = Evaluator(run_dir, data_root=data_root, cache_dir=cache_dir).result(
+        "test", None)["result"]["accuracy"]
+    candidates = _static_runs(run_dir, static)
+    scored = []
+    for d in candidates:
+        try:
+            r = Evaluator(d, data_root=data_root, cache_dir=cache_dir).result("test", None)
+        except RoutecError:
+            continue
+        scored.append((d, r["result"]["accuracy"], r["result"]["mean_macs"]))
+    good = [s for s in scored if s[1] >= acc]
+    if good:
+        chosen = min(good, key=lambda s: s[2])
+        note = (f"static baseline: {chosen[0]} (test accuracy {chosen[1]:.4f} >= routed "
+                f"{acc:.4f}; the cheapest of {len(scored)} static run(s) at least as accurate)")
+    elif scored:
+        chosen = max(scored, key=lambda s: (s[1], -s[2]))
+        note = (f"static baseline: {chosen[0]} (test accuracy {chosen[1]:.4f}, the most "
+                f"accurate of {len(scored)} static run(s); none reaches the routed {acc:.4f})")
+    else:
+        chosen = None
+        note = ("static baseline: no static runs found (pass --static); timing the full "
+                "static chain of the run's spec")
+    spec = parse_spec(state["spec_text"], state["spec_label"])
+    if chosen is not None:
+        _, static_net, _, _ = load_run(chosen[0], data_root, cache_dir)
+    else:
+        from routec.graph import static_depth
+
+        static_net = compile_network(spec, classes=len(state["classes"]),
+                                     static=static_depth(spec)).build()
+    static_net.eval()
+    x = data.test.images[:images]
+    work = Workload(net, static_net, x, None, label=f"{run_dir} (routed, own decisions)",
+                    static_label=str(chosen[0]) if chosen else f"{spec.name} full static chain")
+    return work, {"note": note, "routed_accuracy": acc,
+                  "static_run": str(chosen[0]) if chosen else None,
+                  "static_accuracy": chosen[1] if chosen else None}
+
+
+def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
+    if static:
+        p = Path(static)
+        if (p / "checkpoint.pt").exists():
+            return [p]
+        if not p.is_dir():
+            raise RunError(f"--static {static}: not a run or a folder of runs")
+        return sorted(d for d in p.iterdir() if (d / "checkpoint.pt").exists())
+    suite = run_dir.resolve().parent
+    stem = suite.name.rsplit("-", 1)[0]
+    sibling = suite.parent / f"{stem}-static"
+    if sibling.is_dir() and sibling != suite:
+        return sorted(d for d in sibling.iterdir() if (d / "checkpoint.pt").exists())
+    return []
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from routec.engine.engines import _require_onnx
+    from routec.engine.onnx_export import export_network
+
+    _require_onnx()
+    cfg, net, state = load_network(args.run)
+    path = export_network(net, args.out, class_names=list(state["classes"]),
+                          extra={"source": {"run": str(args.run),
+                                            "iteration": state["iteration"],
+                                            "data": cfg.data}})
+    n = len(net.NODES)
+    print(f"exported {n} nodes of '{net.NAME}' to {Path(args.out)}/ (manifest: {path.name}); "
+          f"run it with `python -m routec.deploy {args.out} --images X.npy`")
+    return 0
+
+
+def load_network(run: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(config, network with weights, checkpoint) of a run, without loading its data."""
+    import torch
+
+    from routec.train.checkpoint import load_checkpoint
+    from routec.train.config import RunConfig
+    from routec.train.model import build_network, to_device
+    from routec.train.runs import checkpoint_path
+
+    state = load_checkpoint(checkpoint_path(run))
+    cfg = RunConfig(**state["config"])
+    _, net = build_network(state["spec_label"], state["spec_text"],
+                           classes=len(state["classes"]), dynamic=cfg.dynamic,
+                           static_columns=cfg.static_columns, strategy=cfg.strategy)
+    net.load_state_dict(state["model"])
+    to_device(net, torch.device("cpu"))
+    return cfg, net.eval(), state
