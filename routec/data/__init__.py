@@ -10,6 +10,8 @@ Names are imported on first use (``routec --help`` needs no torch).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
@@ -36,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     "DatasetSplits": "routec.data.splits",
     "Split": "routec.data.splits",
     "synthetic": "routec.data.synthetic",
+    "DatasetMeta": "routec.data.load",
+    "dataset_meta": "routec.data.load",
+    "split_table": "routec.data.load",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -47,3 +52,17 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'routec.data' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule sets it as an attribute of the package, which would hide
+    the function of the same name (``synthetic``, ``batches``); such submodules stay
+    reachable through ``sys.modules`` and ``from routec.data.synthetic import ...``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == value.__name__:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,6 +1,7 @@
 """Training-time augmentation of the paper: random shifts and CIFAR-only flips.
 
-Each image is shifted by independent integers in [−4, 4] on both axes; pixels
+Each image is shifted by independent integers in [−4, 4] on both axes (for other
+image sizes the range scales with the image: :func:`shift_range`); pixels
 uncovered by the shift take the image's mean colour (per channel, linear light, of
 the unshifted image), so no black border hints at the shift. CIFAR-origin images
 are mirrored left-right with p = 0.5; digits never are (a mirrored digit is not the
@@ -8,6 +9,7 @@ same digit). The whole batch is done with one gather, no per-image Python loop.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +18,21 @@ from routec.data.splits import CIFAR_ORIGIN
 
 MAX_SHIFT = 4
 FLIP_P = 0.5
+# The paper's ±4 pixels on 32×32 images, as a fraction of the image's side.
+SHIFT_FRACTION = MAX_SHIFT / 32
+
+Shift = int | tuple[int, int]
+
+
+def shift_range(fraction: float, height: int, width: int) -> tuple[int, int]:
+    """Largest shift (rows, columns) for ``fraction`` of the image's side, rounded half up."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"shift must be a fraction of the image size in [0, 1), got {fraction}")
+    return (math.floor(fraction * height + 0.5), math.floor(fraction * width + 0.5))
+
+
+def _pair(max_shift: Shift) -> tuple[int, int]:
+    return (max_shift, max_shift) if isinstance(max_shift, int) else (int(max_shift[0]), int(max_shift[1]))
 
 
 @dataclass(frozen=True)
@@ -28,12 +45,17 @@ class AugmentParams:
 
 
 def draw_params(
-    origin: torch.Tensor, generator: torch.Generator, max_shift: int = MAX_SHIFT, flip_p: float = FLIP_P
+    origin: torch.Tensor, generator: torch.Generator, max_shift: Shift = MAX_SHIFT, flip_p: float = FLIP_P
 ) -> AugmentParams:
-    """Random shifts for every image, flips only where ``origin`` is CIFAR."""
+    """Random shifts for every image, flips only where ``origin`` is CIFAR.
+
+    ``max_shift`` is one bound for both axes or (rows, columns). The same numbers
+    are drawn whatever the bounds and ``flip_p``, so the stream stays aligned.
+    """
     b = len(origin)
-    dy = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator)
-    dx = torch.randint(-max_shift, max_shift + 1, (b,), generator=generator)
+    my, mx = _pair(max_shift)
+    dy = torch.randint(-my, my + 1, (b,), generator=generator)
+    dx = torch.randint(-mx, mx + 1, (b,), generator=generator)
     flip = (torch.rand(b, generator=generator) < flip_p) & (origin.cpu() == CIFAR_ORIGIN)
     return AugmentParams(dy, dx, flip)
 
@@ -58,7 +80,7 @@ def augment(
     images: torch.Tensor,
     origin: torch.Tensor,
     generator: torch.Generator,
-    max_shift: int = MAX_SHIFT,
+    max_shift: Shift = MAX_SHIFT,
     flip_p: float = FLIP_P,
 ) -> torch.Tensor:
     """Draw parameters from ``generator`` and apply them: one call per training batch."""
@@ -68,7 +90,7 @@ def augment(
 class Augmenter:
     """Holds its own generator so a training run's augmentation is reproducible from one seed."""
 
-    def __init__(self, seed: int = 0, max_shift: int = MAX_SHIFT, flip_p: float = FLIP_P) -> None:
+    def __init__(self, seed: int = 0, max_shift: Shift = MAX_SHIFT, flip_p: float = FLIP_P) -> None:
         self.generator = torch.Generator()
         self.generator.manual_seed(seed)
         self.max_shift = max_shift
@@ -83,3 +105,10 @@ class Augmenter:
 
     def restore(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
+
+    @classmethod
+    def for_images(
+        cls, seed: int, height: int, width: int, shift: float = SHIFT_FRACTION, flip: bool = True
+    ) -> Augmenter:
+        """Shifts up to ``shift`` of the image's side; flips (origin-1 images only) when ``flip``."""
+        return cls(seed, shift_range(shift, height, width), FLIP_P if flip else 0.0)

@@ -50,9 +50,13 @@ def select(spec: NamedSpec, labels: Mapping[str, Mapping[str, np.ndarray]], seed
     return out
 
 
-def _images(sel: Selection, raw: RawSource, seed: int) -> torch.Tensor:
-    """Linear-light float32 N×3×32×32 for the selected examples."""
+def _images(sel: Selection, raw: RawSource, seed: int, native: bool = False) -> torch.Tensor:
+    """Linear-light float32 N×3×32×32 for the selected examples (N×1×28×28 v/255 for native MNIST)."""
     x = torch.from_numpy(np.ascontiguousarray(raw.images(sel.file_split)[sel.index]))
+    if native:
+        if sel.source != "mnist":
+            raise DataError(f"no native form of {sel.source}")
+        return x.to(torch.float32).div_(255.0).unsqueeze(1)
     if sel.source == "mnist":
         # Colours are drawn for the whole file so an image keeps its colours in every dataset.
         c0, c1 = colour_pairs(len(raw.labels(sel.file_split)), generator(seed, "recolour", "mnist", sel.file_split))
@@ -71,10 +75,10 @@ def materialise(spec: NamedSpec, raws: Mapping[str, RawSource], seed: int) -> di
     arrays: dict[str, np.ndarray] = {}
     for split, selections in select(spec, labels, seed).items():
         total = sum(len(s.index) for s in selections)
-        images = np.empty((total, 3, 32, 32), dtype=np.float32)
+        images = np.empty((total, *spec.shape), dtype=np.float32)
         start = 0
         for sel in selections:
-            images[start : start + len(sel.index)] = _images(sel, raws[sel.source], seed).numpy()
+            images[start : start + len(sel.index)] = _images(sel, raws[sel.source], seed, spec.native).numpy()
             start += len(sel.index)
         arrays[f"{split}_images"] = images
         arrays[f"{split}_source_labels"] = np.concatenate([s.source_labels for s in selections]).astype(np.int64)

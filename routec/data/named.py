@@ -14,6 +14,7 @@ from routec.data.splits import CIFAR_ORIGIN, MNIST_ORIGIN
 from routec.errors import DataError
 
 SYNTHETIC = "synthetic"
+SYNTHETIC_SHAPE = (3, 32, 32)
 _C = {name: i for i, name in enumerate(CIFAR10_CLASSES)}
 
 
@@ -44,14 +45,26 @@ class Member:
 
 @dataclass(frozen=True)
 class NamedSpec:
+    """A named dataset. ``native``: images as the source stores them (MNIST 1×28×28, v/255)
+    instead of the paper's 3×32×32 linear-light form."""
+
     name: str
     classes: tuple[str, ...]
     members: tuple[Member, ...]
     description: str
+    shape: tuple[int, int, int] = (3, 32, 32)
+    native: bool = False
+    flip: bool = True  # augmentation mirrors origin-1 (CIFAR) images; digits never are
 
     @property
     def sources(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(m.source for m in self.members))
+
+    @property
+    def cache_tag(self) -> str:
+        """Datasets with equal tags share one cache entry of images."""
+        tags = "+".join(m.tag for m in self.members)
+        return f"{tags}-{'x'.join(map(str, self.shape))}" if self.native else tags
 
 
 def _one_vs_other(positives: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
@@ -81,6 +94,8 @@ NAMED: dict[str, NamedSpec] = {
                   "CIFAR-10 as is"),
         NamedSpec("mnist", tuple(str(d) for d in range(10)), (Member("mnist", tuple((d, d) for d in range(10))),),
                   "recoloured MNIST, all ten digits"),
+        NamedSpec("mnist28", tuple(str(d) for d in range(10)), (Member("mnist", tuple((d, d) for d in range(10))),),
+                  "MNIST as distributed: grayscale 1×28×28, v/255", shape=(1, 28, 28), native=True, flip=False),
     )
 }
 
@@ -90,6 +105,24 @@ def available_datasets() -> tuple[str, ...]:
     return (*NAMED, SYNTHETIC)
 
 
-def check_name(name: str) -> None:
-    if name not in available_datasets():
-        raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(available_datasets())}")
+def check_name(name: str) -> str:
+    """'named', 'synthetic' or 'folder' (an existing folder of class folders); else an error."""
+    from routec.data.folders import is_folder_name, looks_like_path, one_line
+
+    if name == SYNTHETIC:
+        return "synthetic"
+    if name in NAMED:
+        return "named"
+    if is_folder_name(name):
+        return "folder"
+    if looks_like_path(name):
+        raise one_line(DataError, f"{name}: no such folder",
+                        hint="--data takes a dataset name or a folder of class folders (DIR/<class>/*.png)")
+    raise one_line(DataError, f"unknown dataset '{name}'; known datasets: {', '.join(available_datasets())}",
+                    hint="or a folder of your own images, DIR/<class>/*.png")
+
+
+def datasets_of_shape(shape: tuple[int, ...]) -> list[str]:
+    """Named datasets whose images are ``shape`` (for hints)."""
+    found = [n for n, spec in NAMED.items() if spec.shape == tuple(shape)]
+    return found + ([SYNTHETIC] if tuple(shape) == SYNTHETIC_SHAPE else [])

@@ -32,14 +32,20 @@ class DatasetInfo(BaseModel):
     seed: int
     source: str  # human-readable: which files (or generator) the examples came from
     description: str = ""
+    shape: tuple[int, int, int] = (3, 32, 32)  # C×H×W of every image
+    pixels: str = "linear"  # "linear": linear light; "unit": stored values v/255 (or v/65535)
+    shift: float = 0.125  # augmentation: largest shift as a fraction of the image's side
+    flip: bool = True  # augmentation: mirror origin-1 images left-right with p = 0.5
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) per channel
 
 
 @dataclass(frozen=True)
 class Split:
-    """N examples: images N×3×32×32 float32 (linear light), labels N int64, origin N uint8.
+    """N examples: images N×C×H×W float32 (linear light), labels N int64, origin N uint8.
 
     ``source_index`` (N int64, optional) is each example's position in the file it
-    came from (the MNIST or CIFAR-10 train or test file), to trace an example back.
+    came from (the MNIST or CIFAR-10 train or test file, or the sorted file list of
+    an image folder), to trace an example back.
     """
 
     images: torch.Tensor

@@ -15,8 +15,24 @@ from routec.train.config import RunConfig, load_config_file, make_config
 # user typed override the config file, which overrides the defaults.
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--strategy": ("strategy", {"choices": ["actor", "critic", "static", "multi-exit"]}),
-    "--data": ("data", {"help": "dataset: hybrid, cifar2, cifar5, cifar10, mnist, synthetic, "
-                                "or auto (hybrid if its files are found, else synthetic)"}),
+    "--data": ("data", {"help": "dataset: hybrid, cifar2, cifar5, cifar10, mnist, mnist28 "
+                                "(1x28x28), synthetic, auto (hybrid if its files are found, "
+                                "else synthetic), or a folder DIR/<class>/*.png"}),
+    "--resize": ("resize", {"action": "store_const", "const": True,
+                            "help": "image folders: scale every image to the spec's input"}),
+    "--val-fraction": ("val_fraction", {"type": float, "help": "image folders: share of every "
+                                        "class held out for validation (default 0.1)"}),
+    "--test-fraction": ("test_fraction", {"type": float, "help": "image folders: share of every "
+                                          "class held out for test (default 0.1)"}),
+    "--pixels": ("pixels", {"choices": ["linear", "unit"], "help": "image folders: linear light "
+                            "(v/255)^2.2 as in the paper (default), or unit: v/255"}),
+    "--normalize": ("normalize", {"action": "store_const", "const": True,
+                                  "help": "standardise every channel with the training split's "
+                                          "mean and standard deviation"}),
+    "--shift": ("shift", {"type": float, "help": "augmentation: largest shift as a fraction of "
+                          "the image side (default 0.125: 4 px of 32)"}),
+    "--no-flip": ("flip", {"action": "store_const", "const": False,
+                           "help": "augmentation: never mirror images"}),
     "--data-root": ("data_root", {"help": "dataset folder (default: $ROUTEC_DATA)"}),
     "--cache-dir": ("cache_dir", {"help": "decoded-data cache (default: $ROUTEC_CACHE)"}),
     "--iterations": ("iterations", {"type": int}),

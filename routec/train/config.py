@@ -46,11 +46,32 @@ class RunConfig(BaseModel):
     critic_mode: Literal["closed", "sampled"] = "closed"
     static_columns: int | None = Field(None, ge=1)
     augment: bool = True
+    # data: image folders (docs/data.md, "Your own data"); None = the dataset's default
+    resize: bool = Field(False, description="scale every folder image to the spec's input")
+    val_fraction: float | None = Field(None, gt=0, lt=1, description="folder hold-out (0.1)")
+    test_fraction: float | None = Field(None, gt=0, lt=1, description="folder hold-out (0.1)")
+    pixels: Literal["linear", "unit"] | None = Field(None, description="folders: linear light "
+                                                     "(default) or v/255")
+    normalize: bool = Field(False, description="standardise channels with train statistics")
+    shift: float | None = Field(None, ge=0, lt=1, description="augmentation: largest shift as "
+                                "a fraction of the image side (0.125)")
+    flip: bool | None = Field(None, description="augmentation: mirror natural images")
     log_every: int = Field(100, ge=1)
     eval_every: int = Field(1_000, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     val_examples: int | None = Field(None, ge=1, description="cap on validation examples")
     device: str = "cpu"
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: str) -> str:
+        """A folder of images is stored as an absolute path, so eval works from anywhere."""
+        from routec.data.named import NAMED, SYNTHETIC
+
+        if v in NAMED or v in (SYNTHETIC, "auto"):
+            return v
+        p = Path(v).expanduser()
+        return str(p.resolve()) if p.is_dir() else v
 
     @field_validator("k_cpt")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from routec.data import Augmenter, load_dataset
+from routec.data.load import split_table
 from routec.errors import RunError
 from routec.parse import parse_spec
 from routec.runtime.routing import RoutedNetwork
@@ -31,6 +31,7 @@ from routec.train.critic import critic_loss
 from routec.train.evaluate import evaluate
 from routec.train.machine import describe
 from routec.train.model import build_network, digest, spec_text, to_device
+from routec.train.runs import load_data, make_augmenter
 from routec.train.sampled import sampled_critic_loss
 from routec.train.schedules import halving
 from routec.train.static import multi_exit_loss, static_loss
@@ -138,12 +139,19 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
         if old.model_dump(exclude={"iterations"}) != cfg.model_dump(exclude={"iterations"}):
             raise RunError("the checkpoint was written with another configuration",
                            hint="resume with the same settings (only --iterations may change)")
-    data = load_dataset(cfg.data, cfg.data_root, cfg.cache_dir, seed=cfg.seed)
+    # the spec's input shape is checked against the dataset before anything is decoded
+    data = load_data(cfg, parse_spec(text, label).input_shape)
     classes = len(data.info.classes)
     g, net = build_network(label, text, classes=classes, dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy)
     if dist.rank == 0:
         print(f"data: {cfg.data}: {data.info.source}", file=sys.stderr)
+        print(split_table(data), file=sys.stderr)
+        if data.info.normalization is not None:
+            mean, std = data.info.normalization
+            print(f"normalised per channel with the training split's mean "
+                  f"{', '.join(f'{v:.4f}' for v in mean)} and std "
+                  f"{', '.join(f'{v:.4f}' for v in std)}", file=sys.stderr)
         declared = parse_spec(text, label).classes
         if declared is not None and declared != classes:
             print(f"note: spec '{g.name}' declares {declared} classes; dataset '{cfg.data}' has "
@@ -156,7 +164,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     model = D.wrap(net, dist, device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     order = BatchOrder(len(data.train), cfg.batch, cfg.seed)
-    augmenter = Augmenter(seed=cfg.seed + 1)
+    augmenter = make_augmenter(cfg, data)
     kgen = torch.Generator().manual_seed(cfg.seed + 2)
     sgen = torch.Generator().manual_seed(cfg.seed + 3)
     start = 0

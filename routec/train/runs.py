@@ -12,19 +12,51 @@ def checkpoint_path(run: str | Path) -> Path:
     return p / "checkpoint.pt" if p.is_dir() else p
 
 
+def load_data(cfg: RunConfig, shape: tuple[int, int, int], data_root: str | None = None,
+              cache_dir: str | None = None, classes: list[str] | None = None) -> Any:
+    """The dataset of ``cfg`` for a network taking ``shape`` images.
+
+    Shape (and, with ``classes``, the class names a run was trained on) are checked
+    before anything is decoded: a folder's tree and file headers, a named dataset's
+    description.
+    """
+    from routec.data.load import dataset_meta, load_dataset
+    from routec.errors import DataError
+
+    root, cache = data_root or cfg.data_root, cache_dir or cfg.cache_dir
+    opts = {"resize": cfg.resize, "val_fraction": cfg.val_fraction,
+            "test_fraction": cfg.test_fraction, "pixels": cfg.pixels}
+    meta = dataset_meta(cfg.data, cache, cfg.seed, shape=shape, **opts)
+    if classes is not None and list(meta.classes) != list(classes):
+        raise DataError(f"dataset '{cfg.data}' now has classes {', '.join(meta.classes)}; the run "
+                        f"was trained on {', '.join(classes)}")
+    return load_dataset(cfg.data, root, cache, seed=cfg.seed, shape=shape,
+                        normalize=cfg.normalize, **opts)
+
+
+def make_augmenter(cfg: RunConfig, data: Any) -> Any:
+    """Training augmentation for ``data``: the dataset's shift and flip unless the run sets them."""
+    from routec.data.augmentation import Augmenter
+
+    _, height, width = data.info.shape
+    shift = data.info.shift if cfg.shift is None else cfg.shift
+    flip = data.info.flip if cfg.flip is None else cfg.flip
+    return Augmenter.for_images(cfg.seed + 1, height, width, shift, flip)
+
+
 def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | None = None
              ) -> tuple[RunConfig, Any, Any, dict[str, Any]]:
     """(config, network, dataset, checkpoint) of a saved run, weights loaded."""
     import torch
 
-    from routec.data import load_dataset
+    from routec.parse import parse_spec
     from routec.train.checkpoint import load_checkpoint
     from routec.train.model import build_network, to_device
 
     state = load_checkpoint(checkpoint_path(run))
     cfg = RunConfig(**state["config"])
-    data = load_dataset(cfg.data, data_root or cfg.data_root, cache_dir or cfg.cache_dir,
-                        seed=cfg.seed)
+    shape = parse_spec(state["spec_text"], state["spec_label"]).input_shape
+    data = load_data(cfg, shape, data_root, cache_dir, classes=list(state["classes"]))
     _, net = build_network(state["spec_label"], state["spec_text"],
                            classes=len(state["classes"]), dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy)
