@@ -19,6 +19,7 @@ _API = {
     "RoutingGraph": "routec.graph", "static_prefix": "routec.graph",
     "compile_network": "routec.api", "CompiledNetwork": "routec.api",
     "emit_module": "routec.codegen",
+    "register_layer": "routec.graph.registry", "LayerParam": "routec.graph.arguments:Param",
     # run
     "RoutedNetwork": "routec.runtime.routing", "DenseOutput": "routec.runtime.routing",
     "RoutedOutput": "routec.runtime.routing", "argmax_policy": "routec.runtime.routing",
@@ -33,8 +34,6 @@ _API = {
     # evaluate
     "evaluate": "routec.train.evaluate", "EvalResult": "routec.train.evaluate",
     "ConfidencePolicy": "routec.train.evaluate",
-    # inference engines
-    "optimize_for_inference": "routec.engine.engines",
     # data
     "load_dataset": "routec.data", "available_datasets": "routec.data",
     # errors

@@ -40,7 +40,14 @@ class ListValue(Node):
     items: tuple["Value", ...]
 
 
-Value = Annotated[Union[Number, Name, ListValue], Field(discriminator="kind")]
+class LayersValue(Node):
+    """A chain of layers given as an argument: ``residual(conv(16) -> bn)``."""
+
+    kind: Literal["layers"] = "layers"
+    calls: tuple["Call", ...]
+
+
+Value = Annotated[Union[Number, Name, ListValue, LayersValue], Field(discriminator="kind")]
 
 
 class Argument(Node):
@@ -135,4 +142,5 @@ class NetworkSpec(BaseModel):
 
 
 ListValue.model_rebuild()
+LayersValue.model_rebuild()
 Junction.model_rebuild()

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from routec import __version__
 from routec.graph.build import NodeInfo, RoutingGraph
-from routec.graph.catalogue import LayerConfig, fmt_pyramid
+from routec.graph.registry import LayerConfig, Make, fmt_pyramid, layer_make
 
 
 class _Writer:
@@ -56,25 +56,40 @@ def _str_tuple(values: list[str]) -> str:
     return "(" + ", ".join(repr(v) for v in values) + ("," if len(values) == 1 else "") + ")"
 
 
+def _value(v: object, depth: int) -> str:
+    if isinstance(v, Make):
+        return _make(v, depth)
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, int):
+        return repr(int(v))
+    if isinstance(v, float):
+        return repr(float(v))
+    if isinstance(v, str):
+        assert v.isidentifier(), v  # layer kind names: validated identifiers
+        return repr(v)
+    if isinstance(v, tuple):
+        items = [_value(x, depth) for x in v]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    raise AssertionError(f"cannot render {v!r}")
+
+
+def _make(m: Make, depth: int = 0) -> str:
+    """``L.factory(args, key=value)``; a call with nested modules gets one per line."""
+    assert m.factory.isidentifier(), m.factory
+    parts = [_value(a, depth + 1) for a in m.args]
+    parts += [f"{k}={_value(v, depth + 1)}" for k, v in m.kwargs]
+    nested = any(isinstance(a, Make) for a in (*m.args, *(v for _, v in m.kwargs)))
+    if not nested:
+        return f"L.{m.factory}({', '.join(parts)})"
+    pad = "    " * (depth + 1)
+    return (f"L.{m.factory}(\n" + "".join(f"{pad}{p},\n" for p in parts)
+            + "    " * depth + ")")
+
+
 def _layer_expr(layer: LayerConfig, inp: tuple[tuple[int, int, int], ...]) -> str:
-    a = layer.args
-    c_in, h, w = inp[-1]
-    if layer.kind == "multiscale":
-        m = len(a["channels"])
-        ins = [lvl[0] for lvl in inp[len(inp) - m:]]
-        return (f"L.Multiscale(in_channels={_tuple(ins)}, channels={_tuple(a['channels'])}, "
-                f"kernel={int(a['kernel'])})")
-    if layer.kind == "conv":
-        return f"L.conv({int(c_in)}, {int(a['channels'])}, kernel={int(a['kernel'])})"
-    if layer.kind == "bn":
-        return f"L.bn({int(c_in)})"
-    if layer.kind == "relu":
-        return "L.relu()"
-    if layer.kind == "pool":
-        return f"L.pool({int(a['size'])})"
-    if layer.kind == "linear":
-        return f"L.linear({int(c_in * h * w)}, {int(a['features'])})"
-    raise AssertionError(layer.kind)
+    """The runtime module of one layer, as the registry describes it."""
+    return _make(layer_make(layer, inp))
 
 
 def _anchor(g: RoutingGraph, i: int) -> int:
@@ -157,7 +172,8 @@ def _emit_init(w: _Writer, n: NodeInfo) -> None:
         with w.block():
             shape = n.in_shape
             for layer, out in zip(n.layers, n.layer_shapes):
-                w(_layer_expr(layer, shape) + ",")
+                for line in (_layer_expr(layer, shape) + ",").split("\n"):
+                    w(line)
                 shape = out
         w(")")
         return

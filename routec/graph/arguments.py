@@ -12,7 +12,10 @@ from typing import Any, Literal
 
 from routec import spec as S
 
-Kind = Literal["count", "counts", "counts0", "size"]
+Kind = Literal["count", "counts", "counts0", "size", "fraction", "number", "layers"]
+# count, size: a whole number from 1 to LIMIT; counts: a non-empty list of them (counts0:
+# possibly empty); fraction: a number p with 0 ≤ p < 1; number: any number; layers: a
+# chain of layers (`conv(16) -> bn`), bound to its calls and resolved by routec.graph.build.
 
 LIMIT = 1 << 16  # per-dimension limit: channels, hidden units, kernel sizes
 
@@ -47,6 +50,8 @@ def substitute(value: S.Value, env: Mapping[str, S.Value]) -> S.Value:
             raise BindError(f"unknown name '{value.value}'", value, kind="unknown-name",
                             hint=f"names in arguments must be template parameters ({known})")
         return env[value.value]
+    if isinstance(value, S.LayersValue):  # its calls are bound (with env) one by one
+        return value
     if isinstance(value, S.ListValue):
         return value.model_copy(update={"items": tuple(substitute(v, env) for v in value.items)})
     return value
@@ -54,6 +59,19 @@ def substitute(value: S.Value, env: Mapping[str, S.Value]) -> S.Value:
 
 def _check(value: S.Value, param: Param, call: str) -> Any:
     what = f"'{param.name}' of {call}"
+    if param.kind == "layers":
+        if not isinstance(value, S.LayersValue):
+            raise BindError(f"{what} must be a chain of layers", value, kind="bad-argument",
+                            hint=f"e.g. {call}(conv(16) -> bn -> relu -> conv(16) -> bn)")
+        return value.calls
+    if param.kind in ("fraction", "number"):
+        if not isinstance(value, S.Number):
+            raise BindError(f"{what} must be a number", value, kind="bad-number",
+                            hint=f"e.g. {param.name} = 0.5")
+        if param.kind == "fraction" and not 0 <= value.value < 1:
+            raise BindError(f"{what} must be at least 0 and less than 1, got {value.value}",
+                            value, kind="bad-number", hint=f"e.g. {param.name} = 0.5")
+        return float(value.value)
     if param.kind in ("count", "size"):
         low = 1
         if not (isinstance(value, S.Number) and isinstance(value.value, int)):
@@ -113,7 +131,13 @@ def bind(call: S.Call, signature: tuple[Param, ...], env: Mapping[str, S.Value] 
     bound: dict[str, Any] = {}
     for param in signature:
         if param.name in given:
-            value = substitute(given[param.name].value, env)
+            value = given[param.name].value
+            if (param.kind == "layers" and isinstance(value, S.Name)
+                    and value.value not in env):  # one bare layer: residual(relu)
+                value = S.LayersValue(line=value.line, column=value.column,
+                                      calls=(S.Call(line=value.line, column=value.column,
+                                                    name=value.value),))
+            value = substitute(value, env)
             bound[param.name] = _check(value, param, call.name)
         elif param.required:
             raise BindError(f"{call.name} needs the argument '{param.name}'", call,

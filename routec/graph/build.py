@@ -18,6 +18,7 @@ import networkx as nx
 from routec import spec as S
 from routec.errors import SourcePos, SpecError
 from routec.graph import catalogue as C
+from routec.graph import registry as R
 from routec.graph.arguments import BindError, bind
 from routec.graph.expand import ColumnUse, JunctionUse, LeafUse, Segment, expand
 
@@ -153,32 +154,34 @@ class _Builder:
         except BindError as err:
             raise self.fail(err.message, err.at, err.hint, kind=err.kind) from None
 
+    def layer(self, call: S.Call, env: dict[str, S.Value]) -> C.LayerConfig:
+        """Bind one layer call (and the layers of chain arguments, recursively)."""
+        kind = C.LAYERS.get(call.name)
+        if kind is None:
+            raise self.fail(f"unknown layer '{call.name}'", call, kind="unknown-name",
+                            hint="layers: " + ", ".join(C.LAYERS))
+        args = self.bind(call, kind.params, env)
+        for param in kind.params:
+            if param.kind == "layers":
+                args[param.name] = tuple(self.layer(c, env) for c in args[param.name])
+        return C.LayerConfig(call.name, args, at=(call.line, call.column))
+
     def column(self, use: ColumnUse, parent: int, way: int) -> int:
         t = use.template
         base = t.name if self.counts[t.name] == 1 else f"{t.name}_{self.seen[t.name] + 1}"
         self.seen[t.name] += 1
-        shape = self.nodes[parent].out_shape
-        layers: list[C.LayerConfig] = []
-        shapes: list[C.Pyramid] = []
-        macs = params = 0
-        for call in t.layers:
-            if call.name not in C.LAYER_SIGNATURES:
-                raise self.fail(f"unknown layer '{call.name}'", call, kind="unknown-name",
-                                hint="layers: " + ", ".join(C.LAYER_SIGNATURES))
-            layer = C.LayerConfig(call.name, self.bind(call, C.LAYER_SIGNATURES[call.name],
-                                                       use.env))
-            try:
-                shape, m, p = C.layer_shape(layer, shape)
-            except C.ShapeError as err:
-                where = (f" (in column '{t.name}' used at line {use.at.line})"
-                         if t.params or self.counts[t.name] > 1 else "")
-                raise self.fail(f"shape mismatch: {err.message}{where}", call, err.hint,
-                                kind="shape") from None
-            layers.append(layer)
-            shapes.append(shape)
-            macs, params = macs + m, params + p
+        inp = self.nodes[parent].out_shape
+        layers = [self.layer(call, use.env) for call in t.layers]
+        try:
+            shapes, macs, params = R.chain_shape(layers, inp)
+        except C.ShapeError as err:
+            where = (f" (in column '{t.name}' used at line {use.at.line})"
+                     if t.params or self.counts[t.name] > 1 else "")
+            at = S.Node(line=err.at[0], column=err.at[1]) if err.at else None
+            raise self.fail(f"shape mismatch: {err.message}{where}", at, err.hint,
+                            kind="shape") from None
         return self.add(NodeInfo(self.unique(base), "column", t.name, self.pos(use.at),
-                                 self.nodes[parent].out_shape, shape, macs, params,
+                                 inp, shapes[-1], macs, params,
                                  parent=parent, way=way, layers=tuple(layers),
                                  layer_shapes=tuple(shapes)))
 

@@ -139,6 +139,28 @@ class _Builder(Transformer):
                 seen.add(arg.keyword)
         return args
 
+    def layer_argument_list(self, children: list[Any]) -> list[Any]:
+        return _flatten(children)
+
+    @v_args(meta=True)
+    def layer_argument(self, meta: Any, children: list[Any]) -> S.Argument:
+        return self.argument(meta, children)
+
+    def layer_keyword(self, children: list[Any]) -> S.Argument:
+        return self.keyword(children)
+
+    def layer_arguments(self, children: list[Any]) -> tuple[S.Argument, ...]:
+        return self.arguments(children)
+
+    def layer_chain(self, children: list[Any]) -> S.Value:
+        """A layer chain as an argument; one bare name stays a name (``conv(w)``)."""
+        (calls,) = children
+        calls = calls if isinstance(calls, list) else [calls]
+        first = calls[0]
+        if len(calls) == 1 and not first.args:
+            return S.Name(line=first.line, column=first.column, value=first.name)
+        return S.LayersValue(line=first.line, column=first.column, calls=tuple(calls))
+
     def call(self, children: list[Any]) -> S.Call:
         name, args = children
         return S.Call(line=name.line, column=name.column, name=str(name), args=args or ())

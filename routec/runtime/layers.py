@@ -116,8 +116,11 @@ class OnCoarsest(nn.Module):
         return (self.layer(p[-1]),)
 
 
-def conv(in_channels: int, channels: int, kernel: int = 3) -> OnCoarsest:
-    layer = nn.Conv2d(in_channels, channels, kernel, padding=kernel // 2)
+def conv(in_channels: int, channels: int, kernel: int = 3, stride: int = 1,
+         dilation: int = 1, groups: int = 1) -> OnCoarsest:
+    """A 'same'-padded conv (odd kernel): the output is ⌈H/stride⌉ × ⌈W/stride⌉."""
+    layer = nn.Conv2d(in_channels, channels, kernel, stride=stride,
+                      padding=dilation * (kernel // 2), dilation=dilation, groups=groups)
     _xavier(layer)
     return OnCoarsest(layer)
 
@@ -132,6 +135,56 @@ def relu() -> OnCoarsest:
 
 def pool(size: int = 2) -> OnCoarsest:
     return OnCoarsest(nn.MaxPool2d(size))
+
+
+def avgpool(size: int = 2) -> OnCoarsest:
+    return OnCoarsest(nn.AvgPool2d(size))
+
+
+def gap() -> OnCoarsest:
+    """Global average pooling: each channel's mean, as a 1×1 map."""
+    return OnCoarsest(nn.AdaptiveAvgPool2d(1))
+
+
+def dropout(p: float = 0.5) -> OnCoarsest:
+    return OnCoarsest(nn.Dropout(p))
+
+
+def projection(in_channels: int, channels: int, stride: int = 1) -> nn.Sequential:
+    """A residual block's shortcut when its shape changes: strided 1×1 conv + batch-norm."""
+    layer = nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False)
+    _xavier(layer)
+    return nn.Sequential(layer, BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM))
+
+
+class Residual(nn.Module):
+    """``body(x) + shortcut(x)`` on the coarsest level; the shortcut is the identity
+    unless the body changes the shape (then a :func:`projection`)."""
+
+    def __init__(self, *body: nn.Module, shortcut: nn.Module | None = None) -> None:
+        super().__init__()
+        self.body = Column(*body)
+        self.shortcut = shortcut
+
+    def forward(self, p: Pyramid) -> Pyramid:
+        x = p[-1]
+        y = self.body((x,))[-1]
+        return (y + (x if self.shortcut is None else self.shortcut(x)),)
+
+
+def residual(*body: nn.Module, shortcut: nn.Module | None = None) -> Residual:
+    return Residual(*body, shortcut=shortcut)
+
+
+def registered(kind: str, in_shape: tuple[int, int, int], **args: object) -> OnCoarsest:
+    """A layer kind defined in Python with ``routec.register_layer`` (registered first)."""
+    from routec.graph.registry import LAYERS
+
+    entry = LAYERS.get(kind)
+    if entry is None or entry.module is None:
+        raise RuntimeError(f"layer kind '{kind}' is not registered in this process; call "
+                           "routec.register_layer for it before building the network")
+    return OnCoarsest(entry.module(dict(args), tuple(in_shape)))
 
 
 class _FlatLinear(nn.Module):
