@@ -34,6 +34,8 @@ _API = {
     # evaluate
     "evaluate": "routec.train.evaluate", "EvalResult": "routec.train.evaluate",
     "ConfidencePolicy": "routec.train.evaluate",
+    # inference engines
+    "optimize_for_inference": "routec.engine.engines",
     # data
     "load_dataset": "routec.data", "available_datasets": "routec.data",
     # errors
