@@ -2,7 +2,9 @@
 
 Closed form: instead of sampling d̂, every node's contribution is weighted by its
 reach probability p(ℓ), so the loss is exactly E[c_inf] and its gradient reaches
-the routers through p. Regularisers (c_mod, decisiveness) use detached p.
+the routers through p. Regularisers (c_mod, decisiveness) use detached p, as the
+paper does "unless stated otherwise"; ``regularise_dhat`` lets their gradient reach
+the routers too (its §5.2 ablation: regularising d̂ discourages deep paths).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from routec.train.tree import EPSILON, Tree, inference_leaf, reach, training_pol
 
 def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | Tensor,
                tau: float, k_dec: float = 0.01, k_l2: float = 1e-4,
-               epsilon: float = EPSILON) -> StepResult:
+               epsilon: float = EPSILON, regularise_dhat: bool = False) -> StepResult:
     tree = Tree.of(net)
     n = y.shape[0]
     like = out.leaf_logits
@@ -28,10 +30,11 @@ def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | T
     err = (p[:, leaves] * leaf_errors(out, y)).sum(dim=1)
     cpt = k * (p * compute_cost(tree, like)).sum(dim=1)
     sg = p.detach()
-    mod = k_l2 * (sg.mean(dim=0) * node_l2(node_weights(net), like)).sum()
+    w = p if regularise_dhat else sg  # the routing weights of c_mod: held constant or not
+    mod = k_l2 * (w.mean(dim=0) * node_l2(node_weights(net), like)).sum()
     dec = like.new_zeros(n)
     for j, s in zip(tree.junctions, out.scores):
-        dec = dec + sg[:, j] * (s ** 2).sum(dim=1)
+        dec = dec + w[:, j] * (s ** 2).sum(dim=1)
     loss = (err + cpt + k_dec * dec).mean() + mod
     leaf = inference_leaf(tree, out.scores, n)
     return StepResult(loss, sg, leaf, out.leaf_logits[leaf, torch.arange(n)])

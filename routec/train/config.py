@@ -41,6 +41,10 @@ class RunConfig(BaseModel):
     k_l2: float = Field(1e-4, ge=0)
     epsilon: float = Field(1e-6, ge=0, lt=1)
     talr: bool = True
+    regularise_dhat: bool = Field(False, description="actor: differentiate c_mod's (k_L2, "
+                                  "k_dec) weighting by the reach probabilities, the paper's "
+                                  "'regularising d̂' ablation (§4.4, §5.2); by default it is "
+                                  "held constant")
     utility: Literal["pragmatic", "optimistic"] = "pragmatic"
     critic_error: Literal["crossentropy", "classification"] = "crossentropy"
     critic_mode: Literal["closed", "sampled"] = "closed"

@@ -92,7 +92,7 @@ def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x:
     out = model(x, k_cpt=k_in)
     if cfg.strategy == "actor":
         return actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
-                          epsilon=cfg.epsilon)
+                          epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat)
     if cfg.strategy == "critic":
         return critic_loss(net, out, y, k, tau, utility=cfg.utility, error=cfg.critic_error,
                            k_ure=cfg.k_ure, k_l2=cfg.k_l2, epsilon=cfg.epsilon)
