@@ -8,11 +8,16 @@ import pytest
 
 from routec.cli import main
 from routec.experiment.cli import RunLock
-from routec.experiment.suites import SUITES
-from routec.train.checkpoint import load_checkpoint
-from routec.train.config import K_CPT_GRID
+import torch
 
-QUICK = ["--data", "synthetic", "--spec", "tiny", "--batch", "8", "--no-progress"]
+from routec.experiment.suites import FIGURES, SUITES
+from routec.graph import build_graph
+from routec.parse import load_spec
+from routec.train.checkpoint import load_checkpoint
+from routec.train.config import K_CPT_GRID, make_config
+
+QUICK = ["--data", "synthetic", "--spec", "tiny", "--batch", "8", "--no-progress",
+         "--no-records"]
 
 
 def test_suites_cover_the_paper() -> None:
@@ -25,6 +30,71 @@ def test_suites_cover_the_paper() -> None:
     assert sorted(r["k_cpt"] for r in SUITES["hybrid-actor"].values()) == sorted(K_CPT_GRID)
     assert {r["utility"] for r in SUITES["hybrid-critic-optimistic"].values()} == {"optimistic"}
     assert all(r["talr"] is False for r in SUITES["hybrid-actor-notalr"].values())
+    assert all(r["talr"] is False and r["strategy"] == "critic"
+               for r in SUITES["hybrid-critic-notalr"].values())
+    assert all(r["regularise_dhat"] is True for r in SUITES["hybrid-actor-regdhat"].values())
+    # every suite's runs are valid run configurations
+    for runs in SUITES.values():
+        for settings in runs.values():
+            make_config({**settings, "iterations": 1})
+
+
+def test_every_figure_panel_names_suites() -> None:
+    for fig in FIGURES:
+        for panel in fig.panels:
+            assert set(panel.suites) <= set(SUITES), (fig.key, panel.key)
+    assert [f.key for f in FIGURES] == ["fig5", "fig6", "fig8", "fig9", "fig10"]
+
+
+@pytest.mark.parametrize("w", [2, 3])
+def test_width_suites_are_the_chain_w_times_wide_with_k_cpt_over_w_squared(w: int) -> None:
+    """Fig. 10: every convolution's output channels ×w; k_cpt ÷w²; routers and exits as is."""
+    actor, static = SUITES[f"cifar10-actor-x{w}"], SUITES[f"cifar10-static-x{w}"]
+    assert sorted(r["k_cpt"] for r in actor.values()) == pytest.approx(
+        sorted(k / w ** 2 for k in K_CPT_GRID))
+    assert [r["static_columns"] for r in static.values()] == list(range(1, 9))
+    assert {r["data"] for r in [*actor.values(), *static.values()]} == {"cifar10"}
+    (spec,) = {r["spec"] for r in [*actor.values(), *static.values()]}
+    base, wide = build_graph(load_spec("paper_chain")), build_graph(load_spec(spec))
+    assert [n.kind for n in wide.nodes] == [n.kind for n in base.nodes]
+    for a, b in zip(base.nodes, wide.nodes):
+        if a.kind == "column":
+            assert [c * w for c, _, _ in a.out_shape] == [c for c, _, _ in b.out_shape]
+        else:
+            assert (a.head is None) == (b.head is None)
+            if a.head is not None:
+                assert a.head.hidden == b.head.hidden
+    ratio = wide.path_macs()[-1] / base.path_macs()[-1]
+    assert w ** 2 * 0.8 < ratio < w ** 2 * 1.05  # convolutions dominate the MACs
+
+
+def test_regularising_dhat_changes_only_the_gradient_of_c_mod() -> None:
+    """The ablation flag leaves the loss value alone; it lets c_mod's gradient reach the
+    routers through the reach probabilities, and does nothing when c_mod is zero."""
+    from routec.train.actor import actor_loss
+    from helpers import compile_bundled, randomise
+
+    _, net = compile_bundled("tiny")
+    randomise(net, seed=1)
+    x, y = torch.rand(16, *net.INPUT_SHAPE), torch.randint(0, net.CLASSES, (16,))
+    junctions = [net.NODES[j] for j in net.JUNCTIONS]
+    routers = [p for name in junctions for p in getattr(net, name).parameters()]
+
+    def grads(flag: bool, k_dec: float, k_l2: float) -> tuple[float, list[torch.Tensor]]:
+        net.zero_grad()
+        net.train()
+        res = actor_loss(net, net(x), y, 1e-8, 1.0, k_dec=k_dec, k_l2=k_l2,
+                         regularise_dhat=flag)
+        res.loss.backward()
+        return float(res.loss.detach()), [p.grad.clone() for p in routers]
+
+    held, g_held = grads(False, 0.5, 1e-2)
+    free, g_free = grads(True, 0.5, 1e-2)
+    assert held == pytest.approx(free)
+    assert any(not torch.allclose(a, b) for a, b in zip(g_held, g_free))
+    _, g0 = grads(False, 0.0, 0.0)
+    _, g1 = grads(True, 0.0, 0.0)
+    assert all(torch.allclose(a, b) for a, b in zip(g0, g1))
 
 
 def test_finished_runs_are_skipped_and_unfinished_resumed(tmp_path: Path, capsys) -> None:

@@ -3,6 +3,10 @@
 Several processes (or machines sharing the output folder) can work on one suite:
 ``--shard K/N`` takes every N-th run, and a lock file per run keeps two
 processes from training the same run at once.
+
+When a run finishes (or is found finished with no record), its record, the small
+part the results page reads (``routec.experiment.records``), is written under
+``--records`` (default: ``results/records`` beside OUT), ready to commit.
 """
 from __future__ import annotations
 
@@ -32,6 +36,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="override the suite's dataset (e.g. synthetic for a try)")
     p.add_argument("--spec", help="override the suite's spec")
     p.add_argument("--batch", type=int, help="override the batch size (default 128)")
+    p.add_argument("--records", metavar="DIR",
+                   help="where finished runs' records go (default: results/records beside "
+                        "OUT, so --out runs writes results/records)")
+    p.add_argument("--no-records", action="store_true", help="write no records")
     p.add_argument("--data-root")
     p.add_argument("--cache-dir")
     p.add_argument("--device", default="cpu")
@@ -92,6 +100,31 @@ def run_status(run_dir: Path, iterations: int) -> str:
     return "done" if state["iteration"] >= iterations else "partial"
 
 
+def keep_record(run_dir: Path, records: Path | None, suite: str, run: str,
+                args: argparse.Namespace) -> None:
+    """Write a finished run's record unless one describing its checkpoint exists.
+
+    A record that cannot be written is reported and the suite goes on: the run
+    itself is safe in its directory, and ``routec report --harvest`` can redo it.
+    """
+    if records is None:
+        return
+    from routec.experiment.records import record_is_current, write_record
+    from routec.train.checkpoint import load_checkpoint
+
+    target = records / suite / run
+    try:
+        state = load_checkpoint(run_dir / "checkpoint.pt")
+        if not state["finished"] or record_is_current(target, state):
+            return
+        write_record(run_dir, target, suite, run, data_root=args.data_root,
+                     cache_dir=args.cache_dir)
+        print(f"{suite}/{run}: record written to {target}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - a record must never stop a suite
+        text = err.message if isinstance(err, RoutecError) else f"{type(err).__name__}: {err}"
+        print(f"{suite}/{run}: no record written ({text})", file=sys.stderr)
+
+
 def run_experiment(args: argparse.Namespace) -> int:
     if args.list or not args.suite:
         for name, runs in SUITES.items():
@@ -112,6 +145,12 @@ def run_experiment(args: argparse.Namespace) -> int:
     k, n = _shard(args.shard)
     iterations = FULL_ITERATIONS if args.full else args.iterations
     mine = [name for i, name in enumerate(runs) if i % n == k]
+    if args.no_records:
+        records = None
+    else:
+        from routec.experiment.records import default_records
+
+        records = Path(args.records) if args.records else default_records(args.out)
     failed = []
     for name in mine:
         settings: dict[str, Any] = {**runs[name], "iterations": iterations,
@@ -123,6 +162,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         status = run_status(run_dir, iterations)
         if status == "done":
             print(f"{args.suite}/{name}: finished, skipped", file=sys.stderr)
+            keep_record(run_dir, records, args.suite, name, args)
             continue
         with RunLock(run_dir) as got:
             if not got:
@@ -137,6 +177,8 @@ def run_experiment(args: argparse.Namespace) -> int:
             except RunError as err:  # one bad run does not stop the suite
                 print(f"{args.suite}/{name}: {err.render()}", file=sys.stderr)
                 failed.append(name)
+                continue
+            keep_record(run_dir, records, args.suite, name, args)
     if failed:
         raise RunError(f"{len(failed)} run(s) of {args.suite} failed: {', '.join(failed)}")
     return 0

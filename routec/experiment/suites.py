@@ -7,6 +7,7 @@ elsewhere.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from routec.train.config import K_CPT_GRID
@@ -19,17 +20,25 @@ def _k_name(k: float) -> str:
     return f"k{k * 1e9:g}e-9"
 
 
-def _grid(prefix: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {_k_name(k): {**prefix, "k_cpt": k} for k in K_CPT_GRID}
+def _grid(prefix: dict[str, Any], divide: int = 1) -> dict[str, dict[str, Any]]:
+    """One run per k_cpt of the grid, each divided by ``divide`` (runs keep the grid's
+    names, so ``k4e-9`` of a ×2-wide suite is the run at 4e-9 / 4)."""
+    return {_k_name(k): {**prefix, "k_cpt": k / divide} for k in K_CPT_GRID}
 
 
-def _static(data: str) -> dict[str, dict[str, Any]]:
-    return {f"n{n}": {"spec": "paper_chain", "strategy": "static", "static_columns": n,
+def _static(data: str, spec: str = "paper_chain") -> dict[str, dict[str, Any]]:
+    return {f"n{n}": {"spec": spec, "strategy": "static", "static_columns": n,
                       "data": data} for n in range(1, 9)}
 
 
-def _actor(data: str, **extra: Any) -> dict[str, dict[str, Any]]:
-    return _grid({"spec": "paper_chain", "strategy": "actor", "data": data, **extra})
+def _actor(data: str, spec: str = "paper_chain", divide: int = 1,
+           **extra: Any) -> dict[str, dict[str, Any]]:
+    return _grid({"spec": spec, "strategy": "actor", "data": data, **extra}, divide)
+
+
+# Fig. 10 (§5.7): the chain with every convolution's output channels multiplied by w,
+# and k_cpt divided by w² (a w-wide convolution costs about w² times the MACs)
+WIDTHS = {2: "paper_chain_x2", 3: "paper_chain_x3"}
 
 
 SUITES: dict[str, dict[str, dict[str, Any]]] = {
@@ -45,7 +54,70 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
                                          "k_cpt": "dynamic", "data": "hybrid"}},
     "hybrid-actor-nokdec": _actor("hybrid", k_dec=0.0),
     "hybrid-actor-notalr": _actor("hybrid", talr=False),
+    "hybrid-critic-notalr": _grid({"spec": "paper_chain", "strategy": "critic",
+                                   "utility": "pragmatic", "data": "hybrid", "talr": False}),
+    # §5.2: c_mod's weighting by the routing decisions d̂ differentiated, not held constant
+    "hybrid-actor-regdhat": _actor("hybrid", regularise_dhat=True),
     "hybrid-actor-tree": _grid({"spec": "paper_tree", "strategy": "actor", "data": "hybrid"}),
     **{f"{d}-static": _static(d) for d in ("cifar2", "cifar5", "cifar10")},
     **{f"{d}-actor": _actor(d) for d in ("cifar2", "cifar5", "cifar10")},
+    **{f"cifar10-static-x{w}": _static("cifar10", spec) for w, spec in WIDTHS.items()},
+    **{f"cifar10-actor-x{w}": _actor("cifar10", spec, divide=w * w)
+       for w, spec in WIDTHS.items()},
 }
+
+
+# -- the paper's figures, and the suites each of their panels shows ----------------------
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    suites: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    key: str
+    title: str
+    caption: str
+    kind: str  # "curves" (accuracy vs MACs), "dataflow" (node-link), "heatmaps"
+    panels: tuple[Panel, ...] = ()
+
+
+FIGURES: tuple[FigureSpec, ...] = (
+    FigureSpec("fig5", "Fig. 5: hybrid MNIST/CIFAR-10, accuracy vs computation",
+               "Static chains of n = 1..8 columns against each routing strategy over the "
+               "k_cpt grid (one point per network; the dynamic-k_cpt actor is one network "
+               "evaluated at each k_cpt). The second panel holds the ablations of §5.2–5.4.",
+               "curves", (
+                   Panel("strategies", "hybrid: routing strategies (§5.1, §5.5)", (
+                       "hybrid-static", "hybrid-actor", "hybrid-critic",
+                       "hybrid-critic-optimistic", "hybrid-critic-clserr",
+                       "hybrid-actor-dynamic")),
+                   Panel("ablations", "hybrid: ablations and the tree (§5.2–5.4)", (
+                       "hybrid-static", "hybrid-actor", "hybrid-actor-nokdec",
+                       "hybrid-actor-regdhat", "hybrid-actor-notalr", "hybrid-critic",
+                       "hybrid-critic-notalr", "hybrid-actor-tree")))),
+    FigureSpec("fig6", "Figs. 6 and 7: dataflow through actor networks",
+               "Node-link diagrams of the test split's dataflow (Fig. 6: the chain; Fig. 7: "
+               "the tree with 2- and 3-way junctions; and the chain on CIFAR-2).",
+               "dataflow", (
+                   Panel("chain", "Fig. 6: hybrid-actor", ("hybrid-actor",)),
+                   Panel("tree", "Fig. 7: hybrid-actor-tree", ("hybrid-actor-tree",)),
+                   Panel("cifar2", "Fig. 6-style: cifar2-actor", ("cifar2-actor",)))),
+    FigureSpec("fig8", "Fig. 8: dataflow over the course of training",
+               "Fraction of examples classified at each exit over training, for every "
+               "recorded routed network.", "heatmaps"),
+    FigureSpec("fig9", "Fig. 9: the task's difficulty distribution (§5.6)",
+               "CIFAR-2 (horse | other), CIFAR-5 (cat, deer, dog, horse | other) and CIFAR-10: "
+               "static chains against actor networks, as in Fig. 5.", "curves", tuple(
+                   Panel(d, d, (f"{d}-static", f"{d}-actor"))
+                   for d in ("cifar2", "cifar5", "cifar10"))),
+    FigureSpec("fig10", "Fig. 10: model capacity (§5.7)",
+               "CIFAR-10 with the chain ×1, ×2 and ×3 wide (every convolution's output "
+               "channels multiplied) and k_cpt divided by 1, 4 and 9.", "curves", (
+                   Panel("x1", "CIFAR-10, ×1 wide", ("cifar10-static", "cifar10-actor")),
+                   *(Panel(f"x{w}", f"CIFAR-10, ×{w} wide (k_cpt ÷{w * w})",
+                           (f"cifar10-static-x{w}", f"cifar10-actor-x{w}"))
+                     for w in WIDTHS))),
+)

@@ -1,19 +1,22 @@
 """The paper's claims (§5–6), each checked against measured runs by a stated rule.
 
 A claim reads only evaluated rows (test accuracy and routed mean MACs per run) and
-logged training curves, and returns what was measured and a verdict: reproduced,
-partly reproduced, not reproduced, or not tested (its suites were not run). The
-rule is part of the claim, so the results page prints it beside the verdict.
+logged training curves (and, for the dataflow claims, the records' per-exit
+counts), and returns what was measured and a verdict: reproduced, partly
+reproduced, not reproduced, or pending (a suite it needs has no complete
+records yet: that is no result). The rule is part of the claim, so the results
+page prints it beside the verdict.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from routec.report.summary import SummaryRow
 
-REPRODUCED, PARTLY, NOT, UNTESTED = ("reproduced", "partly reproduced", "not reproduced",
-                                     "not tested")
+REPRODUCED, PARTLY, NOT, PENDING = ("reproduced", "partly reproduced", "not reproduced",
+                                    "pending")
 MATCH = 0.005  # accuracies within half a percentage point count as matching
 
 
@@ -25,6 +28,21 @@ class Evidence:
     early_late_macs: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     # suite → run → (mean training MACs over the first 10% of logged windows, last 10%)
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # suite → run → s
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # suite → run → record.json (per-exit and per-node counts)
+    expected: dict[str, list[str]] | None = None  # suite → its runs; None: take rows as whole
+
+    def absent(self, suite: str) -> str | None:
+        """Why ``suite`` cannot be judged yet, or None if its runs are all recorded."""
+        rows = self.rows.get(suite, [])
+        if not rows:
+            return f"suite {suite} not yet run"
+        if self.expected is not None and suite in self.expected:
+            have = {r.run for r in rows}
+            want = self.expected[suite]
+            if not set(want) <= have:
+                return f"suite {suite} has {len(have & set(want))} of {len(want)} runs recorded"
+        return None
 
     def points(self, suite: str) -> list[tuple[float, float]]:
         """(mean MACs, accuracy) of a suite, by MACs."""
@@ -77,9 +95,9 @@ def _grade(share: float) -> str:
 
 
 def _missing(ev: Evidence, *suites: str) -> Finding | None:
-    absent = [s for s in suites if not ev.rows.get(s)]
-    if absent:
-        return Finding(f"suite(s) {', '.join(absent)} not run", UNTESTED)
+    why = [w for s in suites if (w := ev.absent(s))]
+    if why:
+        return Finding("—", f"{PENDING}: {'; '.join(why)}")
     return None
 
 
@@ -124,7 +142,7 @@ def _shallow_first(ev: Evidence) -> Finding:
         return m
     runs = ev.early_late_macs.get(suite, {})
     if not runs:
-        return Finding("no logged training windows", UNTESTED)
+        return Finding("no logged training windows", NOT)
     shallower = [r for r, (early, late) in runs.items() if early < late]
     ratio = sorted(early / late for early, late in runs.values() if late > 0)
     median = ratio[len(ratio) // 2] if ratio else float("nan")
@@ -138,13 +156,14 @@ def _mean_margin(ev: Evidence, suite: str, static: str) -> float | None:
     return sum(d for _, d in ms) / len(ms) if ms else None
 
 
-def _ordering(worse: str, better: tuple[str, ...]) -> Callable[[Evidence], Finding]:
+def _ordering(worse: str, better: tuple[str, ...], static: str = "hybrid-static"
+              ) -> Callable[[Evidence], Finding]:
     """The ``worse`` suite's mean margin over static networks is below each of ``better``'s."""
     def check(ev: Evidence) -> Finding:
-        if (m := _missing(ev, worse, *better, "hybrid-static")):
+        if (m := _missing(ev, worse, *better, static)):
             return m
-        w = _mean_margin(ev, worse, "hybrid-static")
-        bs = {b: _mean_margin(ev, b, "hybrid-static") for b in better}
+        w = _mean_margin(ev, worse, static)
+        bs = {b: _mean_margin(ev, b, static) for b in better}
         if w is None or any(v is None for v in bs.values()):
             return Finding("some suite has no run costs as much as the cheapest static network", NOT)
         text = f"mean margin over static networks: {worse} {_pct(w)}; " + "; ".join(
@@ -212,6 +231,191 @@ def _cheaper_at_static_peak(data: str, need: float, partly: float, what: str
     return check
 
 
+# -- claims read from the records' per-exit counts -------------------------------------------
+def _evaluation(ev: Evidence, suite: str, run: str) -> dict[str, Any] | None:
+    rec = ev.records.get(suite, {}).get(run)
+    return rec["evaluations"][0] if rec else None
+
+
+def _static_overfit(ev: Evidence) -> Finding:
+    static = "hybrid-static"
+    if (m := _missing(ev, static)):
+        return m
+    by_n = {r.static_columns: r for r in ev.rows[static] if r.static_columns}
+    shallow = [r for n, r in by_n.items() if n <= 6]
+    deep = [by_n[n] for n in (7, 8) if n in by_n]
+    if not shallow or len(deep) < 2:
+        return Finding("needs static networks of ≤ 6, 7 and 8 columns", NOT)
+    best = max(shallow, key=_acc)
+    below = [r for r in deep if r.accuracy < best.accuracy]
+    verdict = REPRODUCED if len(below) == 2 else PARTLY if below else NOT
+    return Finding(f"best of n ≤ 6: {best.accuracy:.4f} ({best.run}); " + ", ".join(
+        f"{r.run} {r.accuracy:.4f}" for r in deep), verdict)
+
+
+def _peak_across() -> Callable[[Evidence], Finding]:
+    pairs = [("cifar2-actor", "cifar2-static"), ("cifar5-actor", "cifar5-static"),
+             ("cifar10-actor", "cifar10-static"), ("cifar10-actor-x2", "cifar10-static-x2"),
+             ("cifar10-actor-x3", "cifar10-static-x3")]
+
+    def check(ev: Evidence) -> Finding:
+        if (m := _missing(ev, *(s for p in pairs for s in p))):
+            return m
+        gaps = [(a, max(ev.rows[a], key=_acc).accuracy - max(ev.rows[b], key=_acc).accuracy)
+                for a, b in pairs]
+        wins = sum(g > 0 for _, g in gaps)
+        verdict = REPRODUCED if wins == len(gaps) else PARTLY if wins * 2 >= len(gaps) else NOT
+        return Finding("peak actor − peak static: " + "; ".join(
+            f"{a.removesuffix('-actor').replace('-actor', '')} {_pct(g)}" for a, g in gaps),
+            verdict)
+    return check
+
+
+def _regularised_dhat(ev: Evidence) -> Finding:
+    reg, base = "hybrid-actor-regdhat", "hybrid-actor"
+    if (m := _missing(ev, reg, base)):
+        return m
+    plain = {r.k_value: r for r in ev.rows[base]}
+    pairs = [(r, plain[r.k_value]) for r in ev.rows[reg] if r.k_value in plain]
+    if not pairs:
+        return Finding("no k_cpt shared by both suites", NOT)
+    cheaper = sum(r.mean_macs < b.mean_macs for r, b in pairs)
+    peak_r, peak_b = max(ev.rows[reg], key=_acc), max(ev.rows[base], key=_acc)
+    shallow = cheaper / len(pairs) >= 0.75
+    lower = peak_r.accuracy < peak_b.accuracy
+    verdict = REPRODUCED if shallow and lower else PARTLY if shallow or lower else NOT
+    return Finding(f"cheaper paths at {cheaper} of {len(pairs)} k_cpt values; peak accuracy "
+                   f"{peak_r.accuracy:.4f} ({peak_r.run}) vs {peak_b.accuracy:.4f} "
+                   f"({peak_b.run}): {_pct(peak_r.accuracy - peak_b.accuracy)}", verdict)
+
+
+def _tree_overfits(ev: Evidence) -> Finding:
+    tree, chain = "hybrid-actor-tree", "hybrid-actor"
+    if (m := _missing(ev, tree, chain)):
+        return m
+    t = [r for r in ev.rows[tree] if r.k_value == 0]
+    c = [r for r in ev.rows[chain] if r.k_value == 0]
+    if not t or not c:
+        return Finding("no k_cpt = 0 run in both suites", NOT)
+    gap = t[0].accuracy - c[0].accuracy
+    return Finding(f"k_cpt = 0: tree {t[0].accuracy:.4f}, chain {c[0].accuracy:.4f} "
+                   f"({_pct(gap)})", REPRODUCED if gap < 0 else NOT)
+
+
+USED = 0.01  # an exit classifying at least this fraction of the test split counts as used
+
+
+def _early_exits_accurate(ev: Evidence) -> Finding:
+    suite = "hybrid-actor"
+    if (m := _missing(ev, suite)):
+        return m
+    judged = hits = 0
+    for r in ev.rows[suite]:
+        e = _evaluation(ev, suite, r.run)
+        if e is None:
+            continue
+        res = e["result"]
+        used = [i for i, f in enumerate(res["exit_fraction"]) if f >= USED]
+        if len(used) < 2:
+            continue
+        judged += 1
+        hits += res["exit_accuracy"][used[0]] > res["accuracy"]
+    if not judged:
+        return Finding("no actor run classifies at two or more exits", NOT)
+    return Finding(f"{hits} of {judged} actor runs that use ≥ 2 exits", _grade(hits / judged))
+
+
+def origin_purity(e: dict[str, Any], min_fraction: float = 0.0) -> list[float]:
+    """Per used exit: the share of its examples that come from its majority source."""
+    n = e["result"]["examples"]
+    out = []
+    for o in e["dataflow"]["exit_origin"]:
+        if sum(o) and sum(o) / n >= max(min_fraction, 1e-12):
+            out.append(max(o) / sum(o))
+    return out
+
+
+def weighted_purity(e: dict[str, Any]) -> float:
+    """Mean origin purity of exits, weighted by the examples each classifies."""
+    origin = e["dataflow"]["exit_origin"]
+    total = sum(sum(o) for o in origin)
+    return sum(max(o) for o in origin if sum(o)) / total
+
+
+def _specialise(ev: Evidence) -> Finding:
+    suite = "hybrid-actor"
+    if (m := _missing(ev, suite)):
+        return m
+    judged = pure = 0
+    for r in ev.rows[suite]:
+        e = _evaluation(ev, suite, r.run)
+        if e is None:
+            continue
+        judged += 1
+        pure += all(p >= 0.8 for p in origin_purity(e, 0.05))
+    if not judged:
+        return Finding("no per-exit origin counts recorded", NOT)
+    return Finding(f"{pure} of {judged} actor runs", _grade(pure / judged))
+
+
+def _tree_specialises_more(ev: Evidence) -> Finding:
+    tree, chain = "hybrid-actor-tree", "hybrid-actor"
+    if (m := _missing(ev, tree, chain)):
+        return m
+
+    def mean(suite: str) -> float:
+        es = [e for r in ev.rows[suite] if (e := _evaluation(ev, suite, r.run))]
+        return sum(weighted_purity(e) for e in es) / len(es)
+    t, c = mean(tree), mean(chain)
+    return Finding(f"mean origin purity of exits: tree {t:.3f}, chain {c:.3f}",
+                   REPRODUCED if t > c else NOT)
+
+
+def _difficulty_order(ev: Evidence) -> Finding:
+    ds = ("cifar2", "cifar5", "cifar10")
+    if (m := _missing(ev, *(f"{d}-{s}" for d in ds for s in ("actor", "static")))):
+        return m
+    ms = {d: _mean_margin(ev, f"{d}-actor", f"{d}-static") for d in ds}
+    if any(v is None for v in ms.values()):
+        return Finding("some dataset has no actor run within its static networks' MACs", NOT)
+    a, b, c = (ms[d] for d in ds)
+    verdict = REPRODUCED if a > b > c else PARTLY if a > c else NOT  # type: ignore[operator]
+    return Finding("mean margin over static networks: " + "; ".join(
+        f"{d} {_pct(v)}" for d, v in ms.items() if v is not None), verdict)
+
+
+def _width(ev: Evidence) -> Finding:
+    widths = {"×1": ("cifar10-actor", "cifar10-static"),
+              "×2": ("cifar10-actor-x2", "cifar10-static-x2"),
+              "×3": ("cifar10-actor-x3", "cifar10-static-x3")}
+    if (m := _missing(ev, *(s for p in widths.values() for s in p))):
+        return m
+    ms = {w: _mean_margin(ev, a, b) for w, (a, b) in widths.items()}
+    if any(v is None for v in ms.values()):
+        return Finding("some width has no actor run within its static networks' MACs", NOT)
+    base = ms["×1"]
+    kept = sum(ms[w] >= base - MATCH for w in ("×2", "×3"))  # type: ignore[operator]
+    verdict = REPRODUCED if kept == 2 else PARTLY if kept else NOT
+    return Finding("mean margin over static networks: " + "; ".join(
+        f"{w} {_pct(v)}" for w, v in ms.items() if v is not None), verdict)
+
+
+def _less_overfitting(ev: Evidence) -> Finding:
+    actor, static = "hybrid-actor", "hybrid-static"
+    if (m := _missing(ev, actor, static)):
+        return m
+    a0 = [r for r in ev.rows[actor] if r.k_value == 0]
+    n8 = [r for r in ev.rows[static] if r.static_columns == 8]
+    if not a0 or not n8:
+        return Finding("needs the k_cpt = 0 actor run and the 8-column static network", NOT)
+    peak = max(ev.rows[static], key=_acc)
+    above = a0[0].accuracy > n8[0].accuracy
+    overfit = n8[0].accuracy < peak.accuracy
+    verdict = REPRODUCED if above and overfit else PARTLY if above else NOT
+    return Finding(f"actor at k_cpt = 0 {a0[0].accuracy:.4f}; static n8 {n8[0].accuracy:.4f}; "
+                   f"static peak {peak.accuracy:.4f} ({peak.run})", verdict)
+
+
 CLAIMS: list[Claim] = [
     Claim("5.1", "For a given computational budget, dynamically-routed (actor) networks achieve "
           "higher accuracy than architecture-matched static baselines (hybrid data).",
@@ -223,6 +427,10 @@ CLAIMS: list[Claim] = [
           "(Fig. 8).",
           "reproduced if ≥ 75% of actor runs have lower mean MACs over the first 10% of "
           "logged training windows than over the last 10%; partly if ≥ 25%", _shallow_first),
+    Claim("5.1", "Static networks of 7 and 8 columns overfit (the actor's early preference for "
+          "shallow paths seems to prevent some of it).",
+          "reproduced if the 7- and the 8-column static networks are both less accurate than "
+          "the best static network of ≤ 6 columns; partly if one is", _static_overfit),
     Claim("5.1", "Optimistic critic networks perform poorly compared to other dynamically-routed "
           "networks.",
           "reproduced if the optimistic critic's mean margin over static networks is below "
@@ -235,10 +443,25 @@ CLAIMS: list[Claim] = [
     Claim("5.1", "Actor networks achieve higher peak accuracy than comparable static networks.",
           "reproduced if the most accurate actor run beats the most accurate static network; "
           "partly if within 0.5 pp", _peak_vs_static("hybrid")),
+    Claim("5.1", "... across experiments: actor networks reach a higher peak accuracy than "
+          "static ones on CIFAR-2, CIFAR-5, CIFAR-10 and the ×2 and ×3 wide chains too.",
+          "reproduced if in every one of the 5 (actor, static) pairs the most accurate actor "
+          "run beats the most accurate static network; partly if in at least half",
+          _peak_across()),
     Claim("5.1", "Pragmatic critics trained with classification error (not cross-entropy) still "
           "beat static networks.",
           "as the first claim, for the classification-error critic runs",
           _beats_static("hybrid", "critic-clserr")),
+    Claim("5.1", "Critics trained with classification error do not perform as well as the "
+          "original (cross-entropy) pragmatic critics.",
+          "reproduced if the classification-error critic's mean margin over static networks "
+          "is below the pragmatic critic's",
+          _ordering("hybrid-critic-clserr", ("hybrid-critic",))),
+    Claim("5.2", "Regularising d̂ (c_mod not holding the routing decisions constant) "
+          "discourages routing along deep paths, reducing peak accuracy.",
+          "reproduced if the regularised actor runs use fewer mean MACs than the plain actor "
+          "runs at ≥ 75% of the shared k_cpt values and their most accurate run is less "
+          "accurate than the plain actor's; partly if one of the two", _regularised_dhat),
     Claim("5.2", "A nonzero k_dec (exploration) is necessary to train effective actor networks.",
           "reproduced if actor runs without k_dec have a lower mean margin over static "
           "networks than actor runs with it",
@@ -246,10 +469,31 @@ CLAIMS: list[Claim] = [
     Claim("5.3", "TALR improves actor networks in high-accuracy regimes.",
           "reproduced if actor runs without TALR have a lower mean margin over static "
           "networks than with TALR", _ordering("hybrid-actor-notalr", ("hybrid-actor",))),
+    Claim("5.3", "TALR improves (pragmatic) critic networks too.",
+          "reproduced if critic runs without TALR have a lower mean margin over static "
+          "networks than with TALR", _ordering("hybrid-critic-notalr", ("hybrid-critic",))),
     Claim("5.4", "Trees with 2- and 3-way junctions are more accurate under tight budgets.",
           "reproduced if the tree's actor runs have a higher mean margin over the chain's "
           "static networks than the chain's actor runs",
           _ordering("hybrid-actor", ("hybrid-actor-tree",))),
+    Claim("5.4", "Unconstrained, such trees are prone to overfitting.",
+          "reproduced if the tree's k_cpt = 0 actor run is less accurate than the chain's "
+          "k_cpt = 0 actor run", _tree_overfits),
+    Claim("5.4", "Early classification layers tend to have high accuracy, pushing difficult "
+          "decisions downstream.",
+          f"reproduced if in ≥ 75% of the chain's actor runs that classify at ≥ 2 exits (each "
+          f"taking ≥ {USED:.0%} of the test split) the first such exit is more accurate than "
+          "the network as a whole; partly if ≥ 25%", _early_exits_accurate),
+    Claim("5.4", "Terminal layers specialise: the images classified at an exit usually all "
+          "come from MNIST or all from CIFAR-10.",
+          "reproduced if in ≥ 75% of the chain's actor runs every exit classifying ≥ 5% of "
+          "the test split draws ≥ 80% of its images from one source; partly if ≥ 25%",
+          _specialise),
+    Claim("5.4", "In networks with both 2- and 3-way junctions, branches specialise to an "
+          "even greater extent.",
+          "reproduced if the tree's actor runs have a higher mean origin purity of exits "
+          "(the majority source's share of the images an exit classifies, weighted by "
+          "images) than the chain's", _tree_specialises_more),
     Claim("5.5", "One network trained over a range of k_cpt performs comparably to 8 networks "
           "trained at fixed k_cpt over a central region of the curve, at 1/8 of the training.",
           "reproduced if ≥ 75% of its points at k_cpt in [1e-9, 3.2e-8] are within 1 pp of "
@@ -260,12 +504,26 @@ CLAIMS: list[Claim] = [
           "reproduced if some actor run matches the static peak accuracy with ≥ 3x fewer "
           "MACs; partly with ≥ 1.5x fewer",
           _cheaper_at_static_peak("cifar2", 3.0, 1.5, "paper: ~3x")),
+    Claim("5.6", "Dynamic routing is more beneficial when the task involves many "
+          "low-difficulty decisions.",
+          "reproduced if the actor runs' mean margin over static networks falls from CIFAR-2 "
+          "to CIFAR-5 to CIFAR-10; partly if CIFAR-2's is above CIFAR-10's",
+          _difficulty_order),
     Claim("5.6", "Dynamic routing offers only a slight advantage on CIFAR-10.",
           "reproduced if the CIFAR-10 actor runs' mean margin over static networks is "
           "positive but under 2 pp; partly if it is in (-0.5, 0] pp", _slight_advantage),
+    Claim("5.7", "Increasing model capacity (×2, ×3 wide, k_cpt ÷4, ÷9) either increases or "
+          "does not affect the relative advantage of dynamically-routed networks (CIFAR-10).",
+          "reproduced if the actor's mean margin over static networks at ×2 and at ×3 is at "
+          "least the ×1 margin less 0.5 pp; partly if at one of them", _width),
     Claim("6", "Under mild computational constraints, dynamically-routed networks are 2–3 times "
           "more efficient than comparable static networks without losing accuracy.",
           "reproduced if an actor run matches the static peak accuracy with ≥ 2x fewer MACs; "
           "partly with ≥ 1.2x fewer",
           _cheaper_at_static_peak("hybrid", 2.0, 1.2, "paper: 2-3x")),
+    Claim("6", "Despite their higher capacity, dynamically-routed networks may be less prone "
+          "to overfitting.",
+          "reproduced if the k_cpt = 0 actor run (free to use all 8 columns) is more accurate "
+          "than the 8-column static network and that network is below the static peak; "
+          "partly if only the first holds", _less_overfitting),
 ]

@@ -50,12 +50,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "from routed inference on the checkpoint, cached as eval_*.json in each "
                     "run directory.")
     r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories")
-    r.add_argument("--experiments", metavar="ROOT",
-                   help="instead of RUN_DIRs: every suite under ROOT (routec experiment's "
-                        "--out), written as one results page: -o names its .md file "
-                        "(figures go in a folder of the same name beside it)")
-    r.add_argument("--no-timing", action="store_true",
-                   help="--experiments: skip the wall-clock throughput measurement")
+    r.add_argument("--experiments", metavar="RECORDS",
+                   help="instead of RUN_DIRs: the results page from the run records under "
+                        "RECORDS (as routec experiment writes them, e.g. results/records; a "
+                        "folder of run directories is evaluated into temporary records "
+                        "first): -o names its .md file (figures go in a folder of the same "
+                        "name beside it)")
+    r.add_argument("--harvest", metavar="RUNS",
+                   help="write the record of every finished run under RUNS (routec "
+                        "experiment's --out) into -o (default: results/records); run "
+                        "directories are only read")
+    r.add_argument("--force", action="store_true",
+                   help="--harvest: rewrite records that are already up to date")
+    r.add_argument("--throughput", metavar="RECORDS",
+                   help="time the networks the results page compares (from their records, "
+                        "no weights needed) and store the numbers in RECORDS/throughput.json")
+    r.add_argument("--engine", nargs="+", default=["eager"],
+                   help="--throughput: inference engines to time (default: eager)")
     r.add_argument("-o", "--out", default=None,
                    help="output folder (default: report), or with --experiments the "
                         "results page (default: results.md)")
@@ -132,12 +143,21 @@ def _run_diagram(args: argparse.Namespace) -> tuple[Any, str]:
 
 # -- report -------------------------------------------------------------------------------
 def run_report(args: argparse.Namespace) -> int:
+    modes = [m for m in ("experiments", "harvest", "throughput") if getattr(args, m)]
+    if len(modes) > 1:
+        raise RoutecError(f"--{modes[0]} and --{modes[1]} are separate commands; give one")
+    if (args.runs and modes):
+        raise RoutecError(f"give run directories or --{modes[0]}, not both")
+    if args.force and not args.harvest:
+        raise RoutecError("--force applies to --harvest")
+    if args.harvest:
+        return _run_harvest(args)
+    if args.throughput:
+        return _run_throughput(args)
     if args.experiments:
         return _run_results(args)
     if not args.runs:
-        raise RoutecError("give run directories, or --experiments ROOT for a results page")
-    if args.no_timing:
-        raise RoutecError("--no-timing applies to --experiments")
+        raise RoutecError("give run directories, or --experiments RECORDS for a results page")
     out = Path(args.out or "report")
     written = build_report([Path(r) for r in args.runs], out, fmt=args.format,
                            split=args.split, diagrams=args.diagrams,
@@ -148,25 +168,58 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_harvest(args: argparse.Namespace) -> int:
+    from routec.experiment.records import harvest
+
+    out = Path(args.out or "results/records")
+    written = harvest(Path(args.harvest), out, force=args.force, data_root=args.data_root,
+                      cache_dir=args.cache_dir)
+    print(f"wrote {len(written)} record(s) to {out}", file=sys.stderr)
+    return 0
+
+
+def _run_throughput(args: argparse.Namespace) -> int:
+    from routec.report.results import THROUGHPUT, stderr_progress
+    from routec.report.throughput import measure_records
+
+    if args.out:
+        raise RoutecError("--throughput writes RECORDS/throughput.json; -o does not apply")
+    root = Path(args.throughput)
+    data = measure_records(root, tuple(args.engine), say=stderr_progress)
+    from routec.report.draw import write_bytes
+
+    write_bytes(root / THROUGHPUT, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+    print(f"wrote {root / THROUGHPUT} ({len(data['pairs'])} timed pair(s))", file=sys.stderr)
+    return 0
+
+
 def _run_results(args: argparse.Namespace) -> int:
     import shlex
+    import tempfile
 
-    from routec.report.results import build_results, stderr_progress
+    from routec.report.results import build_results, has_records, stderr_progress
 
-    if args.runs:
-        raise RoutecError("give run directories or --experiments ROOT, not both")
     if args.diagrams or args.split != "test":
         raise RoutecError("--diagrams and --split apply to run directories; a results page "
                           "always draws the actor suites' diagrams on the test split")
     out = Path(args.out or "results.md")
+    root = Path(args.experiments)
     command = " ".join(["routec report --experiments", shlex.quote(args.experiments),
                         "-o", shlex.quote(str(out))]
-                       + (["--format", args.format] if args.format != "png" else [])
-                       + (["--no-timing"] if args.no_timing else []))
-    written = build_results(Path(args.experiments), out, fmt=args.format,
-                            throughput=not args.no_timing, use_cache=not args.no_cache,
-                            data_root=args.data_root, cache_dir=args.cache_dir,
-                            command=command, progress=stderr_progress)
+                       + (["--format", args.format] if args.format != "png" else []))
+    if root.is_dir() and not has_records(root) and any(root.glob("*/*/checkpoint.pt")):
+        from routec.experiment.records import harvest
+
+        with tempfile.TemporaryDirectory(prefix="routec-records-") as tmp:
+            print(f"{root} holds run directories, not records: evaluating them into "
+                  f"temporary records (routec report --harvest {root} -o DIR keeps them)",
+                  file=sys.stderr)
+            harvest(root, Path(tmp), data_root=args.data_root, cache_dir=args.cache_dir)
+            written = build_results(Path(tmp), out, fmt=args.format, command=command,
+                                    progress=stderr_progress)
+    else:
+        written = build_results(root, out, fmt=args.format, command=command,
+                                progress=stderr_progress)
     print(f"wrote {out} and {len(written) - 1} figures in {out.parent / out.stem}",
           file=sys.stderr)
     return 0

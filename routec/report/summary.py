@@ -70,6 +70,8 @@ def strategy_label(cfg: RunConfig) -> str:
             label += ", no TALR"
         if cfg.strategy == "actor" and cfg.k_dec == 0:
             label += ", no k_dec"
+        if getattr(cfg, "regularise_dhat", False):
+            label += ", d̂ regularised"
     if cfg.dynamic:
         label += ", dynamic k_cpt"
     return label

@@ -2,19 +2,34 @@
 
 Networks are timed round-robin in one process (so drift in machine load hits them
 alike), each pass routing the whole image set in batches, and the median pass is
-kept. Time is what ``net.route`` takes: argmax routing with gather/scatter of the
-rows each branch receives.
+kept. Time is what an engine's ``route`` takes (``routec.engine``: eager is
+``net.route`` itself; fused, compiled, onnx as built there).
+
+The results page compares, per dataset, the most accurate actor run with the
+cheapest static network at least as accurate. Timing needs no trained weights:
+how long routed inference takes depends on the path each image takes, not on
+what the weights are, so :func:`measure_records` builds each network from its
+record's spec, freshly initialised, and sends images along the exits in the
+proportions the record measured (:class:`ScriptedRouting`). The measurements are
+stored in ``RECORDS/throughput.json`` and the page is rendered from that file,
+so regenerating the page does not re-time anything.
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import torch
-from torch import Tensor
+from routec.errors import RoutecError
+from routec.report.summary import SummaryRow
 
-from routec.runtime.routing import RoutedNetwork
+TIMING_PASSES, TIMING_SECONDS = 5, 5.0
+MAX_IMAGES = 2000  # images per timing pass (the recorded exit mix, scaled to this many)
+BATCH = 256
 
 
 @dataclass
@@ -25,18 +40,72 @@ class Throughput:
     batch: int
 
 
-def measure(nets: dict[str, tuple[RoutedNetwork, float | None]], images: Tensor, *,
-            batch: int = 256, repeats: int = 5, min_seconds: float = 0.0,
-            max_repeats: int = 200) -> dict[str, Throughput]:
-    """Images per second of routed inference for each (network, k_cpt), round-robin.
+class ScriptedRouting:
+    """A routing policy that sends image i to the exit ``leaves[i]`` (a leaf index).
+
+    Each junction takes the way toward that exit, so routed inference runs exactly
+    the nodes of that exit's path, with the routers still evaluated as usual.
+    """
+
+    def __init__(self, net: Any, leaves: Any) -> None:
+        import torch
+
+        jpos = {node: j for j, node in enumerate(net.JUNCTIONS)}
+        self.table = torch.zeros(len(net.JUNCTIONS), len(net.LEAVES), dtype=torch.long)
+        for leaf, node in enumerate(net.LEAVES):
+            path = net.path(node)
+            for a, b in zip(path, path[1:]):
+                if a in jpos:
+                    self.table[jpos[a], leaf] = net.WAY[b]
+        self.leaves = leaves
+        self.current = leaves
+
+    def batch(self, start: int, stop: int) -> "ScriptedRouting":
+        self.current = self.leaves[start:stop]
+        return self
+
+    def __call__(self, j: int, scores: Any, rows: Any, features: Any) -> Any:
+        return self.table[j, self.current[rows]]
+
+
+def scaled_mix(exit_count: list[int], n: int, seed: int = 0) -> Any:
+    """``n`` leaf indices in the proportions of ``exit_count`` (largest remainder),
+    shuffled with a fixed seed so every batch carries a similar mix."""
+    import torch
+
+    total = sum(exit_count)
+    exact = [c * n / total for c in exit_count]
+    counts = [int(e) for e in exact]
+    for i in sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])[:n - sum(counts)]:
+        counts[i] += 1
+    leaves = torch.cat([torch.full((c,), i, dtype=torch.long) for i, c in enumerate(counts)])
+    return leaves[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+
+
+def measure(nets: dict[str, tuple[Any, float | None]], images: Any, *,
+            batch: int = BATCH, repeats: int = 5, min_seconds: float = 0.0,
+            max_repeats: int = 200, routing: dict[str, ScriptedRouting] | None = None
+            ) -> dict[str, Throughput]:
+    """Images per second of routed inference for each (network or engine, k_cpt),
+    round-robin; ``routing`` gives a network a scripted routing instead of argmax.
 
     Passes go on until every network has ``repeats`` of them and at least
-    ``min_seconds`` of timing: on a small test set a handful of short passes leaves
+    ``min_seconds`` of timing: on a small image set a handful of short passes leaves
     the median at the mercy of a noisy virtual machine.
     """
+    import torch
+
+    routing = routing or {}
     seconds: dict[str, list[float]] = {name: [] for name in nets}
     for net, _ in nets.values():
         net.eval()
+
+    def run(name: str, start: int, stop: int) -> None:
+        net, k = nets[name]
+        if name in routing:
+            net.route(images[start:stop], k_cpt=k, policy=routing[name].batch(start, stop))
+        else:
+            net.route(images[start:stop], k_cpt=k)
 
     def enough() -> bool:
         done = min(len(s) for s in seconds.values())
@@ -44,14 +113,189 @@ def measure(nets: dict[str, tuple[RoutedNetwork, float | None]], images: Tensor,
             done >= repeats and min(sum(s) for s in seconds.values()) >= min_seconds)
 
     with torch.inference_mode():
-        for name, (net, k) in nets.items():  # warm-up: allocator, oneDNN kernels
-            net.route(images[:batch], k_cpt=k)
+        for name in nets:  # warm-up: allocator, oneDNN kernels
+            run(name, 0, min(batch, len(images)))
         while not enough():
-            for name, (net, k) in nets.items():
+            for name in nets:
                 t = time.perf_counter()
                 for start in range(0, len(images), batch):
-                    net.route(images[start:start + batch], k_cpt=k)
+                    run(name, start, min(start + batch, len(images)))
                 seconds[name].append(time.perf_counter() - t)
     threads = torch.get_num_threads()
     return {name: Throughput(len(images) / statistics.median(s), s, threads, batch)
             for name, s in seconds.items()}
+
+
+# -- which networks the page times -----------------------------------------------------------
+@dataclass
+class Pair:
+    actor_suite: str
+    actor: SummaryRow
+    static_suite: str
+    static: SummaryRow
+    matched: bool  # the static network is at least as accurate as the actor
+
+    @property
+    def label(self) -> str:
+        return self.actor_suite.replace("-actor", "")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return f"{self.actor_suite}/{self.actor.run}", f"{self.static_suite}/{self.static.run}"
+
+
+def pick_pair(actor: list[SummaryRow], static: list[SummaryRow]
+              ) -> tuple[SummaryRow, SummaryRow, bool]:
+    """The most accurate actor run, and the cheapest static network at least as accurate
+    (``matched`` True), else the most accurate static network (``matched`` False)."""
+    best = max(actor, key=lambda r: (r.accuracy, -r.mean_macs))
+    good = [r for r in static if r.accuracy >= best.accuracy]
+    if good:
+        return best, min(good, key=lambda r: r.mean_macs), True
+    return best, max(static, key=lambda r: (r.accuracy, -r.mean_macs)), False
+
+
+def pairs(rows: dict[str, list[SummaryRow]]) -> list[Pair]:
+    """One pair per (actor suite, static suite) of the same data and network width."""
+    out = []
+    for name, rs in rows.items():
+        static = name.replace("-actor", "-static", 1)
+        if "-actor" not in name or static == name or not rs or not rows.get(static):
+            continue
+        a, s, matched = pick_pair(rs, rows[static])
+        out.append(Pair(name, a, static, s, matched))
+    return out
+
+
+# -- the stored measurements ---------------------------------------------------------------
+def load_measurements(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {"pairs": []}
+    return data if isinstance(data, dict) and "pairs" in data else {"pairs": []}
+
+
+def _exit_count(rec: dict[str, Any]) -> list[int]:
+    return list(rec["evaluations"][0]["dataflow"]["exit_count"])
+
+
+def _entries(p: Pair, stored: dict[str, Any],
+             records_of: Callable[[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored timings of this pair, one per engine, for the records as they are now."""
+    a_key, s_key = p.key
+    a_mix = _exit_count(records_of(p.actor_suite, p.actor.run))
+    return [e for e in stored["pairs"] if e["actor"]["run"] == a_key
+            and e["static"]["run"] == s_key and e["actor"]["exit_count"] == a_mix]
+
+
+def render_rows(chosen: list[Pair], stored: dict[str, Any],
+                records_of: Callable[[str, str], dict[str, Any]]) -> str:
+    lines = ["The most accurate actor run against the cheapest static network at least as "
+             "accurate (or, if none is, the most accurate static network). Timing needs no "
+             "trained weights: each network is built from its record's spec and images are "
+             "sent along its exits in the proportions its record measured on the test split "
+             "(routers still run); timed round-robin in one process, the median of at least "
+             f"{TIMING_PASSES} passes and {TIMING_SECONDS:g} s per network. Relative columns: "
+             "the actor's value over the static network's (throughput above 1 and MACs below "
+             "1 favour routing); in brackets, the range of the ratio over pairs of passes run "
+             "back to back.\n",
+             "| data | engine | network | test accuracy | mean MACs | images/s | relative "
+             "throughput | relative MACs |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    unmeasured, used = [], []
+    for p in chosen:
+        entries = _entries(p, stored, records_of)
+        macs = p.actor.mean_macs / p.static.mean_macs
+        note = "" if p.matched else " (no static network is as accurate)"
+        if not entries:
+            unmeasured.append(p.label)
+            for key, row, label in (("actor", p.actor, p.key[0]),
+                                    ("static", p.static, p.key[1] + note)):
+                rel = f"{macs:.2f}" if key == "actor" else "1"
+                lines.append(f"| {p.label} | — | {label} | {row.accuracy:.4f} | "
+                             f"{row.mean_macs:,.0f} | not measured | — | {rel} |")
+            continue
+        for e in entries:
+            used.append(e)
+            a, s = e["actor"], e["static"]
+            speed = a["images_per_second"] / s["images_per_second"]
+            paired = sorted(y / x for x, y in zip(a["passes"], s["passes"]))
+            for key, row, label, t in (("actor", p.actor, p.key[0], a),
+                                       ("static", p.static, p.key[1] + note, s)):
+                rel = (f"{speed:.2f} ({paired[0]:.2f}–{paired[-1]:.2f}) | {macs:.2f}"
+                       if key == "actor" else "1 | 1")
+                lines.append(f"| {p.label} | {e['engine']} | {label} | {row.accuracy:.4f} | "
+                             f"{row.mean_macs:,.0f} | {t['images_per_second']:,.0f} | {rel} |")
+    if used:
+        facts = sorted({f"{e['engine']}: {e['threads']} torch thread(s), batch {e['batch']}, "
+                        f"{e['images']} images per pass, on {e['machine']}" for e in used})
+        lines.append("\nMeasured with " + "; ".join(facts) + ".")
+    if unmeasured:
+        lines.append(f"\nNot yet timed for the records as they stand: {', '.join(unmeasured)} "
+                     "(run `routec report --throughput RECORDS`).")
+    return "\n".join(lines)
+
+
+# -- measuring ------------------------------------------------------------------------------
+def network_of(record_dir: Path, rec: dict[str, Any], seed: int = 0) -> Any:
+    """The record's network, built from its spec with fresh (untrained) weights."""
+    import torch
+
+    from routec.codegen import build_class
+    from routec.graph import build_graph, static_prefix
+    from routec.parse import parse_spec
+    from routec.train.model import to_device
+
+    cfg = rec["config"]
+    spec = parse_spec((Path(record_dir) / "spec.route").read_text(encoding="utf-8"),
+                      rec["spec_label"])
+    if cfg.get("static_columns") is not None:
+        spec = static_prefix(spec, cfg["static_columns"])
+    g = build_graph(spec, classes=len(rec["classes"]), dynamic_kcpt=cfg["k_cpt"] == "dynamic")
+    torch.manual_seed(seed)
+    net = build_class(g)()
+    to_device(net, torch.device("cpu"))
+    return net.eval()
+
+
+def measure_records(root: Path, engines: tuple[str, ...] = ("eager",), *,
+                    images: int = MAX_IMAGES, min_seconds: float = TIMING_SECONDS,
+                    repeats: int = TIMING_PASSES, say: Callable[[str], None] | None = None
+                    ) -> dict[str, Any]:
+    """Time every pair the page shows, for each engine; the contents of throughput.json."""
+    import torch
+
+    from routec.engine import optimize_for_inference
+    from routec.report.results import Page, find_suites, machine_text
+    from routec.train.machine import describe
+
+    say = say or (lambda _m: None)
+    suites = find_suites(root)
+    page = Page(suites, Path(root), Path(root), "", "png", False, say)
+    machine = machine_text(describe(torch.device("cpu")))
+    out: list[dict[str, Any]] = []
+    for p in pairs(page.rows):
+        for engine in engines:
+            say(f"timing {p.key[0]} against {p.key[1]} ({engine})")
+            nets, routing, mixes = {}, {}, {}
+            for key, suite, row in (("actor", p.actor_suite, p.actor),
+                                    ("static", p.static_suite, p.static)):
+                rec = page.records_of(suite, row.run)
+                net = network_of(Path(root) / suite / row.run, rec)
+                mixes[key] = _exit_count(rec)
+                n = min(images, sum(mixes[key]))
+                runner = optimize_for_inference(net, engine)
+                nets[key] = (runner, 4e-9 if rec["config"]["k_cpt"] == "dynamic" else None)
+                routing[key] = ScriptedRouting(net, scaled_mix(mixes[key], n))
+            n = min(len(r.leaves) for r in routing.values())
+            shape = tuple(nets["actor"][0].INPUT_SHAPE)
+            x = torch.rand((n, *shape), generator=torch.Generator().manual_seed(0))
+            t = measure(nets, x, repeats=repeats, min_seconds=min_seconds, routing=routing)
+            out.append({"engine": engine, "images": n, "batch": t["actor"].batch,
+                        "threads": t["actor"].threads, "machine": machine, **{
+                            key: {"run": run, "exit_count": mixes[key],
+                                  "images_per_second": t[key].images_per_second,
+                                  "passes": t[key].passes}
+                            for key, run in zip(("actor", "static"), p.key)}})
+    return {"format": 1, "pairs": out}

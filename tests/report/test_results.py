@@ -1,4 +1,4 @@
-"""The results page: claims' rules on constructed rows, and the page regenerated from runs."""
+"""The results page: claims' rules on constructed rows, and the page built from run records."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,10 @@ import torch
 
 from routec.cli import main
 from routec.report import claims as C
-from routec.report.results import accuracy_fall, pick_throughput_pair, training_seconds
+from routec.experiment.suites import SUITES
+from routec.report.results import accuracy_fall, build_results, training_seconds
 from routec.report.summary import SummaryRow
+from routec.report.throughput import pick_pair
 from routec.train.evaluate import evaluate
 from routec.train.runs import load_run
 
@@ -51,10 +53,20 @@ def test_beating_static_depends_on_the_measured_margin(shift: float, verdict: st
     assert f.measured.startswith(f"{above} of 4")
 
 
-def test_missing_suites_are_not_tested_rather_than_failed() -> None:
+def test_missing_suites_are_pending_rather_than_failed() -> None:
     ev = C.Evidence(rows={"hybrid-static": STATIC})
     for claim in C.CLAIMS:
-        assert claim.finding(ev).verdict == C.UNTESTED
+        if claim.statement.startswith("Static networks of 7 and 8"):
+            continue  # needs hybrid-static alone
+        f = claim.finding(ev)
+        assert f.verdict.startswith(f"{C.PENDING}: suite ") and "not yet run" in f.verdict
+    # a suite with some of its runs recorded is pending too, when the suite's runs are known
+    actor = [row("k0e-9", 2e6, 0.9)]
+    ev = C.Evidence(rows={"hybrid-static": STATIC, "hybrid-actor": actor},
+                    expected={"hybrid-static": [r.run for r in STATIC],
+                              "hybrid-actor": ["k0e-9", "k1e-9"]})
+    assert C.CLAIMS[0].finding(ev).verdict == \
+        f"{C.PENDING}: suite hybrid-actor has 1 of 2 runs recorded"
 
 
 def test_efficiency_at_the_static_peak() -> None:
@@ -96,31 +108,38 @@ def test_orderings_and_dynamic_k() -> None:
 
 def test_throughput_pair_matches_accuracy() -> None:
     actor = [row("k1", 3e6, 0.87), row("k2", 6e6, 0.89)]
-    best, static, matched = pick_throughput_pair(actor, STATIC)
+    best, static, matched = pick_pair(actor, STATIC)
     assert (best.run, static.run, matched) == ("k2", "n4", True)
-    best, static, matched = pick_throughput_pair([row("k", 6e6, 0.95)], STATIC)
+    best, static, matched = pick_pair([row("k", 6e6, 0.95)], STATIC)
     assert (static.run, matched) == ("n4", False)
 
 
-# -- the page, from real (tiny) runs -------------------------------------------------------
+# -- the page, from real (tiny) runs' records ------------------------------------------------
 QUICK = ["--data", "synthetic", "--spec", "tiny", "--batch", "8", "--iterations", "12",
          "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    root = tmp_path_factory.mktemp("exp") / "runs"
+def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, str]:
+    base = tmp_path_factory.mktemp("exp")
+    root, records = base / "runs", base / "results" / "records"
     assert main(["experiment", "hybrid-static", "--runs", "n1", "n2", "--out", str(root),
                  *QUICK]) == 0
     assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "k4e-9", "--out", str(root),
                  *QUICK]) == 0
-    out = root.parent / "docs" / "results.md"
-    assert main(["report", "--experiments", str(root), "-o", str(out)]) == 0
-    return root, out, out.read_text(encoding="utf-8")
+    out = base / "docs" / "results.md"
+    # the records alone: the run directories (and their weights) are gone
+    shutil.rmtree(root / "hybrid-static")
+    saved = base / "saved-runs"
+    shutil.move(root, saved)
+    assert main(["report", "--throughput", str(records)]) == 0
+    assert main(["report", "--experiments", str(records), "-o", str(out)]) == 0
+    return saved, records, out, out.read_text(encoding="utf-8")
 
 
 def _table_rows(text: str, suite: str) -> dict[str, list[str]]:
-    section = text.split(f"### {suite}\n", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    section = text.split("## Every recorded run", 1)[1].split(f"### {suite}\n", 1)[1]
+    section = section.lstrip("\n").split("\n\n", 1)[0]
     rows = {}
     for line in section.splitlines()[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -129,48 +148,74 @@ def _table_rows(text: str, suite: str) -> dict[str, list[str]]:
 
 
 def test_page_numbers_are_the_checkpoints_routed_evaluations(page) -> None:
-    root, _, text = page
-    for suite, runs in [("hybrid-static", ["n1", "n2"]), ("hybrid-actor", ["k0e-9", "k4e-9"])]:
-        table = _table_rows(text, suite)
-        assert sorted(table) == sorted(runs)
-        for run in runs:
-            _, net, data, _ = load_run(root / suite / run)
-            r = evaluate(net, data.test.images, data.test.labels)
-            cells = table[run]
-            assert cells[4] == f"{r.accuracy:.4f}" and cells[5] == f"{r.mean_macs:,.0f}"
-            assert cells[3] == "12"
+    saved, _, _, text = page
+    table = _table_rows(text, "hybrid-actor")
+    assert sorted(table) == ["k0e-9", "k4e-9"]
+    for run in table:
+        _, net, data, _ = load_run(saved / "hybrid-actor" / run)
+        r = evaluate(net, data.test.images, data.test.labels)
+        cells = table[run]
+        assert cells[4] == f"{r.accuracy:.4f}" and cells[5] == f"{r.mean_macs:,.0f}"
+        assert cells[6] == " / ".join(f"{f:.2f}" for f in r.exit_fraction)
+        assert cells[3] == "12"
+    assert sorted(_table_rows(text, "hybrid-static")) == ["n1", "n2"]
 
 
 def test_page_has_claims_timing_figures_and_commands(page) -> None:
-    root, out, text = page
+    _, records, out, text = page
     claims = [l for l in text.splitlines() if re.match(r"\| (5\.\d|6) \|", l)]
     assert len(claims) == len(C.CLAIMS)
-    verdicts = {re.search(r"\*\*(.+?)\*\*|not tested", l).group(0).strip("*") for l in claims}
-    assert verdicts <= {C.REPRODUCED, C.PARTLY, C.NOT, C.UNTESTED}
-    assert "| 5.6 |" in text and "cifar2-actor, cifar2-static not run" in text
-    # timing rows: the ratio column is the quotient of the two measured throughputs
-    timing = [l for l in text.splitlines() if l.startswith("| synthetic |")]
+    for line in claims:
+        verdict = line.split(" | ")[3]
+        assert verdict.strip("*") in {C.REPRODUCED, C.PARTLY, C.NOT} or (
+            verdict.startswith(C.PENDING + ": suite ") and "**" not in verdict)
+    assert "not tested" not in text
+    # two of eight runs recorded: hybrid claims wait for the rest of their suites
+    assert "pending: suite hybrid-actor has 2 of 8 runs recorded" in text
+    assert "pending: suite cifar2-actor not yet run; suite cifar2-static not yet run" in text
+    # timing rows come from throughput.json; the ratio is the quotient of its throughputs
+    stored = json.loads((records / "throughput.json").read_text())
+    (entry,) = stored["pairs"]
+    assert entry["actor"]["run"].startswith("hybrid-actor/")
+    timing = [l for l in text.splitlines() if l.startswith("| hybrid | eager |")]
     assert len(timing) == 2
-    speeds = [float(l.split("|")[5].replace(",", "")) for l in timing]
+    speeds = [float(l.split("|")[6].replace(",", "")) for l in timing]
+    assert speeds[0] == pytest.approx(entry["actor"]["images_per_second"], rel=1e-3, abs=1)
     ratio, low, high = (float(v) for v in re.fullmatch(
-        r" ([\d.]+) \(([\d.]+)–([\d.]+)\) ", timing[0].split("|")[6]).groups())
-    assert ratio == pytest.approx(speeds[0] / speeds[1], rel=0.02, abs=0.01)
+        r" ([\d.]+) \(([\d.]+)–([\d.]+)\) ", timing[0].split("|")[7]).groups())
+    assert ratio == pytest.approx(entry["actor"]["images_per_second"]
+                                  / entry["static"]["images_per_second"], abs=0.006)
     assert low <= high
     # figures exist where the page points
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert any("fig5_synthetic.png" in l for l in links)
+    assert any("fig5_strategies.png" in l for l in links)
     assert any("fig8_hybrid-actor" in l for l in links)
     assert sum("fig6_hybrid-actor" in l for l in links) == 4  # 2 runs × 2 colourings
     for link in links:
         data = (out.parent / link).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" or b"<svg" in data[:400]
-    assert f"routec experiment hybrid-actor --iterations 12 --runs k0e-9 k4e-9 --out {root}" \
-        in text
-    assert f"routec report --experiments {root} -o {out}" in text
-    # each dataset's source is named with the dataset it fed
-    start = json.loads((root / "hybrid-actor" / "k0e-9" / "metrics.jsonl").read_text()
+    for fig in ("Fig. 5", "Figs. 6 and 7", "Fig. 8", "Fig. 9", "Fig. 10"):
+        assert f"## {fig}" in text
+    assert "Pending: suite(s) cifar10-static-x2, cifar10-actor-x2 not yet run" in text
+    # every suite has its exact command; the page's own command is first
+    for suite in SUITES:
+        assert f"`routec experiment {suite} --iterations " in text
+    assert "`routec experiment hybrid-actor --iterations 12 --out runs`" in text
+    assert f"routec report --experiments {records} -o {out}" in text
+    start = json.loads((records / "hybrid-actor" / "k0e-9" / "metrics.jsonl").read_text()
                        .splitlines()[0])
     assert f"- Data (synthetic): {start['data_source']}." in text
+
+
+def test_the_page_regenerates_identically_from_records(page, tmp_path: Path) -> None:
+    _, records, out, text = page
+    again = tmp_path / "results.md"
+    assert main(["report", "--experiments", str(records), "-o", str(again)]) == 0
+    assert again.read_text(encoding="utf-8").replace(str(again), str(out)) == text
+    build_results(records, tmp_path / "bare" / "results.md", figures=False,
+                  command=f"routec report --experiments {records} -o {out}")
+    assert (tmp_path / "bare" / "results.md").read_text(encoding="utf-8") == text
+    assert not (tmp_path / "bare" / "results").exists()
 
 
 def test_training_seconds_add_up_over_sittings(tmp_path: Path) -> None:
@@ -198,49 +243,44 @@ def test_a_fall_from_peak_validation_accuracy_is_found(tmp_path: Path, curve, ex
 
 def test_report_arguments_are_checked(tmp_path: Path, capsys) -> None:
     assert main(["report", "--experiments", str(tmp_path / "none")]) == 2
-    assert "no such experiment folder" in capsys.readouterr().err
+    assert "no such records folder" in capsys.readouterr().err
     tmp_path.joinpath("empty").mkdir()
     assert main(["report", "--experiments", str(tmp_path / "empty")]) == 2
-    assert "no suite has a checkpointed run" in capsys.readouterr().err
+    assert "no suite has a run record" in capsys.readouterr().err
     assert main(["report"]) == 2
     assert "--experiments" in capsys.readouterr().err
     assert main(["report", "--experiments", str(tmp_path), "-o", str(tmp_path / "x.html")]) == 2
     assert "Markdown" in capsys.readouterr().err
+    assert main(["report", "--harvest", str(tmp_path), "--throughput", str(tmp_path)]) == 2
+    assert "separate commands" in capsys.readouterr().err
+    assert main(["report", "--harvest", str(tmp_path / "none")]) == 2
+    assert "no such experiment folder" in capsys.readouterr().err
 
 
-def test_unfinished_runs_are_listed_but_left_out_of_claims_and_figures(page, tmp_path) -> None:
-    root, _, _ = page
-    copy = tmp_path / "runs"
-    shutil.copytree(root, copy)
-    # a longer budget for one actor run: it is now unfinished at its checkpoint
-    assert main(["experiment", "hybrid-actor", "--runs", "k4e-9", "--out", str(copy), *QUICK[:-3],
-                 "--iterations", "14", "--no-progress"]) == 0
-    cfg = json.loads((copy / "hybrid-actor" / "k4e-9" / "config.json").read_text())
+def test_unfinished_runs_get_no_record_and_stay_off_the_page(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "k4e-9", "--out", str(root),
+                 *QUICK[:-3], "--iterations", "6", "--no-progress", "--no-records"]) == 0
+    cfg = json.loads((root / "hybrid-actor" / "k4e-9" / "config.json").read_text())
     cfg["iterations"] = 1000
-    (copy / "hybrid-actor" / "k4e-9" / "config.json").write_text(json.dumps(cfg))
-    ckpt = copy / "hybrid-actor" / "k4e-9" / "checkpoint.pt"
+    (root / "hybrid-actor" / "k4e-9" / "config.json").write_text(json.dumps(cfg))
+    ckpt = root / "hybrid-actor" / "k4e-9" / "checkpoint.pt"
     state = torch.load(ckpt, weights_only=False)
     state["finished"], state["config"]["iterations"] = False, 1000
     torch.save(state, ckpt)
-    out = tmp_path / "results.md"
-    assert main(["report", "--experiments", str(copy), "-o", str(out), "--no-timing"]) == 0
+    out = tmp_path / "docs" / "results.md"
+    # a folder of run directories: evaluated into temporary records, finished runs only
+    assert main(["report", "--experiments", str(root), "-o", str(out)]) == 0
     text = out.read_text()
-    assert "14 (unfinished)" in _table_rows(text, "hybrid-actor")["k4e-9"][3]
-    assert "only in their suite's table: hybrid-actor/k4e-9" in text
+    assert sorted(_table_rows(text, "hybrid-actor")) == ["k0e-9"]
+    assert "Not yet recorded: k1e-9, k2e-9, k4e-9" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert not any("k4e-9" in l for l in links) and any("k0e-9" in l for l in links)
     # a page regenerated into the same place drops the figures it no longer shows
-    stale = sorted(p.name for p in (out.parent / "results").iterdir())
-    assert main(["report", "--experiments", str(copy), "-o", str(out), "--no-timing"]) == 0
-    assert sorted(p.name for p in (out.parent / "results").iterdir()) == stale
-    shutil.rmtree(copy / "hybrid-actor" / "k0e-9")
-    assert main(["report", "--experiments", str(copy), "-o", str(out), "--no-timing"]) == 0
-    # hybrid-actor has no finished run left: no Fig. 6 or Fig. 8; static runs have neither
-    assert sorted(p.name for p in (out.parent / "results").iterdir()) == ["fig5_synthetic.png"]
-    assert "fig8_hybrid-actor.png" in stale
-    assert "1 of 1 hybrid-actor runs" in text or "0 of 1 hybrid-actor runs" in text \
-        or "no hybrid-actor run" in text
-
+    (out.parent / "results" / "fig6_hybrid-actor_k9e-9_origin.svg").write_text("<svg/>")
+    assert main(["report", "--experiments", str(root), "-o", str(out)]) == 0
+    assert not (out.parent / "results" / "fig6_hybrid-actor_k9e-9_origin.svg").exists()
+    assert not list(root.glob("*/*/eval_*.json"))  # run directories were only read
 
 
 def test_throughput_passes_go_on_until_enough_time_is_measured() -> None:

@@ -1,0 +1,195 @@
+"""Run records: what a finished run showed, kept small enough to commit.
+
+A run directory holds weights (megabytes per run) and lives on one machine; a
+record holds everything the results page reads, and nothing it does not:
+
+    RECORDS/SUITE/RUN/config.json    the effective run configuration
+    RECORDS/SUITE/RUN/spec.route     the spec the network was generated from
+    RECORDS/SUITE/RUN/metrics.jsonl  the training log (machine, curves, exit mix)
+    RECORDS/SUITE/RUN/record.json    the final routed evaluation on the test split:
+                                     accuracy, mean MACs, per-exit and per-class counts,
+                                     and the examples reaching every node (Figs. 6, 7)
+
+``record.json`` is written last, so a folder with it is a complete record.
+Paths under the data root are written as ``$ROUTEC_DATA/...``: records read the
+same on every machine.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from routec.errors import RunError
+
+RECORD = "record.json"
+FORMAT = 1
+COPIED = ("config.json", "spec.route", "metrics.jsonl")
+SPLIT = "test"
+POLICY = "argmax"
+
+
+def default_records(out: str | Path) -> Path:
+    """Where ``routec experiment --out OUT`` keeps records: ``results/records`` beside OUT
+    (``--out runs`` → ``results/records``)."""
+    return Path(out).parent / "results" / "records"
+
+
+def portable(text: str, data_root: str | None = None) -> str:
+    """Write the data root as ``$ROUTEC_DATA``: records should not depend on one machine."""
+    from routec.data.root import resolve_data_root
+
+    root = resolve_data_root(data_root)
+    for form in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
+        if form.rstrip("/"):
+            text = text.replace(form.rstrip("/") + "/", "$ROUTEC_DATA/")
+    return text
+
+
+def read_record(record_dir: Path) -> dict[str, Any] | None:
+    """The record.json of a record folder, or None if there is no complete record."""
+    try:
+        data = json.loads((Path(record_dir) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def record_is_current(record_dir: Path, state: dict[str, Any]) -> bool:
+    """The record describes this checkpoint: same iteration, config and spec."""
+    rec = read_record(record_dir)
+    return bool(rec) and rec["iteration"] == state["iteration"] and \
+        rec["config"] == json.loads(json.dumps(state["config"])) and \
+        rec["spec_sha256"] == state["spec_sha256"]
+
+
+def eval_ks(cfg: Any) -> list[float | None]:
+    """k_cpt values a record evaluates at: the training grid for dynamic runs, else none."""
+    return list(cfg.k_cpt_grid) if cfg.dynamic else [None]
+
+
+def evaluation(flow: Any, exit_names: list[str]) -> dict[str, Any]:
+    """The evaluation numbers (as ``routec eval`` reports them) from measured dataflow."""
+    n = flow.examples
+    return {
+        "examples": n, "accuracy": sum(flow.exit_correct) / n, "mean_macs": flow.mean_macs,
+        "exit_fraction": [c / n for c in flow.exit_count],
+        "exit_accuracy": [k / c if c else None for k, c in zip(flow.exit_correct,
+                                                              flow.exit_count)],
+        "class_exit_counts": [list(col) for col in zip(*flow.exit_class)],  # class × exit
+        "exit_names": exit_names,
+    }
+
+
+def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None = None,
+                 cache_dir: str | None = None, loaded: Any = None) -> dict[str, Any]:
+    """Evaluate a run's checkpoint by routed inference and describe it as a record."""
+    from routec.report.dataflow import measure
+    from routec.report.results import machines_of, training_seconds
+    from routec.train.runs import load_run
+
+    cfg, net, data, state = loaded or load_run(run_dir, data_root, cache_dir)
+    part = data.test
+    exit_names = [net.NODES[i] for i in net.LEAVES]
+    evaluations = []
+    for k in eval_ks(cfg):
+        flow = measure(net, part.images, part.labels, part.origin, k_cpt=k)
+        evaluations.append({
+            "k_cpt": k, "result": evaluation(flow, exit_names),
+            "dataflow": {key: getattr(flow, key) for key in (
+                "node_count", "exit_count", "exit_correct", "exit_origin", "exit_class")}})
+    start = _start_line(Path(run_dir))
+    return {
+        "format": FORMAT, "suite": suite, "run": run, "split": SPLIT, "policy": POLICY,
+        "iteration": int(state["iteration"]), "finished": bool(state["finished"]),
+        "config": state["config"], "spec_label": state["spec_label"],
+        "spec_sha256": state["spec_sha256"], "network": net.NAME, "data": cfg.data,
+        "data_source": portable(str(start.get("data_source", "")), data_root),
+        "classes": list(state["classes"]), "nodes": list(net.NODES),
+        "exits": exit_names, "path_macs": net.path_macs(),
+        "machines": machines_of(Path(run_dir)),
+        "training_seconds": training_seconds(Path(run_dir)),
+        "evaluations": evaluations,
+    }
+
+
+def _start_line(run_dir: Path) -> dict[str, Any]:
+    from routec.report.plots import read_metrics
+
+    return read_metrics(run_dir)[0]
+
+
+def write_record(run_dir: Path, record_dir: Path, suite: str, run: str, *,
+                 data_root: str | None = None, cache_dir: str | None = None,
+                 loaded: Any = None) -> Path:
+    """Write the record of a finished run; returns its folder."""
+    from routec.files import atomic_write_bytes
+
+    run_dir, record_dir = Path(run_dir), Path(record_dir)
+    rec = build_record(run_dir, suite, run, data_root=data_root, cache_dir=cache_dir,
+                       loaded=loaded)
+    if not rec["finished"]:
+        raise RunError(f"{run_dir}: the run is not finished (iteration {rec['iteration']} of "
+                       f"{rec['config']['iterations']}); records are of finished runs")
+    (record_dir / RECORD).unlink(missing_ok=True)  # incomplete until record.json is back
+    for name in COPIED:
+        text = (run_dir / name).read_text(encoding="utf-8")
+        if name == "metrics.jsonl":
+            text = portable(text, data_root)
+        atomic_write_bytes(record_dir / name, text.encode("utf-8"))
+    atomic_write_bytes(record_dir / RECORD, (json.dumps(rec, indent=1) + "\n").encode("utf-8"))
+    return record_dir
+
+
+def finished_runs(runs_root: Path) -> Iterator[tuple[str, str, Path]]:
+    """(suite, run, run directory) of every checkpointed run of a known suite."""
+    from routec.experiment.suites import SUITES
+
+    for suite, runs in SUITES.items():
+        for run in runs:
+            d = Path(runs_root) / suite / run
+            if (d / "checkpoint.pt").is_file():
+                yield suite, run, d
+
+
+def harvest(runs_root: Path, records_root: Path, *, force: bool = False,
+            data_root: str | None = None, cache_dir: str | None = None,
+            say: Callable[[str], None] | None = None) -> list[Path]:
+    """Write (or refresh) the record of every finished run under ``runs_root``.
+
+    Run directories are only read. Unfinished runs are left out; a record that
+    already describes its run's checkpoint is kept unless ``force``.
+    """
+    from routec.train.checkpoint import load_checkpoint
+
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    runs_root, records_root = Path(runs_root), Path(records_root)
+    if not runs_root.is_dir():
+        raise RunError(f"{runs_root}: no such experiment folder",
+                       hint="pass the --out folder of routec experiment (default: runs)")
+    written = []
+    for suite, run, d in finished_runs(runs_root):
+        state = load_checkpoint(d / "checkpoint.pt")
+        if not state["finished"]:
+            say(f"{suite}/{run}: unfinished (iteration {state['iteration']}), no record")
+            continue
+        target = records_root / suite / run
+        if not force and record_is_current(target, state):
+            continue
+        say(f"{suite}/{run}: writing its record")
+        written.append(write_record(d, target, suite, run, data_root=data_root,
+                                    cache_dir=cache_dir))
+    return written
+
+
+def record_dirs(records_root: Path) -> Iterator[tuple[str, str, Path]]:
+    """(suite, run, folder) of every complete record under ``records_root``, in suite order."""
+    from routec.experiment.suites import SUITES
+
+    for suite, runs in SUITES.items():
+        for run in runs:
+            d = Path(records_root) / suite / run
+            if (d / RECORD).is_file():
+                yield suite, run, d
