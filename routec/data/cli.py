@@ -32,11 +32,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
 
     lst = sub.add_parser("list", help="classes and per-split class counts of every dataset")
+    lst.add_argument("names", nargs="*", metavar="NAME",
+                     help="only these datasets or folders of class folders (default: every named dataset)")
     _common(lst)
     lst.set_defaults(func=cmd_list)
 
     show = sub.add_parser("show", help="draw a grid of samples with their labels")
-    show.add_argument("name", help="a dataset name (see 'routec data list')")
+    show.add_argument("name", help="a dataset name (see 'routec data list') or a folder of class folders")
     show.add_argument("--out", required=True, type=Path, help="PNG file to write")
     show.add_argument("--split", choices=SPLIT_NAMES, default="train")
     show.add_argument("--augment", action="store_true", help="apply training augmentation first")
@@ -62,7 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     root, cache_dir = resolve_data_root(args.data_root), resolve_cache_dir(args.cache_dir)
     out.print(f"data root: {_where(args.data_root, DATA_ENV, root)}")
     out.print(f"cache:     {_where(args.cache_dir, CACHE_ENV, cache_dir)}")
-    for name in available_datasets():
+    for name in args.names or available_datasets():
         try:
             summary = dataset_summary(name, root, cache_dir, args.seed)
         except DataError as err:
@@ -95,9 +97,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     idx = torch.randperm(len(split), generator=gen)[: args.n]
     images, origin = split.images[idx], split.origin[idx]
     if args.augment:
-        images = Augmenter(args.seed)(images, origin)
+        _, height, width = data.info.shape
+        images = Augmenter.for_images(args.seed, height, width, data.info.shift, data.info.flip)(images, origin)
     title = f"{args.name} / {args.split}{' (augmented)' if args.augment else ''}"
-    save_grid(images, split.labels[idx], data.classes, args.out, origin, title)
+    save_grid(images, split.labels[idx], data.classes, args.out, origin, title,
+              linear=data.info.pixels == "linear")
     print(f"data: {args.name} — {data.info.source}")
     print(f"wrote {args.out}: {len(idx)} samples of {title}")
     return 0

@@ -28,11 +28,15 @@ def save_grid(
     out: Path,
     origin: torch.Tensor | None = None,
     title: str | None = None,
+    *,
+    linear: bool = True,
+    digits: bool = True,
 ) -> Path:
-    """Write a PNG grid of linear-light ``images`` with their class names above them.
+    """Write a PNG grid of ``images`` (linear light, or display values when not ``linear``)
+    with their class names above them; one-channel images are drawn in grey.
 
-    Digits (origin 0) are captioned in blue, natural images in black, so the mix is
-    visible at a glance.
+    With ``digits``, origin-0 examples (MNIST) are captioned in blue, natural images
+    in black, so the mix is visible at a glance.
     """
     n = len(images)
     if n == 0:
@@ -42,12 +46,17 @@ def save_grid(
     height = rows * _CELL_INCHES + (0.4 if title else 0.0)
     fig = Figure(figsize=(cols * _CELL_INCHES, height), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    shown = gamma_encode(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
+    pixels = images.detach().float().cpu()
+    shown = (gamma_encode(pixels) if linear else pixels.clamp(0.0, 1.0)).permute(0, 2, 3, 1).numpy()
+    gray = shown.shape[-1] == 1
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(shown[i], interpolation="nearest")
+        if gray:
+            ax.imshow(shown[i, :, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.imshow(shown[i], interpolation="nearest")
         ax.set_axis_off()
-        digit = origin is not None and int(origin[i]) == MNIST_ORIGIN
+        digit = digits and origin is not None and int(origin[i]) == MNIST_ORIGIN
         ax.set_title(classes[int(labels[i])], fontsize=7, color="tab:blue" if digit else "black", pad=2)
     if title:
         fig.suptitle(title, fontsize=9)
