@@ -83,6 +83,8 @@ def class_colour(c: int, n_classes: int) -> str:
 def origin_names(data: str) -> tuple[str, str]:
     if data == "synthetic":
         return "easy (origin 0)", "hard (origin 1)"
+    if data not in ("hybrid", "mnist", "mnist28", "cifar2", "cifar5", "cifar10"):
+        return "origin 0", "origin 1"  # an image folder: every image has origin 1
     return "MNIST", "CIFAR-10"
 
 
