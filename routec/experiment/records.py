@@ -61,8 +61,18 @@ def record_is_current(record_dir: Path, state: dict[str, Any]) -> bool:
     """The record describes this checkpoint: same iteration, config and spec."""
     rec = read_record(record_dir)
     return bool(rec) and rec["iteration"] == state["iteration"] and \
-        rec["config"] == json.loads(json.dumps(state["config"])) and \
+        rec["config"] == portable_config(state["config"]) and \
         rec["spec_sha256"] == state["spec_sha256"]
+
+
+def portable_config(config: dict[str, Any], data_root: str | None = None) -> dict[str, Any]:
+    """A run's settings as JSON, with the data root and paths under it made portable."""
+    from routec.data.root import resolve_data_root
+
+    root = resolve_data_root(data_root)
+    out = json.loads(portable(json.dumps(config), data_root))
+    return {k: "$ROUTEC_DATA" if isinstance(v, str) and v.rstrip("/") in (
+        str(root), str(root.resolve())) else v for k, v in out.items()}
 
 
 def eval_ks(cfg: Any) -> list[float | None]:
@@ -104,7 +114,7 @@ def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None =
     return {
         "format": FORMAT, "suite": suite, "run": run, "split": SPLIT, "policy": POLICY,
         "iteration": int(state["iteration"]), "finished": bool(state["finished"]),
-        "config": state["config"], "spec_label": state["spec_label"],
+        "config": portable_config(state["config"], data_root), "spec_label": state["spec_label"],
         "spec_sha256": state["spec_sha256"], "network": net.NAME, "data": cfg.data,
         "data_source": portable(str(start.get("data_source", "")), data_root),
         "classes": list(state["classes"]), "nodes": list(net.NODES),
@@ -136,7 +146,9 @@ def write_record(run_dir: Path, record_dir: Path, suite: str, run: str, *,
     (record_dir / RECORD).unlink(missing_ok=True)  # incomplete until record.json is back
     for name in COPIED:
         text = (run_dir / name).read_text(encoding="utf-8")
-        if name == "metrics.jsonl":
+        if name == "config.json":
+            text = json.dumps(portable_config(json.loads(text), data_root), indent=2) + "\n"
+        elif name == "metrics.jsonl":
             text = portable(text, data_root)
         atomic_write_bytes(record_dir / name, text.encode("utf-8"))
     atomic_write_bytes(record_dir / RECORD, (json.dumps(rec, indent=1) + "\n").encode("utf-8"))

@@ -115,6 +115,11 @@ def test_data_root_paths_are_written_portably(tmp_path: Path) -> None:
     assert portable(text, str(root)) == ("MNIST from $ROUTEC_DATA/MNIST/raw (IDX files); "
                                          "CIFAR-10 from $ROUTEC_DATA/cifar.tar.gz")
     assert portable("no paths here", str(root)) == "no paths here"
+    from routec.experiment.records import portable_config
+
+    assert portable_config({"data_root": str(root), "cache_dir": f"{root}/cache", "seed": 1},
+                           str(root)) == {"data_root": "$ROUTEC_DATA",
+                                          "cache_dir": "$ROUTEC_DATA/cache", "seed": 1}
 
 
 # -- throughput without weights --------------------------------------------------------------
