@@ -1,0 +1,19 @@
+"""A short trained run shared by the engine tests (trained once per session)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny spec trained for a few dozen actor steps on the synthetic set."""
+    from routec.train.config import make_config
+    from routec.train.loop import train
+
+    out = tmp_path_factory.mktemp("engine") / "tiny-actor"
+    cfg = make_config({"spec": "tiny", "data": "synthetic", "k_cpt": 1e-7, "iterations": 40,
+                       "batch": 64, "eval_every": 1000, "log_every": 20, "seed": 3})
+    train(cfg, out, progress=False)
+    return out
