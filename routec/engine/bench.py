@@ -380,10 +380,10 @@ def format_report(r: dict[str, Any]) -> str:
     if r.get("nodes"):
         lines += ["", f"time per node at batch {r['batch']} (fused engine, one node at a time;"
                   " ms per batch):",
-                  "  node          kind      MACs/ex   rows   routed ms   static ms"]
+                  f"  {'node':<24} kind          MACs/ex   rows   routed ms   static ms"]
         for o in r["nodes"]:
             rs = "-" if o["routed_s"] is None else f"{o['routed_s'] * 1e3:9.2f}"
             ss = "-" if o["static_s"] is None else f"{o['static_s'] * 1e3:9.2f}"
-            lines.append(f"  {o['node'][:13]:<13} {o['kind']:<8} {o['macs']:>9,} "
+            lines.append(f"  {o['node'][:24]:<24} {o['kind']:<8} {o['macs']:>12,} "
                          f"{o['rows']:>6} {rs:>11} {ss:>11}")
     return "\n".join(lines)
