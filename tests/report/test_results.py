@@ -15,6 +15,7 @@ from routec.experiment.suites import SUITES
 from routec.report.results import accuracy_fall, build_results, training_seconds
 from routec.report.summary import SummaryRow
 from routec.report.throughput import pick_pair
+from routec.train.config import K_CPT_GRID
 from routec.train.evaluate import evaluate
 from routec.train.runs import load_run
 
@@ -127,6 +128,7 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, st
                  *QUICK]) == 0
     assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "k4e-9", "--out", str(root),
                  *QUICK]) == 0
+    assert main(["experiment", "hybrid-actor-dynamic", "--out", str(root), *QUICK]) == 0
     out = base / "docs" / "results.md"
     # the records alone: the run directories (and their weights) are gone
     shutil.rmtree(root / "hybrid-static")
@@ -159,6 +161,16 @@ def test_page_numbers_are_the_checkpoints_routed_evaluations(page) -> None:
         assert cells[6] == " / ".join(f"{f:.2f}" for f in r.exit_fraction)
         assert cells[3] == "12"
     assert sorted(_table_rows(text, "hybrid-static")) == ["n1", "n2"]
+    # a dynamic-k_cpt network: one row per k_cpt of the grid, each its own routed evaluation
+    _, net, data, _ = load_run(saved / "hybrid-actor-dynamic" / "dynamic")
+    section = text.split("## Every recorded run", 1)[1].split("### hybrid-actor-dynamic\n")[1]
+    lines = section.lstrip("\n").split("\n\n", 1)[0].splitlines()[2:]
+    assert len(lines) == 8
+    for line, k in zip(lines, K_CPT_GRID):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        r = evaluate(net, data.test.images, data.test.labels, k_cpt=k)
+        assert cells[2] == f"dynamic @ {k:g}"
+        assert cells[4] == f"{r.accuracy:.4f}" and cells[5] == f"{r.mean_macs:,.0f}"
 
 
 def test_page_has_claims_timing_figures_and_commands(page) -> None:
