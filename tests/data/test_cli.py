@@ -94,3 +94,23 @@ def test_missing_files_exit_2_naming_path(tmp_path: Path, capsys: pytest.Capture
     assert code == 2
     assert f"error: no CIFAR-10 found under {tmp_path}" in err
     assert "--download" in err  # the hint says how to get the files
+
+
+def test_list_and_show_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    root = tmp_path / "pics"
+    for cls, n in (("ant", 12), ("bee", 7)):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("L", (12, 12), 20 * i).save(root / cls / f"{i}.png")
+    assert main(["data", "list", str(root), "--cache-dir", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "1×12×12 grayscale" in out
+    # 12 → 1 val, 1 test; 7 → 1, 1 (round half up of n/10)
+    rows = [[cell.strip() for cell in line.split("│")[1:5]] for line in out.splitlines()]
+    assert ["ant", "10", "1", "1"] in rows and ["bee", "5", "1", "1"] in rows
+    png = tmp_path / "grid.png"
+    assert main(["data", "show", str(root), "--out", str(png), "--n", "6", "--augment",
+                 "--cache-dir", str(tmp_path / "c")]) == 0
+    assert Image.open(png).size[0] > 0

@@ -127,3 +127,24 @@ def test_cifar_variants_share_images_and_relabel(raws: dict[str, RawSource]) -> 
     assert np.array_equal(two, np.where(src == 7, 0, 1))
     five = relabel(NAMED["cifar5"], src, origin)
     assert np.array_equal(five, np.select([src == 3, src == 4, src == 5, src == 7], [0, 1, 2, 3], 4))
+
+
+def test_mnist28_is_mnist_as_distributed(raws: dict[str, RawSource]) -> None:
+    native = materialise(NAMED["mnist28"], {"mnist": raws["mnist"]}, seed=0)
+    paper = materialise(NAMED["mnist"], {"mnist": raws["mnist"]}, seed=0)
+    for split in ("train", "val", "test"):
+        index = native[f"{split}_source_index"]
+        file = "test" if split == "test" else "train"
+        assert native[f"{split}_images"].shape == (len(index), 1, 28, 28)
+        want = raws["mnist"].images(file)[index].astype(np.float64)[:, None] / 255.0
+        np.testing.assert_allclose(native[f"{split}_images"], want, atol=1e-7)
+        assert np.array_equal(index, paper[f"{split}_source_index"])  # the same hold-out as mnist
+    assert NAMED["mnist28"].cache_tag != NAMED["mnist"].cache_tag  # each form has its own cache entry
+    assert NAMED["mnist"].cache_tag == "mnist-all"  # the paper's entries keep their names
+
+
+def test_shape_is_checked_before_files_are_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="takes 1×28×28 images, but dataset 'cifar10' has 3×32×32.*mnist28"):
+        load_dataset("cifar10", tmp_path, tmp_path / "c", shape=(1, 28, 28))
+    with pytest.raises(DataNotFound):  # the right shape goes on to look for the files
+        load_dataset("mnist28", tmp_path, tmp_path / "c", shape=(1, 28, 28))

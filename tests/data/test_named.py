@@ -146,6 +146,20 @@ def test_mnist_pixels_are_recoloured_resized_digits(real_root: Path, real_datase
         assert float(c0.min()) >= -1e-5 and float(c1.max()) <= 1 + 1e-5
 
 
+def test_mnist28_is_the_idx_files_and_shares_mnists_holdout(real_root: Path, real_dataset: Loader) -> None:
+    native, paper = real_dataset("mnist28"), real_dataset("mnist")
+    assert native.info.shape == (1, 28, 28) and not native.info.flip
+    for split, prefix in (("train", "train"), ("val", "train"), ("test", "t10k")):
+        images, labels = _independent_mnist(real_root, prefix)
+        part = native.split(split)
+        src = _source_index(part).numpy()
+        assert part.images.shape == (len(src), 1, 28, 28)
+        np.testing.assert_array_equal(part.labels.numpy(), labels[src])
+        rows = np.arange(0, len(src), 53)
+        np.testing.assert_allclose(part.images[rows, 0].numpy(), images[src[rows]] / 255.0, atol=1e-7)
+        assert torch.equal(_source_index(part), _source_index(paper.split(split)))
+
+
 def test_cifar_pixels_are_gamma_decoded_files(real_root: Path, real_dataset: Loader) -> None:
     data = real_dataset("cifar10")
     files = sources.locate_cifar10(real_root)
