@@ -228,9 +228,14 @@ def render_rows(chosen: list[Pair], stored: dict[str, Any],
                 lines.append(f"| {p.label} | {e['engine']} | {label} | {row.accuracy:.4f} | "
                              f"{row.mean_macs:,.0f} | {t['images_per_second']:,.0f} | {rel} |")
     if used:
-        facts = sorted({f"{e['engine']}: {e['threads']} torch thread(s), batch {e['batch']}, "
-                        f"{e['images']} images per pass, on {e['machine']}" for e in used})
-        lines.append("\nMeasured with " + "; ".join(facts) + ".")
+        facts: dict[str, list[str]] = {}
+        for e in used:
+            how = (f"{e['threads']} torch thread(s), batch {e['batch']}, {e['images']} images "
+                   f"per pass, on {e['machine']}")
+            if e["engine"] not in facts.setdefault(how, []):
+                facts[how].append(e["engine"])
+        lines.append("\n" + " ".join(f"Measured ({', '.join(engines)}) with {how}."
+                                     for how, engines in facts.items()))
     if unmeasured:
         lines.append(f"\nNot yet timed for the records as they stand: {', '.join(unmeasured)} "
                      "(run `routec report --throughput RECORDS`).")

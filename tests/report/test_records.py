@@ -132,14 +132,18 @@ def test_a_scaled_mix_keeps_the_recorded_proportions(counts: list[int], n: int) 
         assert abs(g - c * n / sum(counts)) < 1
 
 
-def test_scripted_routing_sends_each_image_to_its_exit(runs: Path) -> None:
+@pytest.mark.parametrize("engine", ["eager", "fused"])
+def test_scripted_routing_sends_each_image_to_its_exit(runs: Path, engine: str) -> None:
+    from routec.engine import optimize_for_inference
+
     rec_dir = runs / "results" / "records" / "hybrid-actor" / "k0e-9"
     rec = read_record(rec_dir)
     net = network_of(rec_dir, rec)  # fresh weights: routing comes from the script alone
     leaves = torch.arange(len(net.LEAVES)).repeat(5)[torch.randperm(5 * len(net.LEAVES))]
     x = torch.rand(len(leaves), *net.INPUT_SHAPE)
+    runner = optimize_for_inference(net, engine)
     with torch.no_grad():
-        out = net.route(x, policy=ScriptedRouting(net, leaves))
+        out = runner.route(x, policy=ScriptedRouting(net, leaves))
     assert out.leaf.tolist() == leaves.tolist()
     assert out.macs.tolist() == [float(net.path_macs()[i]) for i in leaves.tolist()]
 
