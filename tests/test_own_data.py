@@ -18,6 +18,7 @@ from PIL import Image
 from routec.cli import main
 from routec.data import load_dataset
 from routec.data.folders import file_list
+from routec.train.runs import load_run, make_augmenter
 
 GRAY_SPEC = """network gray (input = 1x28x28) {
     stem to_pyramid(scales = 3)
@@ -105,9 +106,10 @@ def test_rgb_split_tree_trains_and_evaluates(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "rgb.route").write_text(RGB_SPEC)
     run = tmp_path / "run"
     assert main(["train", str(tmp_path / "rgb.route"), "--data", str(data), "--out", str(run),
-                 "--val-fraction", "0.25", "--cache-dir", str(tmp_path / "cache"), *RUN]) == 0
+                 "--val-fraction", "0.25", "--cache-dir", str(tmp_path / "cache"), "--normalize",
+                 "--shift", "0.25", "--no-flip", *RUN]) == 0
     err = capsys.readouterr().err
-    assert "3×48×48 RGB" in err
+    assert "3×48×48 RGB" in err and "normalised per channel" in err
     train_files, test_files = files_per_class(data / "train"), files_per_class(data / "test")
     want = {c: (n - held_out(n, 0.25), held_out(n, 0.25), test_files[c]) for c, n in train_files.items()}
     want["total"] = tuple(sum(v[i] for v in want.values()) for i in range(3))
@@ -117,7 +119,28 @@ def test_rgb_split_tree_trains_and_evaluates(tmp_path: Path, capsys: pytest.Capt
     per_class = torch.tensor(out["results"][0]["class_exit_counts"]).sum(dim=1).tolist()
     assert per_class == [test_files["cat"], test_files["dog"]]
     # the saved run names its folder absolutely, so eval works from anywhere
-    assert json.loads((run / "config.json").read_text())["data"] == str(data.resolve())
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"] == str(data.resolve()) and saved["normalize"] and saved["flip"] is False
+
+    cfg, _, loaded, _ = load_run(run)
+    x = loaded.train.images.double()  # eval standardised with the same training statistics
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-4)
+    augmenter = make_augmenter(cfg, loaded)
+    assert augmenter.max_shift == (12, 12) and augmenter.flip_p == 0.0  # 0.25 of 48 px, no flips
+
+
+def test_augmentation_defaults_follow_the_dataset(tmp_path: Path) -> None:
+    from routec.train.config import make_config
+
+    synthetic = load_dataset("synthetic")
+    paper = make_augmenter(make_config({"spec": "tiny", "data": "synthetic"}), synthetic)
+    assert paper.max_shift == (4, 4) and paper.flip_p == 0.5  # the paper's ±4 px and flips
+    data = tmp_path / "d"
+    write_images(data, {"a": 5, "b": 5}, (28, 20), colour=False)
+    folder = load_dataset(str(data), cache_dir=tmp_path / "c")
+    own = make_augmenter(make_config({"spec": "tiny", "data": str(data)}), folder)
+    assert own.max_shift == (4, 3) and own.flip_p == 0.5  # 0.125 of 28 and of 20, halves up
 
 
 def test_wrong_size_names_the_file_before_decoding_and_resize_fixes_it(
