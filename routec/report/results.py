@@ -268,8 +268,9 @@ class Page:
             "- Accuracy: test split, routed inference with argmax routing; mean MACs: counted "
             "by routed inference (the multiply-accumulates each test example's own path runs).",
         ]
+        ids = {machine: f"M{i}" for i, machine in enumerate(seen, start=1)}
         for machine, runs in seen.items():
-            lines.append(f"- Machine: {machine} ({len(runs)} runs).")
+            lines.append(f"- Machine {ids[machine]}: {machine} ({len(runs)} runs).")
         if unknown:
             lines.append(f"- Machine not logged for: {', '.join(unknown)}.")
         for data, srcs in sources.items():
@@ -279,16 +280,22 @@ class Page:
                   "Every suite, the exact command that trains it (the data root set by "
                   "`ROUTEC_DATA`; each finished run's record is written to "
                   f"`{RECORDS}/SUITE/RUN`), and what the records hold:\n",
-                  "| suite | command | recorded runs |", "|---|---|---|"]
+                  "| suite | command | budget (iterations × batch) | recorded runs | "
+                  "trained on |", "|---|---|---|---|---|"]
         for name, runs in SUITES.items():
             s = self.by_name.get(name)
             n_its = sorted({i.config.iterations for i in s.runs}) if s else [CPU_ITERATIONS]
             cmd = "<br>".join(f"`routec experiment {name} --iterations {n} --out runs`"
                               for n in n_its)
-            have = f"{len(s.runs)} of {len(runs)}" if s else "pending: not yet run"
+            budget = ", ".join(sorted({f"{i.config.iterations:,} × {i.config.batch}"
+                                       for i in s.runs})) if s else \
+                f"{CPU_ITERATIONS:,} × 128 (planned)"
+            have = f"{len(s.runs)} of {len(runs)}" if s else "none yet"
             if s and s.missing:
                 have += f" (not yet: {', '.join(s.missing)})"
-            lines.append(f"| {name} | {cmd} | {have} |")
+            where = ", ".join(ids[m] for m, rs in seen.items()
+                              if any(r.split("/", 1)[0] == name for r in rs)) if s else "—"
+            lines.append(f"| {name} | {cmd} | {budget} | {have} | {where} |")
         lines += ["", "Records of runs trained before records were written automatically "
                   f"come from `routec report --harvest runs -o {RECORDS}`; the throughput "
                   f"table from `routec report --throughput {RECORDS}` (stored in "
