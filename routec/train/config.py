@@ -84,6 +84,13 @@ class RunConfig(BaseModel):
             raise ValueError("k_cpt must be ≥ 0")
         return v
 
+    @field_validator("regularise_dhat")
+    @classmethod
+    def _regularise_dhat(cls, v: bool, info) -> bool:  # noqa: ANN001 - pydantic's info
+        if v and info.data.get("strategy") != "actor":
+            raise ValueError("regularise_dhat applies to --strategy actor")
+        return v
+
     @property
     def effective_tau(self) -> float:
         if self.tau is not None:
