@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from routec.cli import main
+from routec.errors import RunError
 from routec.experiment.cli import RunLock
 import torch
 
@@ -33,6 +34,8 @@ def test_suites_cover_the_paper() -> None:
     assert all(r["talr"] is False and r["strategy"] == "critic"
                for r in SUITES["hybrid-critic-notalr"].values())
     assert all(r["regularise_dhat"] is True for r in SUITES["hybrid-actor-regdhat"].values())
+    with pytest.raises(RunError, match="regularise_dhat applies to --strategy actor"):
+        make_config({"spec": "paper_chain", "strategy": "critic", "regularise_dhat": True})
     # every suite's runs are valid run configurations
     for runs in SUITES.values():
         for settings in runs.values():
