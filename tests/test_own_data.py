@@ -97,6 +97,15 @@ def test_grayscale_folder_trains_and_evaluates(tmp_path: Path, capsys: pytest.Ca
     val = eval_json(run, capsys, "--split", "val")
     assert torch.tensor(val["results"][0]["class_exit_counts"]).sum().item() == want["total"][1]
 
+    # draw RUN and report route the same 1×28×28 test split
+    flow = tmp_path / "flow.json"
+    assert main(["draw", str(run), "-o", str(tmp_path / "flow.dot"), "--json", str(flow)]) == 0
+    drawn = json.loads(flow.read_text())
+    assert [sum(col) for col in zip(*drawn["exit_class"], strict=True)] == [want[c][2] for c in out["classes"]]
+    assert main(["report", str(run), "-o", str(tmp_path / "report")]) == 0
+    (row,) = json.loads((tmp_path / "report" / "summary.json").read_text())["rows"]
+    assert row["accuracy"] == pytest.approx(out["results"][0]["accuracy"])
+
 
 def test_rgb_split_tree_trains_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "pets"
@@ -198,3 +207,14 @@ def test_folder_only_flags_are_refused_for_named_datasets(tmp_path: Path,
     assert main(["train", "tiny", "--data", "synthetic", "--val-fraction", "0.2", "--out",
                  str(tmp_path / "r"), *RUN]) == 2
     assert "--val-fraction applies to image folders" in capsys.readouterr().err
+
+
+def test_experiment_runs_a_suite_on_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "rgb32"
+    write_images(data, {"x": 6, "y": 6}, (32, 32), colour=True)
+    assert main(["experiment", "cifar2-static", "--runs", "n1", "--data", str(data), "--iterations", "2",
+                 "--batch", "4", "--out", str(tmp_path / "exp"), "--cache-dir", str(tmp_path / "cache"),
+                 "--no-progress"]) == 0
+    assert printed_table(capsys.readouterr().err)["total"] == (8, 2, 2)  # 6 per class: 1 val, 1 test
+    out = eval_json(tmp_path / "exp" / "cifar2-static" / "n1", capsys)
+    assert out["classes"] == ["x", "y"] and out["iteration"] == 2
