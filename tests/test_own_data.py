@@ -106,6 +106,12 @@ def test_grayscale_folder_trains_and_evaluates(tmp_path: Path, capsys: pytest.Ca
     (row,) = json.loads((tmp_path / "report" / "summary.json").read_text())["rows"]
     assert row["accuracy"] == pytest.approx(out["results"][0]["accuracy"])
 
+    write_images(data, {"circle": 0, "square": 0, "zigzag": 0, "wave": 5}, (28, 28), colour=False)
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 2  # a class added since training: refused before decoding
+    err = capsys.readouterr().err
+    assert "circle, square, wave, zigzag" in err and "trained on circle, square, zigzag" in err
+
 
 def test_rgb_split_tree_trains_and_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "pets"
