@@ -27,26 +27,42 @@ class ManifestError(RoutecError):
 
 
 def make_call(sess: Any, seg: Segment, inputs: list[str], outputs: list[str]) -> Any:
-    """A SegmentRunner callable: feed the session's inputs, split its outputs."""
-    run = sess.run
+    """A SegmentRunner callable: feed the session's inputs, split its outputs.
+
+    Output ``oI`` is level I of the segment's pyramid; levels it does not output (no
+    later node reads them) are None in the tuple passed on.
+    """
+    run = sess._sess.run if hasattr(sess, "_sess") else sess.run  # skip per-call checks
     names = list(outputs)
     has_head = seg.head >= 0
     stem = inputs[:1] == ["x"]
     takes_k = inputs[-1:] == ["k_cpt"]
-    level_names = [n for n in inputs if n.startswith("h")]
+    level_in = [(n, int(n[1:])) for n in inputs if n.startswith("h")]
+    level_out = [int(n[1:]) for n in names if n.startswith("o")]
+    dense = level_out == list(range(len(level_out)))
+    width = max(level_out) + 1 if level_out else 0
+    opts = None
+    if run is not sess.run:
+        import onnxruntime as ort
+
+        opts = ort.RunOptions()
 
     def call(h: tuple[np.ndarray, ...], k: np.ndarray | None
              ) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
         if stem:
             feed = {"x": h[0]}
         else:
-            feed = {name: h[int(name[1:])] for name in level_names}
+            feed = {name: h[i] for name, i in level_in}
         if takes_k:
             feed["k_cpt"] = k
-        res = run(names, feed)
-        if has_head:
-            return tuple(res[:-1]), res[-1]
-        return tuple(res), None
+        res = run(names, feed, opts)
+        y = res.pop() if has_head else None
+        if dense:
+            return tuple(res), y
+        levels: list[Any] = [None] * width
+        for i, a in zip(level_out, res):
+            levels[i] = a
+        return tuple(levels), y
 
     return call
 

@@ -108,7 +108,8 @@ class SegmentRunner:
                         parts.append((seg.next[w], rows, h, kk))
                     elif c:
                         pos = np.flatnonzero(choice == w)
-                        parts.append((seg.next[w], rows[pos], tuple(a[pos] for a in h),
+                        parts.append((seg.next[w], rows[pos],
+                                      tuple(None if a is None else a[pos] for a in h),
                                       None if kk is None else kk[pos]))
                 stack.extend(reversed(parts))
         return logits, leaf, self.leaf_macs[leaf]

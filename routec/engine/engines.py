@@ -91,6 +91,10 @@ class SegmentEngine(InferenceEngine):
         self.segments: list[Segment] = self.topology.segments(merge=merge)
         self.arity = M.pyramid_arity(net, self.topology)
         self.leaf_macs = torch.tensor(self.topology.leaf_macs, dtype=torch.float64)
+        self.keep = M.levels_kept(net, self.topology, self.segments, self.arity)
+        # levels each segment's output pyramid has (levels it does not emit are None)
+        self.width = {seg.index: self.arity[seg.transforms[-1]] for seg in self.segments
+                      if seg.emits_levels}
         self.calls: list[Callable[..., tuple[Tensor, ...]]] = []
         self.profile: dict[int, float] | None = None
         self.folded = 0
@@ -130,7 +134,15 @@ class SegmentEngine(InferenceEngine):
                 outs = calls[s](*args)
                 prof[s] = prof.get(s, 0.0) + time.perf_counter() - t0
             if seg.emits_levels:
-                h = tuple(outs[:-1]) if seg.head >= 0 else tuple(outs)
+                emitted = outs[:-1] if seg.head >= 0 else outs
+                keep = self.keep[s]
+                if keep is None:
+                    h = tuple(emitted)
+                else:
+                    full: list[Any] = [None] * self.width[s]
+                    for i, a in zip(keep, emitted):
+                        full[i] = a
+                    h = tuple(full)
             if seg.end == "exit":
                 y = outs[-1]
                 if rows.shape[0] == n:
@@ -156,7 +168,8 @@ class SegmentEngine(InferenceEngine):
                     elif c:
                         pos = (choice == w).nonzero().squeeze(1)
                         parts.append((seg.next[w], rows.index_select(0, pos),
-                                      tuple(_take(a, pos) for a in h),
+                                      tuple(None if a is None else _take(a, pos)
+                                            for a in h),
                                       None if kk is None else kk.index_select(0, pos)))
                 stack.extend(reversed(parts))
         return RoutedOutput(logits.contiguous(), leaf, self.leaf_macs[leaf])
@@ -178,7 +191,8 @@ class FusedEngine(SegmentEngine):
         self.modules: list[nn.Module] = []
         for seg in self.segments:
             n_in = M.segment_inputs(self.topology, seg, self.arity)
-            mod, folded = M.fused_segment(net, self.topology, seg, n_in)
+            mod, folded = M.fused_segment(net, self.topology, seg, n_in,
+                                          self.keep.get(seg.index))
             self.modules.append(mod)
             self.folded += folded
         self.calls = list(self.modules)
@@ -244,10 +258,12 @@ class OnnxEngine(InferenceEngine):
         self.segments = self.topology.segments(merge=merge)
         arity = M.pyramid_arity(net, self.topology)
         threads = torch.get_num_threads() if threads is None else threads
+        keep = M.levels_kept(net, self.topology, self.segments, arity)
         calls = []
         for seg in self.segments:
             n_in = M.segment_inputs(self.topology, seg, arity)
-            blob, inputs, outputs = onnx_export.export_segment(net, self.topology, seg, n_in)
+            blob, inputs, outputs = onnx_export.export_segment(net, self.topology, seg, n_in,
+                                                               keep.get(seg.index))
             calls.append(onnx_export.session_call(blob, seg, inputs, outputs, threads))
         self.runner = SegmentRunner(self.topology, self.segments, calls)
 
@@ -278,7 +294,7 @@ class OnnxEngine(InferenceEngine):
 def _torch_policy(policy: Policy) -> Callable[..., Any]:
     def call(j: int, scores: Any, rows: Any, levels: Sequence[Any]) -> Any:
         choice = policy(j, torch.from_numpy(scores), torch.from_numpy(rows),
-                        tuple(torch.from_numpy(a) for a in levels))
+                        tuple(None if a is None else torch.from_numpy(a) for a in levels))
         return choice.numpy()
     return call
 

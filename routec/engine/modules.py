@@ -26,9 +26,11 @@ class SegmentModule(nn.Module):
     exit (children read it), then the head's output when it has a head.
     """
 
-    def __init__(self, net: nn.Module, topo: Topology, seg: Segment, n_in: int) -> None:
+    def __init__(self, net: nn.Module, topo: Topology, seg: Segment, n_in: int,
+                 keep: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.n_in = n_in
+        self.keep = keep  # levels of the output pyramid to emit (None: all)
         ts = seg.transforms
         self.stem = getattr(net, topo.nodes[ts[0]]) if ts and topo.kinds[ts[0]] == "stem" else None
         self.columns = nn.ModuleList(getattr(net, topo.nodes[i]) for i in ts
@@ -42,7 +44,9 @@ class SegmentModule(nn.Module):
             h = self.stem(h[0])
         for col in self.columns:
             h = col(h)
-        outs: tuple[Tensor, ...] = tuple(h) if self.emit_levels else ()
+        outs: tuple[Tensor, ...] = ()
+        if self.emit_levels:
+            outs = tuple(h) if self.keep is None else tuple(h[i] for i in self.keep)
         if self.head is not None:
             y = self.head(h, k) if self.head_k else self.head(h)
             outs = outs + (y,)
@@ -53,7 +57,8 @@ class SegmentModule(nn.Module):
         return names + (["k_cpt"] if self.head_k else [])
 
 
-def segment_module(net: nn.Module, topo: Topology, seg: Segment, n_in: int) -> SegmentModule:
+def segment_module(net: nn.Module, topo: Topology, seg: Segment, n_in: int,
+                   keep: tuple[int, ...] | None = None) -> SegmentModule:
     """A SegmentModule whose class has an explicit ``forward(x0, .., [k])``."""
     args = [f"x{i}" for i in range(n_in)]
     with_k = seg.end == "junction" and topo.dynamic_kcpt
@@ -65,7 +70,53 @@ def segment_module(net: nn.Module, topo: Topology, seg: Segment, n_in: int) -> S
     exec(src, scope)  # noqa: S102 - a fixed template over integer arities
     cls = type(f"Segment{n_in}{'K' if with_k else ''}", (SegmentModule,),
                {"forward": scope["forward"]})
-    return cls(net, topo, seg, n_in)
+    return cls(net, topo, seg, n_in, keep)
+
+
+def levels_kept(net: nn.Module, topo: Topology, segments: list[Segment],
+                arity: dict[int, int]) -> dict[int, tuple[int, ...] | None]:
+    """For each segment that emits a pyramid, the levels some later segment reads.
+
+    What a segment reads comes from its traced graph (inputs nothing uses are not
+    read); a segment without transforms passes its input on, so its children's needs
+    count as its own. None (emit every level) where a graph cannot be traced.
+    """
+    reads: dict[int, set[int] | None] = {}
+    for seg in segments:
+        n_in = segment_inputs(topo, seg, arity)
+        try:
+            gm = trace(segment_module(net, topo, seg, n_in))
+            used = {int(str(n.target)[1:]) for n in gm.graph.nodes
+                    if n.op == "placeholder" and n.users and str(n.target) != "k"}
+            reads[seg.index] = used
+        except Exception:  # untraceable: assume it reads everything
+            reads[seg.index] = None
+
+    def needs(s: int) -> set[int] | None:
+        seg = segments[s]
+        own = reads[s]
+        if own is None:
+            return None
+        if seg.transforms:
+            return own
+        out = set(own)
+        for c in seg.next:
+            more = needs(c)
+            if more is None:
+                return None
+            out |= more
+        return out
+
+    keep: dict[int, tuple[int, ...] | None] = {}
+    for seg in segments:
+        if not seg.emits_levels:
+            continue
+        union: set[int] | None = set()
+        for c in seg.next:
+            more = needs(c)
+            union = None if more is None or union is None else union | more
+        keep[seg.index] = None if union is None else tuple(sorted(union))
+    return keep
 
 
 def pyramid_arity(net: nn.Module, topo: Topology) -> dict[int, int]:
@@ -166,14 +217,14 @@ def fold_batchnorm(gm: fx.GraphModule) -> int:
     return folded
 
 
-def fused_segment(net: nn.Module, topo: Topology, seg: Segment, n_in: int
-                  ) -> tuple[nn.Module, int]:
+def fused_segment(net: nn.Module, topo: Topology, seg: Segment, n_in: int,
+                  keep: tuple[int, ...] | None = None) -> tuple[nn.Module, int]:
     """An inference-only copy of a segment: batch-norm folded, channels-last weights.
 
     Returns the module and the number of batch-norms folded. A segment that torch.fx
     cannot trace is copied as it is (still eval-mode, channels-last), unfolded.
     """
-    mod = copy.deepcopy(segment_module(net, topo, seg, n_in)).eval()
+    mod = copy.deepcopy(segment_module(net, topo, seg, n_in, keep)).eval()
     try:
         gm: nn.Module = trace(mod)
         folded = fold_batchnorm(gm)  # type: ignore[arg-type]

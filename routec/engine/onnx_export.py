@@ -2,7 +2,7 @@
 
 Every graph has a dynamic batch axis ``n``. Inputs are named ``x`` (the image, for
 the stem), ``h0``.. (the levels of the pyramid the segment reads) and ``k_cpt``
-(for a router that reads it); outputs ``o0``.. (the pyramid children read),
+(for a router that reads it); outputs ``o0``.. (the levels of its pyramid that later nodes read; ``o2`` is level 2),
 ``scores`` (a router) or ``logits`` (a classifier). The TorchScript-based exporter
 (``dynamo=False``) is used: it needs neither network access nor onnxscript.
 """
@@ -49,10 +49,11 @@ def _example_inputs(net: Any, topo: Topology, seg: Segment, n_in: int, batch: in
     return args
 
 
-def export_segment(net: Any, topo: Topology, seg: Segment, n_in: int
-                   ) -> tuple[bytes, list[str], list[str]]:
-    """(ONNX model bytes, input names, output names) of one segment, eval mode."""
-    mod = M.segment_module(net, topo, seg, n_in).eval()
+def export_segment(net: Any, topo: Topology, seg: Segment, n_in: int,
+                   keep: tuple[int, ...] | None = None) -> tuple[bytes, list[str], list[str]]:
+    """(ONNX model bytes, input names, output names) of one segment, eval mode; it
+    outputs the pyramid levels in ``keep`` (all when None)."""
+    mod = M.segment_module(net, topo, seg, n_in, keep).eval()
     was = net.training
     net.eval()
     args = _example_inputs(net, topo, seg, n_in)
@@ -61,7 +62,7 @@ def export_segment(net: Any, topo: Topology, seg: Segment, n_in: int
     with torch.no_grad():
         outs = mod(*args)
     n_levels = len(outs) - (1 if seg.head >= 0 else 0)
-    outputs = [f"o{i}" for i in range(n_levels)]
+    outputs = [f"o{i}" for i in (keep if keep is not None else range(n_levels))]
     if seg.head >= 0:
         outputs.append("scores" if seg.end == "junction" else "logits")
     buf = io.BytesIO()
@@ -115,11 +116,13 @@ def export_network(net: Any, out_dir: str | Path, *, class_names: list[str] | No
     (out / "nodes").mkdir(parents=True, exist_ok=True)
     topo = Topology.of(net)
     arity = M.pyramid_arity(net, topo)
+    segments = topo.segments(merge=False)
+    keep = M.levels_kept(net, topo, segments, arity)
     nodes = []
-    for seg in topo.segments(merge=False):
+    for seg in segments:
         (node,) = seg.nodes
         n_in = M.segment_inputs(topo, seg, arity)
-        blob, inputs, outputs = export_segment(net, topo, seg, n_in)
+        blob, inputs, outputs = export_segment(net, topo, seg, n_in, keep.get(seg.index))
         rel = f"nodes/{node:03d}_{topo.nodes[node]}.onnx"
         (out / rel).write_bytes(blob)
         nodes.append({"index": node, "id": topo.nodes[node], "kind": topo.kinds[node],

@@ -64,6 +64,13 @@ def test_engines_agree_under_a_forced_mix(built) -> None:
     assert torch.equal(ref.leaf, target)  # the policy really forced every exit
     for eng in engines.values():
         _same(ref, eng.route(x, policy=MixPolicy(topo, target)))
+    for leaf in range(len(topo.leaves)):  # one image forced to each exit in turn
+        one = torch.tensor([leaf])
+        with torch.inference_mode():
+            ref = net.route(x[:1], policy=MixPolicy(topo, one))
+        assert int(ref.leaf) == leaf
+        for eng in engines.values():
+            _same(ref, eng.route(x[:1], policy=MixPolicy(topo, one)))
 
 
 def test_batchnorm_is_folded_everywhere(built) -> None:
