@@ -67,6 +67,8 @@ class SegmentRunner:
         if n == 0:
             return logits, leaf, np.zeros((0,), dtype=np.float64)
         segs, calls, prof = self.segments, self.calls, self.profile
+        if n == 1 and prof is None:
+            return self._route_one(x, k, policy, logits, leaf)
         stack: list[tuple[int, np.ndarray, Levels, np.ndarray | None]] = [
             (0, np.arange(n), (x,), k)]
         while stack:
@@ -113,3 +115,27 @@ class SegmentRunner:
                                       None if kk is None else kk[pos]))
                 stack.extend(reversed(parts))
         return logits, leaf, self.leaf_macs[leaf]
+
+    def _route_one(self, x: np.ndarray, k: np.ndarray | None, policy: ArrayPolicy | None,
+                   logits: np.ndarray, leaf: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One image: follow its path, no splitting at all."""
+        segs, calls = self.segments, self.calls
+        rows = np.zeros(1, dtype=np.int64)
+        h: Levels = (x,)
+        s = 0
+        while True:
+            seg = segs[s]
+            h2, y = calls[s](h, k)
+            if seg.transforms:
+                h = h2
+            if seg.end == "exit":
+                logits[:] = y
+                leaf[0] = seg.leaf
+                return logits, leaf, self.leaf_macs[leaf]
+            if seg.end == "column":
+                s = seg.next[0]
+            elif policy is None:
+                s = seg.next[int(y[0].argmax())]
+            else:
+                s = seg.next[int(np.asarray(policy(seg.junction, y, rows, h))[0])]

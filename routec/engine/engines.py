@@ -121,6 +121,8 @@ class SegmentEngine(InferenceEngine):
             return RoutedOutput(logits, leaf, torch.zeros(0, dtype=torch.float64))
         segs, calls, prof = self.segments, self.calls, self.profile
         argmax = policy is argmax_policy
+        if n == 1 and prof is None:
+            return self._route_one(x, k, policy, argmax)
         stack: list[tuple[int, Tensor, tuple[Tensor, ...], Tensor | None]] = [
             (0, torch.arange(n), (x,), k)]
         while stack:
@@ -173,6 +175,38 @@ class SegmentEngine(InferenceEngine):
                                       None if kk is None else kk.index_select(0, pos)))
                 stack.extend(reversed(parts))
         return RoutedOutput(logits.contiguous(), leaf, self.leaf_macs[leaf])
+
+
+    def _route_one(self, x: Tensor, k: Tensor | None, policy: Policy, argmax: bool
+                   ) -> RoutedOutput:
+        """One image: follow its path, no splitting at all."""
+        segs, calls = self.segments, self.calls
+        rows = torch.zeros(1, dtype=torch.long)
+        h: tuple[Any, ...] = (x,)
+        s = 0
+        while True:
+            seg = segs[s]
+            outs = calls[s](*h, k) if seg.end == "junction" and k is not None else calls[s](*h)
+            if seg.emits_levels:
+                emitted = outs[:-1] if seg.head >= 0 else outs
+                keep = self.keep[s]
+                if keep is None:
+                    h = tuple(emitted)
+                else:
+                    full: list[Any] = [None] * self.width[s]
+                    for i, a in zip(keep, emitted):
+                        full[i] = a
+                    h = tuple(full)
+            if seg.end == "exit":
+                logits = outs[-1].to(x.dtype)
+                return RoutedOutput(logits.contiguous(), torch.full((1,), seg.leaf),
+                                    self.leaf_macs[seg.leaf:seg.leaf + 1].clone())
+            if seg.end == "column":
+                s = seg.next[0]
+            elif argmax:
+                s = seg.next[int(outs[-1].argmax())]
+            else:
+                s = seg.next[int(policy(seg.junction, outs[-1], rows, h))]
 
 
 def _take(a: Tensor, pos: Tensor) -> Tensor:
