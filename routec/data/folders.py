@@ -146,6 +146,7 @@ def scan_folder(path: str | Path) -> FolderTree:
     subdirs = {d.name for d in root.iterdir() if _visible(d) and d.is_dir()}
     if "train" in subdirs and subdirs <= set(SPLIT_DIRS):
         layout, present = "split", tuple(s for s in SPLIT_DIRS if s in subdirs)
+        _class_dirs(root, "the dataset folder")  # images beside train/ would be left out
         per_split = {s: _class_dirs(root / s, f"{s}/") for s in present}
         classes = tuple(per_split["train"])
         for split in present[1:]:

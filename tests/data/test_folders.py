@@ -191,6 +191,7 @@ def test_split_tree_with_own_val_and_test(tmp_path: Path) -> None:
     (lambda r: (write(r, {"a": 3, "b": 3}), (r / "b" / "bad.png").write_bytes(b"not a png")),
      "bad.png: not a readable image"),
     (lambda r: (write(r / "train", {"a": 3, "b": 3}), write(r / "test", {"zebra": 1})), "zebra"),
+    (lambda r: (write(r / "train", {"a": 3, "b": 3}), Image.new("L", (8, 8)).save(r / "stray.png")), "stray.png"),
     (lambda r: write(r, {"a": 2, "b": 3}), "too few"),
 ])
 def test_bad_folders_are_one_line_errors(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
