@@ -261,7 +261,10 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     }
     if per_node:
         say("time per node")
-        result["nodes"] = node_times(work, batch, n_full, repeats=max(3, repeats // 2))
+        node_engine = best_r if best_r in ("fused", "onnx") else "fused"
+        result["nodes_engine"] = node_engine
+        result["nodes"] = node_times(work, batch, n_full, repeats=max(3, repeats // 2),
+                                     engine=node_engine)
     return result
 
 
@@ -272,13 +275,18 @@ def _path(topo: Topology, node: int) -> list[int]:
     return out[::-1]
 
 
-def node_times(work: Workload, batch: int, n: int, repeats: int = 5) -> list[dict[str, Any]]:
+def node_times(work: Workload, batch: int, n: int, repeats: int = 5, engine: str = "fused"
+               ) -> list[dict[str, Any]]:
     """Seconds per pass of each node, routed (rows that reach it) and static (all rows),
-    in the fused engine with one segment per node; the last row is routing itself."""
+    in ``engine`` (fused or onnx) with one segment per node; the last row is what is
+    left: routing itself (and, in onnx, the cost of crossing session boundaries)."""
+    from routec.engine.engines import OnnxEngine
+
     topo = Topology.of(work.routed)
     stopo = Topology.of(work.static)
-    r_eng = FusedEngine(work.routed, merge=False)
-    s_eng = FusedEngine(work.static, merge=False)
+    make: Any = OnnxEngine if engine == "onnx" else FusedEngine
+    r_eng = make(work.routed, merge=False)
+    s_eng = make(work.static, merge=False)
     x = work.images[:n]
     r_run = _run_batches(r_eng, x, batch, None if work.target is None else work.target[:n],
                          work.k_cpt, topo)
@@ -378,12 +386,24 @@ def format_report(r: dict[str, Any]) -> str:
         + ", ".join(f"{e} {v * 1e6:.0f} us" for e, v in d["per_junction_s"].items()),
     ]
     if r.get("nodes"):
-        lines += ["", f"time per node at batch {r['batch']} (fused engine, one node at a time;"
-                  " ms per batch):",
+        lines += ["", f"time per node at batch {r['batch']} ({r.get('nodes_engine', 'fused')} "
+                  "engine, one node at a time; ms per batch):",
                   f"  {'node':<24} kind          MACs/ex   rows   routed ms   static ms"]
         for o in r["nodes"]:
             rs = "-" if o["routed_s"] is None else f"{o['routed_s'] * 1e3:9.2f}"
             ss = "-" if o["static_s"] is None else f"{o['static_s'] * 1e3:9.2f}"
             lines.append(f"  {o['node'][:24]:<24} {o['kind']:<8} {o['macs']:>12,} "
                          f"{o['rows']:>6} {rs:>11} {ss:>11}")
+        cols = [o for o in r["nodes"] if o["kind"] in ("stem", "column")
+                and o["static_s"] is not None]
+        routed_cols = sum(o["routed_s"] for o in cols)
+        ideal = sum(o["static_s"] * o["rows"] / o["batch"] for o in cols)
+        routing = r["nodes"][-1]
+        lines += [
+            f"  columns: routed {routed_cols * 1e3:.2f} ms; at the static network's cost per row "
+            f"they would take {ideal * 1e3:.2f} ms (static node time x share of rows reaching "
+            "each node)",
+            f"  routing between nodes: routed {routing['routed_s'] * 1e3:.2f} ms, static "
+            f"{routing['static_s'] * 1e3:.2f} ms",
+        ]
     return "\n".join(lines)
