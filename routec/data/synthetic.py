@@ -1,7 +1,7 @@
 """A small generated dataset, so tests and first runs need no downloads.
 
 Ten classes. Classes 0–4 are *easy*: a bright half (top/bottom/left/right) or a
-large central blob, visible even at 4×4; they carry origin 0 (like digits, never
+large central blob (every pattern is drawn in the brighter colour of a random pair), visible even at 4×4; they carry origin 0 (like digits, never
 flipped). Classes 5–9 are *hard*: small low-contrast shapes (disc, ring, square,
 cross, frame) at random places under heavier noise; they carry origin 1 (like
 CIFAR, flipped in augmentation, and every shape is mirror-symmetric). A routed
@@ -64,6 +64,11 @@ def _split(n: int, seed: int, split: str) -> Split:
     labels = (torch.arange(n) % len(CLASSES))[torch.randperm(n, generator=gen)]
     easy = labels < EASY_CLASSES
     c0, c1 = colour_pairs(n, gen)
+    # The pattern is drawn in the brighter colour of each pair. Were it either, "top"
+    # in colours (a, b) would be pixel for pixel "bottom" in (b, a), and so on: the
+    # half classes could not be told apart at all, let alone early.
+    swap = (c1.sum(dim=1) < c0.sum(dim=1)).unsqueeze(1)
+    c0, c1 = torch.where(swap, c1, c0), torch.where(swap, c0, c1)
     images = recolour(_coverage(labels, gen), c0, c1)
     sigma = torch.where(easy, _EASY_NOISE, _HARD_NOISE).view(n, 1, 1, 1)
     images = (images + sigma * torch.randn(images.shape, generator=gen)).clamp_(0.0, 1.0)
