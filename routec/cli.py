@@ -31,6 +31,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from routec.codegen import cli as codegen_cli
     from routec.data import cli as data_cli
+    from routec.demo import cli as demo_cli
     from routec.engine import cli as engine_cli
     from routec.experiment import cli as experiment_cli
     from routec.report import cli as report_cli
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile, train and inspect dynamically-routed neural networks.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo_cli.add_commands(sub)
     codegen_cli.add_commands(sub)
     data_cli.add_commands(sub)
     train_cli.add_commands(sub)

@@ -68,9 +68,9 @@ def resolve_spec_path(spec: str) -> tuple[str, str]:
             raise RoutecError(f"{path}: not a UTF-8 text file") from None
         except OSError as err:
             raise RoutecError(f"{path}: cannot read ({err.strerror})") from None
-    if path.exists():
-        raise RoutecError(f"{path}: not a file")
     bundled = bundled_specs()
+    if path.exists() and spec not in bundled:  # a folder named like a bundled spec is no spec
+        raise RoutecError(f"{path}: not a file")
     if spec in bundled:
         return f"<bundled>/{spec}.route", bundled[spec]
     raise RoutecError(

@@ -1,0 +1,147 @@
+"""Train, evaluate and time the demo's two networks, then print the comparison."""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from routec.errors import RunError
+
+SPEC = "demo"
+COLUMNS = 4  # the static baseline runs every column of the chain
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What both networks are trained with; printed, and saved with each run."""
+
+    data: str
+    iterations: int
+    batch: int = 64
+    lr: float = 0.05
+    k_cpt: float = 1e-7
+    seed: int = 0
+
+    def run_values(self) -> dict[str, Any]:
+        return {"spec": SPEC, "data": self.data, "iterations": self.iterations,
+                "batch": self.batch, "lr": self.lr, "seed": self.seed,
+                "log_every": 50, "eval_every": self.iterations, "checkpoint_every": 10**6,
+                "val_examples": 1000}
+
+
+def settings_for(data: str, fast: bool) -> DemoSettings:
+    """Budgets measured to fit the whole demo in about 90 s on two CPU cores."""
+    iterations = {"synthetic": 1200, "hybrid": 800}.get(data, 800)
+    return DemoSettings(data=data, iterations=iterations // 10 if fast else iterations)
+
+
+@dataclass
+class Side:
+    """One network of the comparison and what was measured of it."""
+
+    name: str
+    run: Path
+    train_seconds: float = 0.0
+    eval: dict[str, Any] = field(default_factory=dict)
+    engine: str = ""
+    images_per_second: float = 0.0
+    speeds: dict[str, float] = field(default_factory=dict)
+
+
+def train_side(side: Side, values: dict[str, Any], progress: bool) -> None:
+    """Train one network, or reuse a finished run made with the same settings."""
+    from routec.train.checkpoint import load_checkpoint
+    from routec.train.config import changed_settings, make_config
+    from routec.train.loop import CHECKPOINT, train
+
+    cfg = make_config(values)
+    ckpt = side.run / CHECKPOINT
+    if ckpt.exists():
+        state = load_checkpoint(ckpt)
+        saved = make_config(state["config"])
+        if not changed_settings(saved, cfg) and saved.iterations == cfg.iterations \
+                and state["finished"]:
+            print(f"{side.name}: reusing the finished run in {side.run}", file=sys.stderr)
+            return
+        if changed_settings(saved, cfg) or saved.iterations > cfg.iterations:
+            raise RunError(f"{side.run} holds a run with other settings; pass --fresh to "
+                           "train the demo again, or --out another folder")
+    print(f"{side.name}: training {cfg.iterations} iterations ({cfg.strategy}"
+          + (f", k_cpt {cfg.k_cpt:g}" if cfg.strategy == "actor" else "") + ")",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    train(cfg, side.run, resume=ckpt.exists(), progress=progress)
+    side.train_seconds = time.perf_counter() - t0
+
+
+def evaluate_side(side: Side, data: Any) -> Any:
+    """Test accuracy, mean MACs and per-class exits with routed inference."""
+    from routec.train.evaluate import evaluate
+    from routec.train.runs import load_run
+
+    _, net, _, state = load_run(side.run)
+    side.eval = evaluate(net, data.test.images, data.test.labels).as_dict()
+    side.eval["classes"] = list(state["classes"])
+    return net
+
+
+def time_sides(nets: dict[str, Any], sides: dict[str, Side], images: Any,
+               batch: int = 256, min_seconds: float = 2.0) -> None:
+    """Images per second of each network in each available engine, round-robin.
+
+    Every engine is offered to both sides (the static baseline is never handicapped);
+    each side is reported in its fastest. Passes alternate between all (network,
+    engine) pairs so that load changes on the machine touch them alike.
+    """
+    import torch
+
+    from routec.engine import available_engines, optimize_for_inference
+
+    engines = [e for e in available_engines() if e in ("eager", "fused", "onnx")]
+    runners: dict[tuple[str, str], Any] = {}
+    for name, net in nets.items():
+        for e in engines:
+            runners[(name, e)] = optimize_for_inference(net, engine=e)
+    chunks = list(torch.split(images, batch))
+
+    def one_pass(r: Any) -> float:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for x in chunks:
+                r.route(x)
+        return time.perf_counter() - t0
+
+    for r in runners.values():  # warm-up: first calls allocate and pick kernels
+        one_pass(r)
+    passes: dict[tuple[str, str], list[float]] = {k: [] for k in runners}
+    start = time.perf_counter()
+    while min(len(v) for v in passes.values()) < 5 or time.perf_counter() - start < min_seconds:
+        for k, r in runners.items():
+            passes[k].append(one_pass(r))
+        if min(len(v) for v in passes.values()) >= 25:
+            break
+    n = len(images)
+    for (name, e), times in passes.items():
+        sides[name].speeds[e] = n / statistics.median(times)
+    for side in sides.values():
+        side.engine = max(side.speeds, key=side.speeds.__getitem__)
+        side.images_per_second = side.speeds[side.engine]
+
+
+def draw_dataflow(run: Path, out: Path) -> str:
+    """The routed network's dataflow over the test split, coloured by easy/hard origin."""
+    from routec.errors import RoutecError
+    from routec.report.dataflow import measure_run
+    from routec.report.draw import diagram, render
+
+    flow, g = measure_run(run)
+    try:
+        render(diagram(g, flow, by="origin"), out)
+        return str(out)
+    except RoutecError as err:  # no Graphviz 'dot': keep the DOT source, say so
+        dot = out.with_suffix(".dot")
+        render(diagram(g, flow, by="origin"), dot)
+        return f"{dot} ({err.message.split(';')[0]})"
