@@ -106,6 +106,11 @@ def test_grayscale_folder_trains_and_evaluates(tmp_path: Path, capsys: pytest.Ca
     (row,) = json.loads((tmp_path / "report" / "summary.json").read_text())["rows"]
     assert row["accuracy"] == pytest.approx(out["results"][0]["accuracy"])
 
+    assert "warning" not in capsys.readouterr().err
+    Image.fromarray(np.zeros((28, 28), np.uint8), "L").save(data / "circle" / "late.png")
+    assert main(["eval", str(run)]) == 0  # an image added since training: eval warns
+    assert "has other files than when this run was trained" in capsys.readouterr().err
+
     write_images(data, {"circle": 0, "square": 0, "zigzag": 0, "wave": 5}, (28, 28), colour=False)
     capsys.readouterr()
     assert main(["eval", str(run)]) == 2  # a class added since training: refused before decoding

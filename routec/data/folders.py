@@ -69,6 +69,11 @@ class FolderTree:
     files: tuple[ImageFile, ...]
     given_splits: tuple[str, ...]  # split folders present in a split layout
 
+    def list_digest(self) -> str:
+        """A hash of the file names per class: the splits are drawn from these (and the seed)."""
+        names = [(f.rel, f.label, f.split) for f in self.files]
+        return hashlib.sha256(json.dumps(names).encode()).hexdigest()[:16]
+
     def fingerprint(self) -> list[tuple[str, int, int]]:
         """(relative path, size, mtime in ns) of every image: any edit, addition or removal changes it."""
         out = []
@@ -511,6 +516,7 @@ def load_folder(
         name=str(prep.tree.root), classes=prep.tree.classes, sizes={s: len(p) for s, p in parts.items()},
         seed=seed, source=prep.describe(), description=f"your own images: {len(prep.tree.classes)} class folders",
         shape=prep.shape, pixels=prep.pixels, shift=SHIFT_FRACTION, flip=True,
+        files_digest=prep.tree.list_digest(),
     )
     return DatasetSplits(info, parts["train"], parts["val"], parts["test"], result.path, result.hit)
 

@@ -37,6 +37,7 @@ class DatasetInfo(BaseModel):
     shift: float = 0.125  # augmentation: largest shift as a fraction of the image's side
     flip: bool = True  # augmentation: mirror origin-1 images left-right with p = 0.5
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (mean, std) per channel
+    files_digest: str | None = None  # image folders: hash of the file list the splits were drawn from
 
 
 @dataclass(frozen=True)

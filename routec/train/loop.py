@@ -211,7 +211,8 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
         save_checkpoint(ckpt_path, {
             "iteration": iteration, "finished": finished, "config": cfg.model_dump(),
             "spec_text": text, "spec_sha256": digest(text), "spec_label": label,
-            "classes": list(data.info.classes), "model": net.state_dict(),
+            "classes": list(data.info.classes), "data_files": data.info.files_digest,
+            "model": net.state_dict(),
             "optimizer": opt.state_dict(), "order": order.state(),
             "augment_rng": augmenter.state(), "kcpt_rng": kgen.get_state(),
             "sample_rng": sgen.get_state(), "torch_rng": torch.get_rng_state(),

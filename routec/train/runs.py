@@ -1,6 +1,7 @@
 """Saved runs: loading a run directory or checkpoint back into a network and its data."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | Non
     cfg = RunConfig(**state["config"])
     shape = parse_spec(state["spec_text"], state["spec_label"]).input_shape
     data = load_data(cfg, shape, data_root, cache_dir, classes=list(state["classes"]))
+    trained_on = state.get("data_files")
+    if trained_on and data.info.files_digest and data.info.files_digest != trained_on:
+        print(f"warning: {cfg.data} has other files than when this run was trained; its "
+              "validation and test splits are drawn anew and may hold images it trained on",
+              file=sys.stderr)
     _, net = build_network(state["spec_label"], state["spec_text"],
                            classes=len(state["classes"]), dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy)
