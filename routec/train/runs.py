@@ -60,8 +60,8 @@ def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | Non
     data = load_data(cfg, shape, data_root, cache_dir, classes=list(state["classes"]))
     trained_on = state.get("data_files")
     if trained_on and data.info.files_digest and data.info.files_digest != trained_on:
-        print(f"warning: {cfg.data} has other files than when this run was trained; its "
-              "validation and test splits are drawn anew and may hold images it trained on",
+        print(f"warning: {cfg.data} has other files than when this run was trained; the "
+              "splits held out of it are drawn anew and may hold images it trained on",
               file=sys.stderr)
     _, net = build_network(state["spec_label"], state["spec_text"],
                            classes=len(state["classes"]), dynamic=cfg.dynamic,
