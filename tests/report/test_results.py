@@ -315,3 +315,94 @@ def test_throughput_passes_go_on_until_enough_time_is_measured() -> None:
     capped = measure({"a": (net, None)}, images, batch=16, repeats=2, min_seconds=1e9,
                      max_repeats=4)
     assert len(capped["a"].passes) == 4
+
+
+# -- the claims added for §5.1-5.7 and §6, on constructed rows ------------------------------
+def _claim(start: str) -> C.Claim:
+    (claim,) = [c for c in C.CLAIMS if c.statement.startswith(start)]
+    return claim
+
+
+def srow(n: int, macs: float, acc: float) -> SummaryRow:
+    r = row(f"n{n}", macs, acc)
+    r.static_columns = n
+    return r
+
+
+@pytest.mark.parametrize("n7,n8,verdict", [(0.85, 0.86, C.REPRODUCED), (0.85, 0.91, C.PARTLY),
+                                           (0.92, 0.91, C.NOT)])
+def test_static_overfitting(n7: float, n8: float, verdict: str) -> None:
+    static = [srow(n, n * 1e6, a) for n, a in [(1, 0.8), (4, 0.9), (6, 0.88)]]
+    static += [srow(7, 7e6, n7), srow(8, 8e6, n8)]
+    f = _claim("Static networks of 7").finding(C.Evidence(rows={"hybrid-static": static}))
+    assert f.verdict == verdict
+
+
+@pytest.mark.parametrize("shift,peak,verdict", [(-1e6, 0.90, C.REPRODUCED),
+                                                (-1e6, 0.95, C.PARTLY), (+1e6, 0.95, C.NOT)])
+def test_regularising_dhat_claim(shift: float, peak: float, verdict: str) -> None:
+    actor = [row(f"k{i}", m, a, k) for i, (m, a, k) in enumerate(
+        [(9e6, 0.93, 0.0), (6e6, 0.91, 1e-9), (4e6, 0.89, 2e-9), (3e6, 0.87, 4e-9)])]
+    reg = [row(r.run, r.mean_macs + shift, r.accuracy - 0.01, r.k_value) for r in actor]
+    reg[0].accuracy = peak
+    f = _claim("Regularising d̂").finding(C.Evidence(rows={"hybrid-actor": actor,
+                                                           "hybrid-actor-regdhat": reg}))
+    assert f.verdict == verdict
+
+
+def _pair(margin: float) -> tuple[list[SummaryRow], list[SummaryRow]]:
+    actor = [row("k1", 2e6, 0.80 + margin), row("k2", 5e6, 0.88 + margin)]
+    return actor, STATIC
+
+
+@pytest.mark.parametrize("margins,verdict", [((0.05, 0.03, 0.01), C.REPRODUCED),
+                                             ((0.05, 0.00, 0.01), C.PARTLY),
+                                             ((0.00, 0.02, 0.04), C.NOT)])
+def test_difficulty_ordering(margins: tuple[float, ...], verdict: str) -> None:
+    rows = {}
+    for d, m in zip(("cifar2", "cifar5", "cifar10"), margins):
+        rows[f"{d}-actor"], rows[f"{d}-static"] = _pair(m)
+    assert _claim("Dynamic routing is more beneficial").finding(
+        C.Evidence(rows=rows)).verdict == verdict
+
+
+@pytest.mark.parametrize("margins,verdict", [((0.01, 0.01, 0.03), C.REPRODUCED),
+                                             ((0.03, 0.04, 0.01), C.PARTLY),
+                                             ((0.03, 0.01, 0.0), C.NOT)])
+def test_width_claim(margins: tuple[float, ...], verdict: str) -> None:
+    rows = {}
+    for suffix, m in zip(("", "-x2", "-x3"), margins):
+        rows[f"cifar10-actor{suffix}"], rows[f"cifar10-static{suffix}"] = _pair(m)
+    f = _claim("Increasing model capacity").finding(C.Evidence(rows=rows))
+    assert f.verdict == verdict
+    assert f"×1 {100 * margins[0]:+.2f} pp" in f.measured
+
+
+def _record(exit_origin: list[list[int]], exit_correct: list[int]) -> dict:
+    counts = [sum(o) for o in exit_origin]
+    n = sum(counts)
+    return {"evaluations": [{"k_cpt": None, "result": {
+        "examples": n, "accuracy": sum(exit_correct) / n,
+        "exit_fraction": [c / n for c in counts],
+        "exit_accuracy": [k / c if c else None for k, c in zip(exit_correct, counts)]},
+        "dataflow": {"exit_origin": exit_origin, "exit_count": counts}}]}
+
+
+def test_dataflow_claims_read_the_records_counts() -> None:
+    # run a: first exit all MNIST and 98% right; the last one mostly CIFAR, 70% right
+    a = _record([[500, 10], [0, 0], [40, 450]], [500, 0, 343])
+    # run b: mixed exits (60/40), the first no better than the whole
+    b = _record([[300, 200], [0, 0], [200, 300]], [300, 0, 400])
+    rows = [row("a", 1e6, a["evaluations"][0]["result"]["accuracy"]),
+            row("b", 1e6, b["evaluations"][0]["result"]["accuracy"])]
+    ev = C.Evidence(rows={"hybrid-actor": rows}, records={"hybrid-actor": {"a": a, "b": b}})
+    early = _claim("Early classification layers").finding(ev)
+    assert (early.measured, early.verdict) == ("1 of 2 actor runs that use ≥ 2 exits", C.PARTLY)
+    special = _claim("Terminal layers specialise").finding(ev)
+    assert (special.measured, special.verdict) == ("1 of 2 actor runs", C.PARTLY)
+    assert C.weighted_purity(a["evaluations"][0]) == pytest.approx((500 + 450) / 1000)
+    tree = _record([[500, 0], [0, 500]], [450, 400])
+    ev.rows["hybrid-actor-tree"] = [row("t", 1e6, 0.85)]
+    ev.records["hybrid-actor-tree"] = {"t": tree}
+    more = _claim("In networks with both").finding(ev)
+    assert more.verdict == C.REPRODUCED and "tree 1.000" in more.measured
