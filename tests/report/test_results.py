@@ -406,3 +406,27 @@ def test_dataflow_claims_read_the_records_counts() -> None:
     ev.records["hybrid-actor-tree"] = {"t": tree}
     more = _claim("In networks with both").finding(ev)
     assert more.verdict == C.REPRODUCED and "tree 1.000" in more.measured
+
+
+@pytest.mark.parametrize("a0,n8,verdict", [(0.93, 0.89, C.REPRODUCED), (0.93, 0.92, C.PARTLY),
+                                           (0.88, 0.89, C.NOT)])
+def test_less_overfitting(a0: float, n8: float, verdict: str) -> None:
+    static = [srow(4, 4e6, 0.90), srow(8, 8e6, n8)]
+    actor = [row("k0e-9", 7e6, a0, 0.0), row("k4e-9", 3e6, 0.85, 4e-9)]
+    f = _claim("Despite their higher capacity").finding(
+        C.Evidence(rows={"hybrid-static": static, "hybrid-actor": actor}))
+    assert f.verdict == verdict
+
+
+@pytest.mark.parametrize("peaks,verdict", [((0.01,) * 5, C.REPRODUCED),
+                                           ((0.01, 0.01, 0.01, -0.01, -0.01), C.PARTLY),
+                                           ((0.01, -0.01, -0.01, -0.01, 0.0), C.NOT)])
+def test_peak_accuracy_across_experiments(peaks: tuple[float, ...], verdict: str) -> None:
+    rows = {}
+    for suite, gap in zip(("cifar2", "cifar5", "cifar10", "cifar10-x2", "cifar10-x3"), peaks):
+        data, _, width = suite.partition("-")
+        rows[f"{data}-static{'-' + width if width else ''}"] = STATIC
+        rows[f"{data}-actor{'-' + width if width else ''}"] = [row("k", 5e6, 0.90 + gap)]
+    f = _claim("... across experiments").finding(C.Evidence(rows=rows))
+    assert f.verdict == verdict
+    assert f.measured.count("pp") == 5
