@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from routec.deploy.runner import SegmentRunner
-from routec.deploy.topology import Segment, Topology
+from routec.deploy.topology import Segment, Topology, level_needs
 from routec.errors import RoutecError
 
 FORMAT = "routec-routed-onnx"
@@ -124,7 +124,11 @@ def load(directory: str | Path, threads: int = 0) -> "DeployedNetwork":
                f"declares inputs {got_in} and outputs {got_out}; the manifest says "
                f"{r['inputs']} and {r['outputs']}")
         calls.append(make_call(sess, seg, r["inputs"], r["outputs"]))
-    return DeployedNetwork(m, topo, SegmentRunner(topo, segments, calls))
+    reads: dict[int, set[int] | None] = {
+        seg.index: {int(n[1:]) for n in records[seg.nodes[0]]["inputs"] if n.startswith("h")}
+        for seg in segments}
+    _, needs = level_needs(segments, reads)
+    return DeployedNetwork(m, topo, SegmentRunner(topo, segments, calls, needs))
 
 
 class DeployedNetwork:

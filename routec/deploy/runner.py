@@ -25,10 +25,14 @@ ArrayPolicy = Callable[[int, np.ndarray, np.ndarray, Levels], np.ndarray]
 
 class SegmentRunner:
     def __init__(self, topology: Topology, segments: Sequence[Segment],
-                 calls: Sequence[SegmentCall]) -> None:
+                 calls: Sequence[SegmentCall],
+                 needs: dict[int, set[int] | None] | None = None) -> None:
         self.topology = topology
         self.segments = list(segments)
         self.calls = list(calls)
+        # levels of its input pyramid each segment (and what it passes it on to) reads:
+        # a junction gathers only those for each way
+        self.needs = needs or {}
         self.leaf_macs = np.asarray(topology.leaf_macs, dtype=np.float64)
         self.profile: dict[int, float] | None = None  # seconds per segment, when set
 
@@ -110,8 +114,11 @@ class SegmentRunner:
                         parts.append((seg.next[w], rows, h, kk))
                     elif c:
                         pos = np.flatnonzero(choice == w)
+                        need = self.needs.get(seg.next[w])
                         parts.append((seg.next[w], rows[pos],
-                                      tuple(None if a is None else a[pos] for a in h),
+                                      tuple(None if a is None or (need is not None
+                                                                  and i not in need)
+                                            else a[pos] for i, a in enumerate(h)),
                                       None if kk is None else kk[pos]))
                 stack.extend(reversed(parts))
         return logits, leaf, self.leaf_macs[leaf]

@@ -143,3 +143,43 @@ class Topology:
                     table[self.junctions.index(i)][k] = self.way[child]
                 child, i = i, self.parent[i]
         return table
+
+
+def level_needs(segments: list[Segment], reads: dict[int, "set[int] | None"]
+                ) -> tuple[dict[int, "tuple[int, ...] | None"], dict[int, "set[int] | None"]]:
+    """(keep, needs) from what each segment's graph reads of its input pyramid.
+
+    ``needs[s]``: the levels segment ``s`` and everything it passes its input on to
+    read (a segment without transforms passes its input to its children); None means
+    all. ``keep[s]``: the levels a segment that emits a pyramid must output.
+    """
+    memo: dict[int, set[int] | None] = {}
+
+    def needs(s: int) -> set[int] | None:
+        if s in memo:
+            return memo[s]
+        seg = segments[s]
+        own = reads.get(s)
+        out: set[int] | None = None if own is None else set(own)
+        if out is not None and not seg.transforms:
+            for c in seg.next:
+                more = needs(c)
+                if more is None:
+                    out = None
+                    break
+                out |= more
+        memo[s] = out
+        return out
+
+    keep: dict[int, tuple[int, ...] | None] = {}
+    for seg in segments:
+        if not seg.emits_levels:
+            continue
+        union: set[int] | None = set()
+        for c in seg.next:
+            more = needs(c)
+            union = None if more is None or union is None else union | more
+        keep[seg.index] = None if union is None else tuple(sorted(union))
+    for seg in segments:
+        needs(seg.index)
+    return keep, memo

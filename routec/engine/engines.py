@@ -91,7 +91,8 @@ class SegmentEngine(InferenceEngine):
         self.segments: list[Segment] = self.topology.segments(merge=merge)
         self.arity = M.pyramid_arity(net, self.topology)
         self.leaf_macs = torch.tensor(self.topology.leaf_macs, dtype=torch.float64)
-        self.keep = M.levels_kept(net, self.topology, self.segments, self.arity)
+        self.keep, self.needs = M.levels_kept(net, self.topology, self.segments,
+                                              self.arity)
         # levels each segment's output pyramid has (levels it does not emit are None)
         self.width = {seg.index: self.arity[seg.transforms[-1]] for seg in self.segments
                       if seg.emits_levels}
@@ -169,9 +170,11 @@ class SegmentEngine(InferenceEngine):
                         parts.append((seg.next[w], rows, h, kk))
                     elif c:
                         pos = (choice == w).nonzero().squeeze(1)
+                        need = self.needs.get(seg.next[w])
                         parts.append((seg.next[w], rows.index_select(0, pos),
-                                      tuple(None if a is None else _take(a, pos)
-                                            for a in h),
+                                      tuple(None if a is None or (need is not None
+                                                                  and i not in need)
+                                            else _take(a, pos) for i, a in enumerate(h)),
                                       None if kk is None else kk.index_select(0, pos)))
                 stack.extend(reversed(parts))
         return RoutedOutput(logits.contiguous(), leaf, self.leaf_macs[leaf])
@@ -292,14 +295,14 @@ class OnnxEngine(InferenceEngine):
         self.segments = self.topology.segments(merge=merge)
         arity = M.pyramid_arity(net, self.topology)
         threads = torch.get_num_threads() if threads is None else threads
-        keep = M.levels_kept(net, self.topology, self.segments, arity)
+        keep, needs = M.levels_kept(net, self.topology, self.segments, arity)
         calls = []
         for seg in self.segments:
             n_in = M.segment_inputs(self.topology, seg, arity)
             blob, inputs, outputs = onnx_export.export_segment(net, self.topology, seg, n_in,
                                                                keep.get(seg.index))
             calls.append(onnx_export.session_call(blob, seg, inputs, outputs, threads))
-        self.runner = SegmentRunner(self.topology, self.segments, calls)
+        self.runner = SegmentRunner(self.topology, self.segments, calls, needs)
 
     @property
     def profile(self) -> dict[int, float] | None:

@@ -16,7 +16,7 @@ import operator
 import torch
 from torch import Tensor, fx, nn
 
-from routec.deploy.topology import Segment, Topology
+from routec.deploy.topology import Segment, Topology, level_needs
 
 
 class SegmentModule(nn.Module):
@@ -73,50 +73,27 @@ def segment_module(net: nn.Module, topo: Topology, seg: Segment, n_in: int,
     return cls(net, topo, seg, n_in, keep)
 
 
-def levels_kept(net: nn.Module, topo: Topology, segments: list[Segment],
-                arity: dict[int, int]) -> dict[int, tuple[int, ...] | None]:
-    """For each segment that emits a pyramid, the levels some later segment reads.
-
-    What a segment reads comes from its traced graph (inputs nothing uses are not
-    read); a segment without transforms passes its input on, so its children's needs
-    count as its own. None (emit every level) where a graph cannot be traced.
-    """
+def segment_reads(net: nn.Module, topo: Topology, segments: list[Segment],
+                  arity: dict[int, int]) -> dict[int, set[int] | None]:
+    """The input levels each segment's traced graph reads (None: untraceable, all)."""
     reads: dict[int, set[int] | None] = {}
     for seg in segments:
         n_in = segment_inputs(topo, seg, arity)
         try:
             gm = trace(segment_module(net, topo, seg, n_in))
-            used = {int(str(n.target)[1:]) for n in gm.graph.nodes
-                    if n.op == "placeholder" and n.users and str(n.target) != "k"}
-            reads[seg.index] = used
+            reads[seg.index] = {int(str(n.target)[1:]) for n in gm.graph.nodes
+                                if n.op == "placeholder" and n.users and str(n.target) != "k"}
         except Exception:  # untraceable: assume it reads everything
             reads[seg.index] = None
+    return reads
 
-    def needs(s: int) -> set[int] | None:
-        seg = segments[s]
-        own = reads[s]
-        if own is None:
-            return None
-        if seg.transforms:
-            return own
-        out = set(own)
-        for c in seg.next:
-            more = needs(c)
-            if more is None:
-                return None
-            out |= more
-        return out
 
-    keep: dict[int, tuple[int, ...] | None] = {}
-    for seg in segments:
-        if not seg.emits_levels:
-            continue
-        union: set[int] | None = set()
-        for c in seg.next:
-            more = needs(c)
-            union = None if more is None or union is None else union | more
-        keep[seg.index] = None if union is None else tuple(sorted(union))
-    return keep
+def levels_kept(net: nn.Module, topo: Topology, segments: list[Segment],
+                arity: dict[int, int]
+                ) -> tuple[dict[int, tuple[int, ...] | None], dict[int, set[int] | None]]:
+    """(keep, needs): the levels each segment must output, and the levels each segment
+    (with what it passes its input on to) reads; see ``topology.level_needs``."""
+    return level_needs(segments, segment_reads(net, topo, segments, arity))
 
 
 def pyramid_arity(net: nn.Module, topo: Topology) -> dict[int, int]:

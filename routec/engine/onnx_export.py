@@ -117,7 +117,7 @@ def export_network(net: Any, out_dir: str | Path, *, class_names: list[str] | No
     topo = Topology.of(net)
     arity = M.pyramid_arity(net, topo)
     segments = topo.segments(merge=False)
-    keep = M.levels_kept(net, topo, segments, arity)
+    keep, _ = M.levels_kept(net, topo, segments, arity)
     nodes = []
     for seg in segments:
         (node,) = seg.nodes
