@@ -24,12 +24,17 @@ def default_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then rename it into place."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], *,
+                 make_parents: bool = False) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place.
+
+    A missing folder is an error (a mistyped ``-o`` should not create directories)
+    unless ``make_parents``, as for a run directory's checkpoint."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if make_parents:
+            folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
         raise RoutecError(f"{path}: cannot write ({err.strerror})") from None

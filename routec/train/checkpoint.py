@@ -18,7 +18,7 @@ FORMAT = 1
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f), make_parents=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
