@@ -48,6 +48,11 @@ class MixPolicy:
     def __call__(self, j: int, scores: Tensor, rows: Tensor, features: Any) -> Tensor:
         return self.table[j].index_select(0, self.target.index_select(0, rows))
 
+    def as_array_policy(self) -> Callable[..., Any]:
+        """The same policy on numpy arrays, for engines that route on arrays."""
+        table, target = self.table.numpy(), self.target.numpy()
+        return lambda j, scores, rows, levels: table[j][target[rows]]
+
 
 def mix_targets(mix: Sequence[float], n: int, seed: int = 0) -> Tensor:
     """``n`` leaf indices in the proportions of ``mix``, shuffled."""
@@ -202,8 +207,9 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     one_fns: dict[str, Callable[[int], object]] = {}
     for e in names:
         if work.target is not None:
-            one_fns[f"routed/{e}"] = (lambda i, e=e: routed[e].route(
-                x[i:i + 1], k_cpt=k, policy=MixPolicy(topo, work.target[i:i + 1])))  # type: ignore[index]
+            pols = [MixPolicy(topo, work.target[i:i + 1]) for i in range(m)]
+            one_fns[f"routed/{e}"] = (lambda i, e=e, pols=pols: routed[e].route(
+                x[i:i + 1], k_cpt=k, policy=pols[i]))
         else:
             one_fns[f"routed/{e}"] = lambda i, e=e: routed[e].route(x[i:i + 1], k_cpt=k)
         deep = MixPolicy(topo, torch.tensor([deepest]))
@@ -214,12 +220,18 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
         for i in range(3):
             fn(i)
     per_image: dict[str, list[list[float]]] = {key: [[] for _ in range(m)] for key in one_fns}
-    for _ in range(LATENCY_REPEATS):
-        for i in range(m):
-            for key, fn in one_fns.items():
-                t0 = time.perf_counter()
-                fn(i)
-                per_image[key][i].append(time.perf_counter() - t0)
+    # engine by engine (calls of another engine in between evict a small model's weights
+    # from the caches, which a deployed model does not suffer); within an engine the
+    # routed and static networks alternate in blocks of all the images, repeatedly
+    for e in names:
+        keys = [k for k in one_fns if k.endswith(f"/{e}")]
+        for _ in range(LATENCY_REPEATS):
+            for key in keys:
+                fn, times = one_fns[key], per_image[key]
+                for i in range(m):
+                    t0 = time.perf_counter()
+                    fn(i)
+                    times[i].append(time.perf_counter() - t0)
     # p50/p95 over every call; the mean is over images of each image's median call, so a
     # stall of the machine during one call does not move it
     latency = {}

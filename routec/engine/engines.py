@@ -320,7 +320,12 @@ class OnnxEngine(InferenceEngine):
         self.net._check_input(x)
         with torch.inference_mode():
             k = self.net._kcpt(k_cpt, x)
-            arr_policy = None if policy is argmax_policy else _torch_policy(policy)
+            if policy is argmax_policy:
+                arr_policy = None
+            elif hasattr(policy, "as_array_policy"):  # a policy that also works on arrays
+                arr_policy = policy.as_array_policy()
+            else:
+                arr_policy = _torch_policy(policy)
             logits, leaf, macs = self.runner.route(
                 x.detach().cpu().contiguous().numpy(),
                 None if k is None else k.cpu().numpy(), arr_policy)
