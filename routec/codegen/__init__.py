@@ -1,21 +1,22 @@
 """Stage 3: generate readable PyTorch modules from validated routing graphs.
 
-``emit_module`` needs no torch; ``build_class``/``load_source`` (which execute the
-generated code) import it on first use, so ``routec compile`` starts fast.
+Names are imported on first use: ``emit_module`` needs no torch, ``build_class`` and
+``load_source`` (which execute the generated code) do, and ``routec --help`` needs
+neither.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from routec.codegen.emit import class_name, emit_module
-
-__all__ = ["class_name", "emit_module", "build_class", "load_source"]
+_EXPORTS = {"class_name": "routec.codegen.emit", "emit_module": "routec.codegen.emit",
+            "build_class": "routec.codegen.load", "load_source": "routec.codegen.load"}
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("build_class", "load_source"):
-        value = getattr(importlib.import_module("routec.codegen.load"), name)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'routec.codegen' has no attribute {name!r}")

@@ -5,9 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from routec.codegen.emit import emit_module
-from routec.graph import build_graph, static_prefix
-from routec.parse import load_spec
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -27,10 +24,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: every routec command builds this parser
+    from routec.codegen.emit import emit_module
+    from routec.graph import build_graph, static_prefix
+    from routec.parse import load_spec
+
     spec = load_spec(args.spec)
     if args.static is not None:
         spec = static_prefix(spec, args.static)
     g = build_graph(spec, classes=args.classes, dynamic_kcpt=args.dynamic_kcpt)
+    from routec.graph.memory import compile_warning
+
+    warning = compile_warning(g)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.report:
         from routec.report.compile_table import print_report
 

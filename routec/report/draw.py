@@ -21,9 +21,9 @@ import graphviz
 
 from routec.errors import RoutecError
 from routec.files import atomic_write_bytes
-from routec.graph.build import RoutingGraph
 
 if TYPE_CHECKING:  # dataflow imports torch; drawing a spec must not
+    from routec.graph.build import RoutingGraph
     from routec.report.dataflow import Dataflow
 
 FORMATS = ("svg", "png", "pdf", "dot")
