@@ -217,7 +217,7 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
             x[i:i + 1], k_cpt=k, policy=deep))
         one_fns[f"static/{e}"] = lambda i, e=e: static[e].route(x[i:i + 1])
     for fn in one_fns.values():  # warm-up
-        for i in range(3):
+        for i in range(min(3, m)):
             fn(i)
     per_image: dict[str, list[list[float]]] = {key: [[] for _ in range(m)] for key in one_fns}
     # engine by engine (calls of another engine in between evict a small model's weights
