@@ -46,7 +46,10 @@ def test_it_compiles_with_an_exit_after_each_stage() -> None:
     g = net.graph
     assert [g.nodes[i].id for i in g.leaves] == ["exit_stage1", "exit_stage2", "exit_stage3"]
     shapes = [n.out_shape for n in g.nodes if n.kind == "column"]
-    assert shapes == [((16, 32, 32),), ((32, 16, 16),), ((64, 1, 1),)]
+    assert shapes == [((16, 32, 32),), ((32, 16, 16),), ((64, 8, 8),)]
+    # heads read pooled maps: 16x4x4 and 32x4x4 for the early ones, 64 for the last
+    assert [g.nodes[i].head.in_features for i in g.leaves] == [256, 512, 64]
+    assert [g.nodes[j].head.in_features for j in g.junctions] == [256, 512]
     assert static_depth(load_spec("resnet_chain")) == 3
 
 
@@ -68,6 +71,21 @@ def test_the_full_static_prefix_is_resnet20() -> None:
     routed = routec.compile_network("resnet_chain").graph
     assert routed.path_macs()[-1] == static.graph.path_macs()[0] + sum(
         routed.nodes[j].macs for j in routed.junctions)
+
+
+def test_every_path_matches_the_flop_counter() -> None:
+    """Routed inference down each path (pooled heads included) costs what the graph says."""
+    net_def = routec.compile_network("resnet_chain")
+    g, net = net_def.graph, net_def.build().eval()
+    x = torch.rand(1, 3, 32, 32)
+    for leaf in range(3):
+        def policy(j, scores, rows, h, leaf=leaf):
+            return torch.full_like(rows, 0 if j == leaf else 1)
+
+        with FlopCounterMode(display=False) as c, torch.no_grad():
+            out = net.route(x, policy=policy)
+        assert int(out.leaf[0]) == leaf
+        assert c.get_total_flops() // 2 == g.path_macs()[leaf] == int(out.macs[0])
 
 
 def test_compile_and_draw_from_the_command_line(tmp_path: Path, capsys) -> None:

@@ -182,12 +182,14 @@ def _emit_init(w: _Writer, n: NodeInfo) -> None:
     if n.kind == "junction":
         w(f"# {n.id}: {n.ways}-way junction; router {n.macs:,} MACs")
         extra = ", k_cpt_input=True" if head.k_cpt_input else ""
+        extra += f", pooled={int(head.pooled)}" if head.pooled else ""
         w(f"self.{n.id} = L.router({int(head.in_features)}, hidden={_tuple(head.hidden)}, "
           f"ways={int(head.out_features)}{extra})")
     else:
         w(f"# {n.id}: classifier, {n.macs:,} MACs")
+        pooled = f", pooled={int(head.pooled)}" if head.pooled else ""
         w(f"self.{n.id} = L.classifier({int(head.in_features)}, hidden={_tuple(head.hidden)}, "
-          f"classes={int(head.out_features)})")
+          f"classes={int(head.out_features)}{pooled})")
 
 
 def _emit_dense(w: _Writer, g: RoutingGraph, dyn: bool) -> None:

@@ -33,6 +33,7 @@ class HeadConfig:
     hidden: tuple[int, ...]
     out_features: int
     k_cpt_input: bool = False
+    pooled: int = 0  # average-pool the coarsest level to pooled x pooled first (0: no)
 
 
 @dataclass
@@ -204,9 +205,14 @@ class _Builder:
                 hint=f"router '{name}' is declared at line {call.line if call else 0}",
             )
         extra = 1 if (kind == "router" and self.dynamic) else 0
-        return HeadConfig(kind, name, C.head_features(inp) + extra,
-                          tuple(args.get("hidden", ())),
-                          ways if kind == "router" else self.classes, bool(extra))
+        try:
+            features = C.head_features(inp, args.get("pooled"))
+        except C.ShapeError as err:
+            raise self.fail(f"shape mismatch: {err.message}", call or at, err.hint,
+                            kind="shape") from None
+        return HeadConfig(kind, name, features + extra, tuple(args.get("hidden", ())),
+                          ways if kind == "router" else self.classes, bool(extra),
+                          args.get("pooled") or 0)
 
     def segment(self, seg: Segment, parent: int, way: int) -> None:
         for use in seg.columns:

@@ -50,22 +50,33 @@ def stem_shape(kind: str, args: dict[str, Any], inp: Level) -> Pyramid:
 
 # --- heads: routers and classifiers ----------------------------------------------------
 
+# pooled = N: average-pool the coarsest level to N×N before flattening (0 MACs, like
+# every pooling), so a head on a large early map stays small.
+_POOLED = Param("pooled", "size", None)
 ROUTER_SIGNATURES: dict[str, tuple[Param, ...]] = {
-    "mlp": (Param("hidden", "counts0", ()), Param("ways", "count", None)),
-    "linear": (Param("ways", "count", None),),
+    "mlp": (Param("hidden", "counts0", ()), Param("ways", "count", None), _POOLED),
+    "linear": (Param("ways", "count", None), _POOLED),
 }
 EXIT_SIGNATURES: dict[str, tuple[Param, ...]] = {
-    "linear": (),
-    "mlp": (Param("hidden", "counts0", ()),),
+    "linear": (_POOLED,),
+    "mlp": (Param("hidden", "counts0", ()), _POOLED),
 }
-PAPER_ROUTER = ("mlp", {"hidden": (16, 16), "ways": None})
-PAPER_EXIT = ("linear", {})
+PAPER_ROUTER = ("mlp", {"hidden": (16, 16), "ways": None, "pooled": None})
+PAPER_EXIT = ("linear", {"pooled": None})
 
 
-def head_features(inp: Pyramid) -> int:
-    """Heads read the flattened coarsest level (the paper's global descriptor)."""
+def head_features(inp: Pyramid, pooled: int | None = None) -> int:
+    """Heads read the flattened coarsest level (the paper's global descriptor), average-
+    pooled to pooled × pooled first when ``pooled`` is given."""
     c, h, w = inp[-1]
-    return c * h * w
+    if pooled is None:
+        return c * h * w
+    if h % pooled or w % pooled:
+        raise ShapeError(f"a head with pooled = {pooled} needs map sides divisible by "
+                         f"{pooled}, got {h}x{w}",
+                         hint="pool to a size that divides the map (pooled = 1 is global "
+                              "average pooling)")
+    return c * pooled * pooled
 
 
 def mlp_cost(n_in: int, hidden: tuple[int, ...], n_out: int) -> tuple[int, int]:

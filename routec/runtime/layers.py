@@ -206,7 +206,8 @@ class Column(nn.Sequential):
 
 
 class Head(nn.Module):
-    """A router or classifier: an MLP on the flattened coarsest level.
+    """A router or classifier: an MLP on the flattened coarsest level (average-pooled
+    to ``pooled`` × ``pooled`` first when ``pooled`` is given).
 
     Hidden layers are linear → batch-norm → ReLU. A router's last layer starts at
     zero, so every junction begins undecided; with ``k_cpt_input`` the router also
@@ -214,9 +215,10 @@ class Head(nn.Module):
     """
 
     def __init__(self, in_features: int, hidden: tuple[int, ...], out_features: int,
-                 k_cpt_input: bool = False, zero_last: bool = False) -> None:
+                 k_cpt_input: bool = False, zero_last: bool = False, pooled: int = 0) -> None:
         super().__init__()
         self.k_cpt_input = k_cpt_input
+        self.pool = nn.AdaptiveAvgPool2d(pooled) if pooled else None
         layers: list[nn.Module] = []
         n = in_features
         for width in hidden:
@@ -234,7 +236,7 @@ class Head(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, p: Pyramid, k_cpt: Tensor | None = None) -> Tensor:
-        x = p[-1].flatten(1)
+        x = (p[-1] if self.pool is None else self.pool(p[-1])).flatten(1)
         if self.k_cpt_input:
             assert k_cpt is not None, "this head reads k_cpt"
             x = torch.cat([x, (k_cpt * KCPT_SCALE).to(x.dtype)[:, None]], dim=1)
@@ -242,9 +244,11 @@ class Head(nn.Module):
 
 
 def router(in_features: int, hidden: tuple[int, ...], ways: int,
-           k_cpt_input: bool = False) -> Head:
-    return Head(in_features, hidden, ways, k_cpt_input=k_cpt_input, zero_last=True)
+           k_cpt_input: bool = False, pooled: int = 0) -> Head:
+    return Head(in_features, hidden, ways, k_cpt_input=k_cpt_input, zero_last=True,
+                pooled=pooled)
 
 
-def classifier(in_features: int, hidden: tuple[int, ...], classes: int) -> Head:
-    return Head(in_features, hidden, classes)
+def classifier(in_features: int, hidden: tuple[int, ...], classes: int,
+               pooled: int = 0) -> Head:
+    return Head(in_features, hidden, classes, pooled=pooled)
