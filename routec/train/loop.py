@@ -143,7 +143,8 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     data = load_data(cfg, parse_spec(text, label).input_shape)
     classes = len(data.info.classes)
     g, net = build_network(label, text, classes=classes, dynamic=cfg.dynamic,
-                           static_columns=cfg.static_columns, strategy=cfg.strategy)
+                           static_columns=cfg.static_columns, strategy=cfg.strategy,
+                           batch=cfg.batch, device=cfg.device)  # refuses what cannot fit
     if dist.rank == 0:
         print(f"data: {cfg.data}: {data.info.source}", file=sys.stderr)
         print(split_table(data), file=sys.stderr)

@@ -8,6 +8,7 @@ import torch
 from routec.codegen import build_class
 from routec.errors import RunError
 from routec.graph import RoutingGraph, build_graph, static_prefix
+from routec.graph.memory import check_fits
 from routec.parse import parse_spec, resolve_spec_path
 from routec.runtime.routing import RoutedNetwork
 
@@ -18,8 +19,10 @@ def spec_text(spec: str) -> tuple[str, str]:
 
 
 def build_network(label: str, text: str, *, classes: int | None, dynamic: bool,
-                  static_columns: int | None, strategy: str
-                  ) -> tuple[RoutingGraph, RoutedNetwork]:
+                  static_columns: int | None, strategy: str, batch: int | None = None,
+                  device: str = "cpu") -> tuple[RoutingGraph, RoutedNetwork]:
+    """The graph and a fresh network; with ``batch``, first refuse (RunError) a network
+    that cannot be trained at that batch in the memory ``device`` has."""
     spec = parse_spec(text, label)
     if static_columns is not None:
         spec = static_prefix(spec, static_columns)
@@ -30,6 +33,8 @@ def build_network(label: str, text: str, *, classes: int | None, dynamic: bool,
     if strategy in ("actor", "critic") and not g.junctions:
         raise RunError(f"--strategy {strategy} needs junctions to route; '{g.name}' has none",
                        hint="use --strategy static for a network with one path")
+    if batch is not None:
+        check_fits(g, batch, device)
     return g, build_class(g)()
 
 
