@@ -143,6 +143,11 @@ def write_record(run_dir: Path, record_dir: Path, suite: str, run: str, *,
     if not rec["finished"]:
         raise RunError(f"{run_dir}: the run is not finished (iteration {rec['iteration']} of "
                        f"{rec['config']['iterations']}); records are of finished runs")
+    try:
+        record_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"{record_dir}: cannot create the record folder ({err.strerror})"
+                       ) from None
     (record_dir / RECORD).unlink(missing_ok=True)  # incomplete until record.json is back
     for name in COPIED:
         text = (run_dir / name).read_text(encoding="utf-8")

@@ -224,6 +224,7 @@ def test_the_page_regenerates_identically_from_records(page, tmp_path: Path) -> 
     again = tmp_path / "results.md"
     assert main(["report", "--experiments", str(records), "-o", str(again)]) == 0
     assert again.read_text(encoding="utf-8").replace(str(again), str(out)) == text
+    (tmp_path / "bare").mkdir()
     build_results(records, tmp_path / "bare" / "results.md", figures=False,
                   command=f"routec report --experiments {records} -o {out}")
     assert (tmp_path / "bare" / "results.md").read_text(encoding="utf-8") == text
