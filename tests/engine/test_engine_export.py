@@ -136,3 +136,32 @@ def test_missing_file_and_bad_manifest(exported, tmp_path) -> None:
         load(d2)
     with pytest.raises(ManifestError, match="no manifest.json"):
         load(tmp_path)
+
+
+def test_export_of_a_dynamic_kcpt_network_reads_kcpt(tmp_path) -> None:
+    """A network whose routers read k_cpt exports a k_cpt input; the runner feeds it."""
+    import torch
+
+    from helpers import calibrate, compile_bundled, images, randomise
+    from routec.deploy import load
+    from routec.engine.onnx_export import export_network
+    from routec.errors import RoutecError
+
+    g, net = compile_bundled("tiny", dynamic=True)
+    randomise(net, seed=4)
+    calibrate(net, images(100, g.input_shape, seed=1), k_cpt=torch.full((100,), 1e-7))
+    export_network(net, tmp_path / "dyn")
+    m = json.loads((tmp_path / "dyn" / "manifest.json").read_text())
+    assert m["input"]["k_cpt"] is True
+    assert any("k_cpt" in r["inputs"] for r in m["nodes"] if r["kind"] == "junction")
+    deployed = load(tmp_path / "dyn")
+    x = images(17, g.input_shape, seed=6)
+    k = torch.linspace(0, 1e-6, 17)
+    with torch.inference_mode():
+        ref = net.route(x, k_cpt=k)
+    logits, leaf, macs = deployed.route(x.numpy(), k.numpy())
+    assert leaf.tolist() == ref.leaf.tolist()
+    assert np.allclose(logits, ref.logits.numpy(), atol=2e-4)
+    assert macs.tolist() == ref.macs.tolist()
+    with pytest.raises(RoutecError, match="reads k_cpt"):
+        deployed.route(x.numpy())
