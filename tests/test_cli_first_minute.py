@@ -72,6 +72,12 @@ def test_bad_device_is_one_line(capsys, tmp_path: Path, device: str, needle: str
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
+def test_bad_device_for_an_experiment_is_one_error(capsys, tmp_path: Path) -> None:
+    _one_line_error(capsys, ["experiment", "hybrid-static", "--device", "bogus", "--out",
+                             str(tmp_path)], "unknown device 'bogus'")
+    assert not any(tmp_path.iterdir())
+
+
 def test_bad_device_in_a_fresh_process_has_no_traceback(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

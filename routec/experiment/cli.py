@@ -143,6 +143,9 @@ def run_experiment(args: argparse.Namespace) -> int:
                               hint="its runs: " + ", ".join(runs))
         runs = {k: v for k, v in runs.items() if k in args.runs}
     k, n = _shard(args.shard)
+    from routec.train.device import resolve_device
+
+    resolve_device(args.device)  # a bad --device is one error, not one per run
     iterations = FULL_ITERATIONS if args.full else args.iterations
     mine = [name for i, name in enumerate(runs) if i % n == k]
     if args.no_records:
