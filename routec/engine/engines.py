@@ -72,14 +72,18 @@ class InferenceEngine:
 class EagerEngine(InferenceEngine):
     name = "eager"
 
-    def __init__(self, net: RoutedNetwork) -> None:
-        super().__init__(net)
-        net.eval()
-
     def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
               policy: Policy = argmax_policy) -> RoutedOutput:
-        with torch.inference_mode():
-            return self.net.route(x, k_cpt=k_cpt, policy=policy)
+        net = self.net
+        was = net.training
+        if was:  # inference statistics, whatever mode the caller left the network in
+            net.eval()
+        try:
+            with torch.inference_mode():
+                return net.route(x, k_cpt=k_cpt, policy=policy)
+        finally:
+            if was:
+                net.train()
 
 
 class SegmentEngine(InferenceEngine):
@@ -87,7 +91,6 @@ class SegmentEngine(InferenceEngine):
 
     def __init__(self, net: RoutedNetwork, merge: bool = True) -> None:
         super().__init__(net)
-        net.eval()
         self.segments: list[Segment] = self.topology.segments(merge=merge)
         self.arity = M.pyramid_arity(net, self.topology)
         self.leaf_macs = torch.tensor(self.topology.leaf_macs, dtype=torch.float64)
@@ -291,7 +294,6 @@ class OnnxEngine(InferenceEngine):
         from routec.deploy.runner import SegmentRunner
         from routec.engine import onnx_export
 
-        net.eval()
         self.segments = self.topology.segments(merge=merge)
         arity = M.pyramid_arity(net, self.topology)
         threads = torch.get_num_threads() if threads is None else threads
@@ -345,7 +347,8 @@ def optimize_for_inference(net: RoutedNetwork, engine: str = "fused", **options:
                            ) -> InferenceEngine:
     """An inference engine for ``net`` (see the module docstring for the choices).
 
-    The engine copies what it needs: later changes to ``net``'s weights are not seen.
+    Every engine but ``eager`` copies what it needs when it is built: later changes to
+    ``net``'s weights are not seen. ``net``'s training/eval mode is left as it was.
     """
     if isinstance(net, InferenceEngine):
         net = net.net

@@ -129,3 +129,17 @@ def test_route_batch_of_one_matches_batch() -> None:
             assert torch.allclose(one.logits[0], batch.logits[i], atol=1e-5)
             assert float(one.macs) == g.path_macs()[int(one.leaf)]
     assert len(set(batch.leaf.tolist())) >= 2
+
+
+def test_engines_use_inference_statistics_and_leave_the_mode_alone() -> None:
+    g, net = compile_bundled("tiny")
+    randomise(net, seed=8)
+    calibrate(net, images(100, g.input_shape, seed=1))
+    x = images(9, g.input_shape, seed=2)
+    with torch.inference_mode():
+        ref = net.eval().route(x)
+    net.train()
+    for e in ENGINES:
+        out = optimize_for_inference(net, e).route(x)
+        _same(ref, out)
+        assert net.training
