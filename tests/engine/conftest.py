@@ -17,3 +17,18 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        "batch": 64, "eval_every": 1000, "log_every": 20, "seed": 3})
     train(cfg, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def static_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of two static prefixes of the tiny spec (1 and 3 columns), briefly trained."""
+    from routec.train.config import make_config
+    from routec.train.loop import train
+
+    root = tmp_path_factory.mktemp("engine") / "tiny-static"
+    for n in (1, 3):
+        cfg = make_config({"spec": "tiny", "data": "synthetic", "strategy": "static",
+                           "static_columns": n, "iterations": 30, "batch": 64,
+                           "eval_every": 1000, "log_every": 15, "seed": 3})
+        train(cfg, root / f"n{n}", progress=False)
+    return root

@@ -56,3 +56,23 @@ def test_bench_run(trained_run, capsys) -> None:
 def test_bench_bad_mix(capsys) -> None:
     assert main(["bench", "tiny", "--mix", "50,50"]) == 2
     assert "--mix needs 4 values" in capsys.readouterr().err
+
+
+def test_bench_run_picks_the_cheapest_static_run_at_least_as_accurate(
+        trained_run, static_runs, capsys) -> None:
+    from routec.report.summary import Evaluator
+
+    acc = Evaluator(trained_run).result("test", None)["result"]
+    scored = {d.name: Evaluator(d).result("test", None)["result"] for d in static_runs.iterdir()}
+    good = [n for n, r in scored.items() if r["accuracy"] >= acc["accuracy"]]
+    if good:
+        expect = min(good, key=lambda n: scored[n]["mean_macs"])
+    else:
+        expect = max(scored, key=lambda n: (scored[n]["accuracy"], -scored[n]["mean_macs"]))
+    assert main(["bench", str(trained_run), "--static", str(static_runs), "--json",
+                 "--no-nodes", "--engines", "fused", *QUICK]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["baseline"]["static_run"].endswith(expect)
+    assert r["baseline"]["routed_accuracy"] == acc["accuracy"]
+    # the routed side routes its own test images: its MACs are what evaluation counts
+    assert r["macs"]["static"] == scored[expect]["mean_macs"]
