@@ -74,7 +74,8 @@ class Topology:
                    parent=tuple(int(v) for v in net.PARENT), way=tuple(int(v) for v in net.WAY),
                    macs=tuple(int(v) for v in net.MACS), leaves=tuple(net.LEAVES),
                    junctions=tuple(net.JUNCTIONS), ways=tuple(net.WAYS),
-                   classes=int(net.CLASSES), input_shape=tuple(net.INPUT_SHAPE),  # type: ignore[arg-type]
+                   classes=int(net.CLASSES),
+                   input_shape=tuple(net.INPUT_SHAPE),  # type: ignore[arg-type]
                    dynamic_kcpt=bool(net.DYNAMIC_KCPT))
 
     def as_dict(self) -> dict[str, Any]:

@@ -34,8 +34,8 @@ from routec.errors import RoutecError
 from routec.runtime.routing import Policy, RoutedNetwork, argmax_policy
 
 DEFAULT_MIX = (50, 10, 10, 10, 5, 5, 5, 5)
-BENCH_ENGINES = ("eager", "fused", "onnx")
-LATENCY_REPEATS = 5  # calls per image per network at batch 1  # "compiled" on request: minutes to compile here
+BENCH_ENGINES = ("eager", "fused", "onnx")  # "compiled" on request: minutes to compile here
+LATENCY_REPEATS = 5  # calls per image per network at batch 1
 
 
 class MixPolicy:
@@ -395,7 +395,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"  {e:<9} " + "   ".join(cells))
     d = r["deepest"]
     lines += [
-        f"  best mean: routed {b['latency_routed_mean'] * 1e3:.2f} ms ({b['latency_routed_engine']})"
+        f"  best mean: routed {b['latency_routed_mean'] * 1e3:.2f} ms "
+        f"({b['latency_routed_engine']})"
         f" vs static {b['latency_static_mean'] * 1e3:.2f} ms ({b['latency_static_engine']})"
         f" -> {b['latency_ratio']:.2f}x",
         f"  deepest path ({d['exit']}, {d['junctions']} junctions) / static, same engine (p50): "

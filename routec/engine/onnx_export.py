@@ -2,9 +2,10 @@
 
 Every graph has a dynamic batch axis ``n``. Inputs are named ``x`` (the image, for
 the stem), ``h0``.. (the levels of the pyramid the segment reads) and ``k_cpt``
-(for a router that reads it); outputs ``o0``.. (the levels of its pyramid that later nodes read; ``o2`` is level 2),
-``scores`` (a router) or ``logits`` (a classifier). The TorchScript-based exporter
-(``dynamo=False``) is used: it needs neither network access nor onnxscript.
+(for a router that reads it); outputs ``o0``.. (the levels of its pyramid that later
+nodes read; ``o2`` is level 2), ``scores`` (a router) or ``logits`` (a classifier).
+The TorchScript-based exporter (``dynamo=False``) is used: it needs neither network
+access nor onnxscript.
 """
 from __future__ import annotations
 
