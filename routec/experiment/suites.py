@@ -65,6 +65,10 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
     **{f"cifar10-actor-x{w}": _actor("cifar10", spec, divide=w * w)
        for w, spec in WIDTHS.items()},
 }
+# Every suite reproduces the paper, so every run uses its exact training recipe (no
+# lr warm-up, no gradient clipping), not routec's defaults for new networks.
+SUITES = {suite: {name: {"preset": "paper", **run} for name, run in runs.items()}
+          for suite, runs in SUITES.items()}
 
 
 # -- the paper's figures, and the suites each of their panels shows ----------------------

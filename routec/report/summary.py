@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RunError
-from routec.train.config import RunConfig
+from routec.train.config import RunConfig, saved_config
 
 POLICY = "argmax"
 
@@ -46,7 +46,7 @@ def load_run_info(path: Path, name: str | None = None) -> RunInfo:
         raise RunError(f"{path}: not a run directory",
                        hint="pass directories written by routec train --out")
     try:
-        config = RunConfig(**json.loads((path / "config.json").read_text(encoding="utf-8")))
+        config = saved_config(json.loads((path / "config.json").read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise RunError(f"{path}: no config.json (not a routec run directory?)") from None
     except (json.JSONDecodeError, TypeError, ValueError) as err:

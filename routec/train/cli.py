@@ -39,6 +39,15 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--batch": ("batch", {"type": int}),
     "--lr": ("lr", {"type": float}),
     "--lr-halflife": ("lr_halflife", {"type": float}),
+    "--preset": ("preset", {"choices": ["default", "paper"],
+                            "help": "default: gradient clipping (--clip-grad-norm 1), so "
+                                    "networks without batch-norm train too; paper: the "
+                                    "paper's exact recipe (docs/training.md)"}),
+    "--warmup": ("warmup", {"type": int, "help": "iterations of linear lr warm-up "
+                                                 "(default 0)"}),
+    "--clip-grad-norm": ("clip_grad_norm", {"type": float,
+                                            "help": "clip the gradient's norm to this; 0: "
+                                                    "never (default preset 1.0; paper 0)"}),
     "--momentum": ("momentum", {"type": float}),
     "--tau": ("tau", {"type": float, "help": "initial temperature (actor 1.0, critic 0.1)"}),
     "--tau-halflife": ("tau_halflife", {"type": float,

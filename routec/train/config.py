@@ -9,13 +9,26 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from routec.errors import RunError
 
 Strategy = Literal["actor", "critic", "static", "multi-exit"]
 # DESIGN.md: per-example k_cpt for dynamic training is drawn from this grid (×1e-9)
 K_CPT_GRID = (0.0, 1e-9, 2e-9, 4e-9, 8e-9, 16e-9, 32e-9, 64e-9)
+
+
+# Where routec's defaults depart from the paper's recipe (§5: SGD at lr 0.1 with
+# momentum 0.9 from the first step, no clipping). That recipe suits the paper's
+# batch-normalised columns; in a plain conv network without batch-norm a few early
+# steps of that size drive most first-layer ReLUs dead and the run sits at chance
+# (docs/training.md). Clipping the gradient's norm to 1 bounds those steps; a linear
+# lr warm-up is available too but did not help on its own. `preset = "paper"`
+# restores the paper's settings exactly; explicit values override either preset.
+PRESETS: dict[str, dict[str, float | int]] = {
+    "default": {"warmup": 0, "clip_grad_norm": 1.0},
+    "paper": {"warmup": 0, "clip_grad_norm": 0.0},
+}
 
 
 class RunConfig(BaseModel):
@@ -41,6 +54,14 @@ class RunConfig(BaseModel):
     k_l2: float = Field(1e-4, ge=0)
     epsilon: float = Field(1e-6, ge=0, lt=1)
     talr: bool = True
+    preset: Literal["default", "paper"] = Field(
+        "default", description="default: gradient clipping (below); paper: the paper's "
+                               "exact recipe (no warm-up, no clipping)")
+    warmup: int | None = Field(None, ge=0, description="iterations of linear lr warm-up "
+                               "from 0 (both presets: 0)")
+    clip_grad_norm: float | None = Field(None, ge=0, description="clip the gradient's global "
+                                         "norm (after TALR) to this; 0: never (default "
+                                         "preset 1.0, paper 0)")
     regularise_dhat: bool = Field(False, description="actor: differentiate c_mod's (k_L2, "
                                   "k_dec) weighting by the reach probabilities, the paper's "
                                   "'regularising d̂' ablation (§4.4, §5.2); by default it is "
@@ -77,6 +98,16 @@ class RunConfig(BaseModel):
         p = Path(v).expanduser()
         return str(p.resolve()) if p.is_dir() else v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        """Fill the preset's values for the fields left unset (None)."""
+        if isinstance(data, dict):
+            preset = PRESETS.get(data.get("preset") or "default")
+            if preset is not None:
+                data = {**data, **{k: v for k, v in preset.items() if data.get(k) is None}}
+        return data
+
     @field_validator("k_cpt")
     @classmethod
     def _k_cpt(cls, v: float | str) -> float | str:
@@ -112,6 +143,19 @@ def load_config_file(path: str | Path) -> dict:
         raise RunError(f"{p}: config file not found") from None
     except tomllib.TOMLDecodeError as err:
         raise RunError(f"{p}: not valid TOML ({err})") from None
+
+
+def saved_settings_upgraded(values: dict) -> dict:
+    """Settings saved by a run (config.json, a checkpoint): a run saved before presets
+    existed was trained with the paper's recipe, so it reads as ``preset = "paper"``."""
+    if "preset" not in values:
+        return {**values, "preset": "paper"}
+    return dict(values)
+
+
+def saved_config(values: dict) -> RunConfig:
+    """The RunConfig of saved settings (see :func:`saved_settings_upgraded`)."""
+    return RunConfig(**saved_settings_upgraded(values))
 
 
 def make_config(values: dict) -> RunConfig:

@@ -25,7 +25,7 @@ from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
 from routec.train.actor import actor_loss
 from routec.train.checkpoint import load_checkpoint, save_checkpoint
-from routec.train.config import RunConfig
+from routec.train.config import RunConfig, saved_config
 from routec.train.costs import StepResult, node_params
 from routec.train.critic import critic_loss
 from routec.train.evaluate import evaluate
@@ -33,7 +33,7 @@ from routec.train.machine import describe
 from routec.train.model import build_network, digest, spec_text, to_device
 from routec.train.runs import load_data, make_augmenter
 from routec.train.sampled import sampled_critic_loss
-from routec.train.schedules import halving
+from routec.train.schedules import halving, learning_rate
 from routec.train.static import multi_exit_loss, static_loss
 from routec.train.talr import apply_talr, talr_scales
 from routec.train.tree import Tree
@@ -135,7 +135,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     state = load_checkpoint(ckpt_path) if (resume and ckpt_path.exists()) else None
     if state is not None:
         text = state["spec_text"]  # resume the network that was trained, even if the file moved
-        old = RunConfig(**state["config"])
+        old = saved_config(state["config"])
         if old.model_dump(exclude={"iterations"}) != cfg.model_dump(exclude={"iterations"}):
             raise RunError("the checkpoint was written with another configuration",
                            hint="resume with the same settings (only --iterations may change)")
@@ -241,7 +241,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
             x, y = D.shard(x, dist).to(device), D.shard(y, dist).to(device)
             if isinstance(k, Tensor):
                 k = D.shard(k, dist).to(device)
-            lr = halving(cfg.lr, cfg.lr_halflife, it)
+            lr = learning_rate(cfg.lr, cfg.lr_halflife, cfg.warmup or 0, it)
             tau = halving(cfg.effective_tau, cfg.tau_halflife, it)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -255,6 +255,8 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
             res.loss.backward()
             if cfg.talr and cfg.strategy in ("actor", "critic"):
                 apply_talr(params, D.global_talr_scales(res.reach, dist))
+            if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
             opt.step()
             # running metrics under the inference policy
             window["loss"] += float(res.loss.detach()) * len(y)

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from routec.train.config import RunConfig
+from routec.train.config import RunConfig, saved_config
 
 
 def checkpoint_path(run: str | Path) -> Path:
@@ -55,7 +55,7 @@ def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | Non
     from routec.train.model import build_network, to_device
 
     state = load_checkpoint(checkpoint_path(run))
-    cfg = RunConfig(**state["config"])
+    cfg = saved_config(state["config"])
     shape = parse_spec(state["spec_text"], state["spec_label"]).input_shape
     data = load_data(cfg, shape, data_root, cache_dir, classes=list(state["classes"]))
     trained_on = state.get("data_files")
