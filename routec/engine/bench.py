@@ -110,6 +110,7 @@ class Workload:
     k_cpt: float | None = None
     label: str = ""
     static_label: str = ""
+    mix: Sequence[float] | None = None  # the forced mix, when there is one
 
     def policy(self, rows_target: Tensor | None) -> Policy:
         if rows_target is None:
@@ -139,7 +140,8 @@ def spec_workload(spec: str, mix: Sequence[float] | None = None, batch: int = 25
     n = max(batch, images or 0)
     x = torch.rand(n, *routed.INPUT_SHAPE, generator=torch.Generator().manual_seed(seed))
     return Workload(routed, static, x, mix_targets(mix, n, seed), label=f"{routed.NAME} (routed)",
-                    static_label=f"{static.NAME} static, {static_depth(parsed)} columns")
+                    static_label=f"{static.NAME} static, {static_depth(parsed)} columns",
+                    mix=list(mix))
 
 
 def _engines(net: RoutedNetwork, names: Sequence[str]) -> dict[str, InferenceEngine]:
@@ -207,7 +209,10 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     one_fns: dict[str, Callable[[int], object]] = {}
     for e in names:
         if work.target is not None:
-            pols = [MixPolicy(topo, work.target[i:i + 1]) for i in range(m)]
+            # the batch-1 images follow the mix exactly, as the batches do
+            one_target = (mix_targets(work.mix, m, seed=1) if work.mix is not None
+                          else work.target[:m])
+            pols = [MixPolicy(topo, one_target[i:i + 1]) for i in range(m)]
             one_fns[f"routed/{e}"] = (lambda i, e=e, pols=pols: routed[e].route(
                 x[i:i + 1], k_cpt=k, policy=pols[i]))
         else:
@@ -437,4 +442,4 @@ def compare_spec(spec: str = "paper_chain", mix: Sequence[float] | None = None, 
     and dicts). ``result["best"]`` has the engines, images/s, speed and MAC ratios."""
     work = spec_workload(spec, mix, batch=batch, images=images)
     return compare(work, batch=batch, engines=engines, repeats=5, min_seconds=seconds,
-                   latency_images=50, per_node=per_node)
+                   latency_images=100, per_node=per_node)
