@@ -101,6 +101,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--split", choices=["test", "val"], default="test")
     e.add_argument("--data-root")
     e.add_argument("--cache-dir")
+    e.add_argument("--engine", choices=["eager", "fused", "compiled", "onnx"], default="eager",
+                   help="inference engine (routec.optimize_for_inference); default eager")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=run_eval)
 
@@ -170,14 +172,20 @@ def run_eval(args: argparse.Namespace) -> int:
             raise RunError("this network was trained with a fixed k_cpt and does not read one",
                            hint="--k-cpt applies to runs trained with --k-cpt dynamic")
         ks = [None]
+    import time
+
+    from routec.engine import optimize_for_inference
+
+    engine = optimize_for_inference(net, args.engine)
     results = []
     for k in ks:
-        r = evaluate(net, split.images, split.labels, k_cpt=k, policy=args.policy,
+        t0 = time.perf_counter()
+        r = evaluate(engine, split.images, split.labels, k_cpt=k, policy=args.policy,
                      threshold=args.threshold)
-        results.append({"k_cpt": k, **r.as_dict()})
+        results.append({"k_cpt": k, **r.as_dict(), "seconds": time.perf_counter() - t0})
     payload = {"run": str(args.run), "iteration": state["iteration"],
                "finished": state["finished"], "data": cfg.data, "split": args.split,
-               "policy": args.policy,
+               "policy": args.policy, "engine": args.engine,
                "threshold": args.threshold if args.policy == "confidence" else None,
                "classes": state["classes"], "results": results}
     if args.json:
@@ -199,7 +207,8 @@ def _print_eval(p: dict[str, Any]) -> None:
                   f"policy {p['policy']}"
                   + (f" (threshold {p['threshold']})" if p["threshold"] is not None else ""))
     for r in p["results"]:
-        head = f"accuracy {r['accuracy']:.4f}   mean MACs {r['mean_macs']:,.0f}"
+        head = (f"accuracy {r['accuracy']:.4f}   mean MACs {r['mean_macs']:,.0f}   "
+                f"{r['examples'] / max(r['seconds'], 1e-9):,.0f} images/s ({p['engine']} engine)")
         if r["k_cpt"] is not None:
             head = f"k_cpt {r['k_cpt']:g}: " + head
         console.print(head)
