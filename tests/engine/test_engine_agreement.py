@@ -143,3 +143,18 @@ def test_engines_use_inference_statistics_and_leave_the_mode_alone() -> None:
         out = optimize_for_inference(net, e).route(x)
         _same(ref, out)
         assert net.training
+
+
+def test_eval_cli_engines_agree(trained_run, capsys) -> None:
+    import json
+
+    from routec.cli import main
+
+    results = {}
+    for e in ENGINES:
+        assert main(["eval", str(trained_run), "--engine", e, "--json"]) == 0
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["engine"] == e
+        (r,) = payload["results"]
+        results[e] = (r["accuracy"], r["exit_fraction"], r["mean_macs"])
+    assert results["fused"] == results["eager"] == results["onnx"]
