@@ -226,7 +226,13 @@ def random_specs(draw) -> str:
             n = "p" if has_param and draw(st.booleans()) else _num(draw)
             layers.append(draw(st.sampled_from([
                 f"multiscale[{_nums(draw, 1, 3)}]", f"conv({n}, kernel = {_num(draw, (1, 3, 5))})",
-                f"conv({n})", "bn", "relu", f"pool({_num(draw, (1, 2))})", f"linear({n})"])))
+                f"conv({n})", "bn", "relu", f"pool({_num(draw, (1, 2))})", f"linear({n})",
+                f"conv({n}, stride = {_num(draw, (1, 2, 3))}, groups = {_num(draw, (1, 2))})",
+                f"conv({n}, dilation = {_num(draw, (1, 2))})", "depthwise",
+                f"depthwise(stride = {_num(draw, (1, 2))})", f"avgpool({_num(draw, (1, 2))})",
+                "gap", "dropout(0.25)", "residual(relu)",
+                f"residual(conv({n}) -> bn -> relu -> conv({n}, stride = {_num(draw, (1, 2))}))",
+                f"residual(conv({n}, kernel = 1) -> pool(2))"])))
         params[f"c{i}"] = has_param
         decl[f"c{i}"] = f"column c{i}{'(p)' if has_param else ''} = " + " -> ".join(layers)
     uses: dict[str, set[str]] = {}  # def -> the names its chain uses
