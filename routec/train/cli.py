@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RunError
-from routec.train.config import RunConfig, load_config_file, make_config
+from routec.train.config import (RunConfig, load_config_file, make_config,
+                                 saved_settings_upgraded)
 
 # flag name -> RunConfig field; every flag defaults to None so that only flags the
 # user typed override the config file, which overrides the defaults.
@@ -69,6 +70,9 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--log-every": ("log_every", {"type": int}),
     "--eval-every": ("eval_every", {"type": int}),
     "--checkpoint-every": ("checkpoint_every", {"type": int}),
+    "--checkpoint-seconds": ("checkpoint_seconds", {"type": float,
+                                                    "help": "also checkpoint every this many "
+                                                            "seconds (default 60; 0: never)"}),
     "--val-examples": ("val_examples", {"type": int}),
     "--device": ("device", {}),
 }
@@ -78,10 +82,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a routed network",
                        description="Train SPEC with a strategy; logs, checkpoints and the "
                                    "effective config go to --out.")
-    p.add_argument("spec", help="a .route file or a bundled spec name")
+    p.add_argument("spec", nargs="?",
+                   help="a .route file or a bundled spec name (not needed with --resume)")
     p.add_argument("--config", help="a TOML file of run settings (flags override it)")
     p.add_argument("--out", help="run directory (default: runs/SPEC-STRATEGY)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its saved settings (only "
+                        "--iterations may change)")
+    p.add_argument("--start-if-missing", action="store_true",
+                   help="with --resume: when --out has no checkpoint yet, start the run "
+                        "from iteration 0 (with its saved settings, if any)")
     p.add_argument("--no-talr", dest="talr", action="store_false", default=None,
                    help="turn off throughput-adjusted learning rates")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
@@ -123,11 +133,17 @@ def _resolve_data(name: str, root: str | None) -> str:
     return chosen
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    values: dict[str, Any] = {}
+def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = None
+                     ) -> RunConfig:
+    """Defaults < ``saved`` (a resumed run's settings) < --config file < typed flags."""
+    values: dict[str, Any] = dict(saved or {})
     if args.config:
         values.update(load_config_file(args.config))
-    values["spec"] = args.spec
+    if args.spec is not None:
+        values["spec"] = args.spec
+    elif "spec" not in values:
+        raise RunError("routec train needs a SPEC (a .route file or a bundled spec name), "
+                       "or --resume --out RUN to continue a run")
     for flag, (field, _) in FLAGS.items():
         v = getattr(args, flag.lstrip("-").replace("-", "_"))
         if v is not None:
@@ -145,12 +161,38 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return make_config(values)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from routec.train.loop import train
+def saved_settings(out: Path) -> dict[str, Any] | None:
+    """The settings a run in ``out`` was started with: its checkpoint's, or (for a run
+    stopped before its first checkpoint) its config.json; None when neither exists."""
+    from routec.train.checkpoint import load_checkpoint
+    from routec.train.loop import CHECKPOINT, CONFIG
 
-    cfg = config_from_args(args)
+    if (out / CHECKPOINT).exists():
+        return saved_settings_upgraded(load_checkpoint(out / CHECKPOINT)["config"])
+    if (out / CONFIG).exists():
+        try:
+            return saved_settings_upgraded(json.loads((out / CONFIG).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as err:
+            raise RunError(f"{out / CONFIG}: unreadable run config ({err})") from None
+    return None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from routec.train.loop import missing_checkpoint_message, train
+
+    saved = None
+    if args.resume:
+        if not args.out:
+            raise RunError("--resume needs --out RUN, the run directory to continue")
+        saved = saved_settings(Path(args.out))
+        if not (Path(args.out) / "checkpoint.pt").exists() and not args.start_if_missing:
+            raise RunError(missing_checkpoint_message(Path(args.out)))
+    elif args.start_if_missing:
+        raise RunError("--start-if-missing only applies with --resume")
+    cfg = config_from_args(args, saved)
     out = Path(args.out or f"runs/{Path(cfg.spec).stem}-{cfg.strategy}")
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress,
+                   start_if_missing=args.start_if_missing)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     val = result.val or {}

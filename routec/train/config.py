@@ -84,6 +84,8 @@ class RunConfig(BaseModel):
     log_every: int = Field(100, ge=1)
     eval_every: int = Field(1_000, ge=1)
     checkpoint_every: int = Field(500, ge=1)
+    checkpoint_seconds: float = Field(60.0, ge=0, description="also checkpoint after this "
+                                      "many seconds of training since the last one; 0: never")
     val_examples: int | None = Field(None, ge=1, description="cap on validation examples")
     device: str = "cpu"
 
@@ -165,3 +167,18 @@ def make_config(values: dict) -> RunConfig:
     except ValidationError as err:
         lines = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()]
         raise RunError("bad run configuration: " + "; ".join(lines)) from None
+
+
+# Settings a resumed run may change: the budget, and where the data lives (a run may
+# move to another machine). Anything else would make the result a mix of two runs.
+RESUME_MAY_CHANGE = frozenset({"iterations", "data_root", "cache_dir"})
+
+
+def changed_settings(saved: RunConfig, given: RunConfig) -> list[tuple[str, object, object]]:
+    """(field, saved value, given value) for every setting a resume may not change."""
+    a, b = saved.model_dump(), given.model_dump()
+    return [(k, a[k], b.get(k)) for k in a if k not in RESUME_MAY_CHANGE and a[k] != b.get(k)]
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")

@@ -25,7 +25,8 @@ from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
 from routec.train.actor import actor_loss
 from routec.train.checkpoint import load_checkpoint, save_checkpoint
-from routec.train.config import RunConfig, saved_config
+from routec.train.config import RunConfig, changed_settings, flag_name, saved_config
+from routec.train.device import resolve_device
 from routec.train.costs import StepResult, node_params
 from routec.train.critic import critic_loss
 from routec.train.evaluate import evaluate
@@ -33,6 +34,7 @@ from routec.train.machine import describe
 from routec.train.model import build_network, digest, spec_text, to_device
 from routec.train.runs import load_data, make_augmenter
 from routec.train.sampled import sampled_critic_loss
+from routec.train.sgd import SGD
 from routec.train.schedules import halving, learning_rate
 from routec.train.static import multi_exit_loss, static_loss
 from routec.train.talr import apply_talr, talr_scales
@@ -122,29 +124,38 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
 
 
 def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> RunResult:
-    """Train ``cfg`` into ``out_dir``; ``stop_after`` ends early (for tests) as if killed."""
+          stop_after: int | None = None, start_if_missing: bool = False) -> RunResult:
+    """Train ``cfg`` into ``out_dir``; ``stop_after`` ends early (for tests) as if killed.
+
+    ``resume`` continues the checkpoint in ``out_dir``; when there is none it is an
+    error unless ``start_if_missing`` (a run killed before its first checkpoint, or
+    never started, then starts from iteration 0).
+    """
+    device = resolve_device(cfg.device)  # before any data is decoded
     dist = D.setup()
     torch.manual_seed(cfg.seed)
     out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists() and not resume:
-        raise RunError(f"{out_dir} already holds a run", hint="pass --resume to continue it, "
-                       "or choose another --out")
+        raise RunError(f"{out_dir} already holds a run; pass --resume to continue it, or "
+                       "choose another --out")
+    if resume and not ckpt_path.exists() and not start_if_missing:
+        raise RunError(missing_checkpoint_message(out_dir))
     label, text = spec_text(cfg.spec)
     state = load_checkpoint(ckpt_path) if (resume and ckpt_path.exists()) else None
     if state is not None:
         text = state["spec_text"]  # resume the network that was trained, even if the file moved
-        old = saved_config(state["config"])
-        if old.model_dump(exclude={"iterations"}) != cfg.model_dump(exclude={"iterations"}):
-            raise RunError("the checkpoint was written with another configuration",
-                           hint="resume with the same settings (only --iterations may change)")
+        changed = changed_settings(saved_config(state["config"]), cfg)
+        if changed:
+            raise RunError("the checkpoint was written with another configuration: " + "; ".join(
+                f"{flag_name(k)} was {a!r}, now {b!r}" for k, a, b in changed)
+                + " (a resume may change only --iterations and where the data lives)")
     # the spec's input shape is checked against the dataset before anything is decoded
     data = load_data(cfg, parse_spec(text, label).input_shape)
     classes = len(data.info.classes)
     g, net = build_network(label, text, classes=classes, dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy,
-                           batch=cfg.batch, device=cfg.device)  # refuses what cannot fit
+                           batch=cfg.batch, device=str(device))  # refuses what cannot fit
     if dist.rank == 0:
         print(f"data: {cfg.data}: {data.info.source}", file=sys.stderr)
         print(split_table(data), file=sys.stderr)
@@ -160,10 +171,9 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     if tuple(net.INPUT_SHAPE) != tuple(data.train.images.shape[1:]):
         raise RunError(f"network '{g.name}' takes {net.INPUT_SHAPE} images but dataset "
                        f"'{cfg.data}' has {tuple(data.train.images.shape[1:])}")
-    device = torch.device(cfg.device)
     to_device(net, device)
     model = D.wrap(net, dist, device)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    opt = SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     order = BatchOrder(len(data.train), cfg.batch, cfg.seed)
     augmenter = make_augmenter(cfg, data)
     kgen = torch.Generator().manual_seed(cfg.seed + 2)
@@ -180,12 +190,16 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
         sgen.set_state(state["sample_rng"])
         torch.set_rng_state(state["torch_rng"])
         start = state["iteration"]
+        window_state = state.get("window")
     leader = dist.rank == 0
     if leader:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / CONFIG).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
         (out_dir / "spec.route").write_text(text, encoding="utf-8")
-        _truncate_metrics(out_dir / METRICS, start)
+        if start == 0:  # a fresh start (perhaps of a run killed before its first checkpoint)
+            (out_dir / METRICS).unlink(missing_ok=True)
+        else:
+            _truncate_metrics(out_dir / METRICS, start)
         if start == 0:
             _append_jsonl(out_dir / METRICS, {
                 "event": "start", "iteration": 0, "network": g.name, "data": cfg.data,
@@ -217,10 +231,16 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
             "optimizer": opt.state_dict(), "order": order.state(),
             "augment_rng": augmenter.state(), "kcpt_rng": kgen.get_state(),
             "sample_rng": sgen.get_state(), "torch_rng": torch.get_rng_state(),
+            # the running log window, so a checkpoint between log lines resumes them exactly
+            "window": {"sums": dict(window), "leaf_counts": leaf_counts.clone()},
         })
 
     window: dict[str, float] = {"loss": 0.0, "correct": 0.0, "macs": 0.0, "n": 0.0}
     leaf_counts = torch.zeros(len(tree.leaves))
+    if state is not None and window_state is not None:
+        window.update(window_state["sums"])
+        leaf_counts = window_state["leaf_counts"].clone()
+    last_save = time.monotonic()
     bar = _Progress(cfg.iterations, start, enabled=progress and leader)
     t0 = time.perf_counter()
     val: dict[str, Any] | None = None
@@ -286,12 +306,28 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
                     _append_jsonl(out_dir / METRICS, record)
                 window = {key: 0.0 for key in window}
                 leaf_counts.zero_()
-            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+            timed = (cfg.checkpoint_seconds > 0
+                     and time.monotonic() - last_save >= cfg.checkpoint_seconds)
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations or timed:
                 save(done, done == cfg.iterations)
+                last_save = time.monotonic()
     finally:
         bar.close()
         D.teardown(dist)
     return RunResult(out_dir, cfg.iterations, True, val)
+
+
+def missing_checkpoint_message(out_dir: Path) -> str:
+    """Why there is nothing to resume in ``out_dir``, and how to start instead."""
+    if not out_dir.exists():
+        return f"--resume: {out_dir} does not exist, so there is no run to resume; " \
+               "drop --resume to start a new run there"
+    if (out_dir / CONFIG).exists():
+        return (f"--resume: {out_dir} has no checkpoint (the run stopped before its first "
+                "one); add --start-if-missing to start it again from iteration 0 with its "
+                "saved settings")
+    return (f"--resume: {out_dir} holds no run (no {CHECKPOINT}); drop --resume to start "
+            "a new run there")
 
 
 def _last_good(path: Path) -> str:

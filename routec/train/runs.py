@@ -5,12 +5,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.errors import RunError
 from routec.train.config import RunConfig, saved_config
 
 
+RUN_FILES = {"config.json": "config", "metrics.jsonl": "log", "spec.route": "spec"}
+
+
 def checkpoint_path(run: str | Path) -> Path:
+    """The checkpoint of a run directory (or a checkpoint file itself), or a one-line
+    error that says what the path is instead."""
     p = Path(run)
-    return p / "checkpoint.pt" if p.is_dir() else p
+    if p.is_dir():
+        ckpt = p / "checkpoint.pt"
+        if ckpt.is_file():
+            return ckpt
+        if (p / "config.json").exists():
+            raise RunError(f"{p}: this run has no checkpoint yet (it stopped before its first "
+                           "one); resume it with: routec train --out "
+                           f"{p} --resume --start-if-missing")
+        raise RunError(f"{p}: not a run directory (no checkpoint.pt in it)")
+    if p.is_file():
+        if p.name in RUN_FILES:
+            raise RunError(f"{p} is a run's {RUN_FILES[p.name]} file, not a checkpoint; pass "
+                           f"the run directory {p.parent} instead")
+        return p
+    raise RunError(f"{p}: no such run directory or checkpoint file")
 
 
 def load_data(cfg: RunConfig, shape: tuple[int, int, int], data_root: str | None = None,
