@@ -65,6 +65,20 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
     **{f"cifar10-actor-x{w}": _actor("cifar10", spec, divide=w * w)
        for w, spec in WIDTHS.items()},
 }
+# Beyond the paper: a CIFAR ResNet-20 routed after each stage (specs/resnet_chain.route),
+# against its static prefixes and against the same network trained with every exit
+# (multi-exit) and routed by a confidence threshold at evaluation.
+RESNET_K_CPT = (2e-9, 8e-9, 32e-9)
+SUITES.update({
+    "cifar10-resnet-static": {
+        f"n{n}": {"spec": "resnet_chain", "strategy": "static", "static_columns": n,
+                  "data": "cifar10"} for n in (1, 2, 3)},
+    "cifar10-resnet-actor": {
+        _k_name(k): {"spec": "resnet_chain", "strategy": "actor", "k_cpt": k,
+                     "data": "cifar10"} for k in RESNET_K_CPT},
+    "cifar10-resnet-multiexit": {
+        "multi-exit": {"spec": "resnet_chain", "strategy": "multi-exit", "data": "cifar10"}},
+})
 # Every suite reproduces the paper, so every run uses its exact training recipe (no
 # lr warm-up, no gradient clipping), not routec's defaults for new networks.
 SUITES = {suite: {name: {"preset": "paper", **run} for name, run in runs.items()}
