@@ -12,6 +12,7 @@ from helpers import calibrate, compile_bundled, images, randomise
 from routec.deploy.topology import Topology
 from routec.engine import optimize_for_inference
 from routec.engine.bench import MixPolicy, mix_targets
+from routec.parse import bundled_specs
 
 ENGINES = ["eager", "fused", "onnx"]
 pytest.importorskip("onnxruntime")
@@ -29,7 +30,7 @@ def _graph_macs(g, leaf: torch.Tensor) -> torch.Tensor:
     return torch.tensor(g.path_macs(), dtype=torch.float64)[leaf]
 
 
-@pytest.fixture(scope="module", params=["tiny", "paper_chain", "paper_tree"])
+@pytest.fixture(scope="module", params=sorted(bundled_specs()))
 def built(request):
     g, net = compile_bundled(request.param)
     randomise(net, seed=5)
@@ -38,7 +39,7 @@ def built(request):
     return g, net, engines
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 7, 61])
+@pytest.mark.parametrize("n", [0, 1, 7, 61])
 def test_engines_agree_with_route(built, n: int) -> None:
     g, net, engines = built
     x = images(n, g.input_shape, seed=n + 2)
@@ -49,7 +50,7 @@ def test_engines_agree_with_route(built, n: int) -> None:
         out = eng.route(x)
         _same(ref, out)
     if n == 61:  # calibrated random weights spread examples over several exits
-        assert len(set(ref.leaf.tolist())) >= 3
+        assert len(set(ref.leaf.tolist())) >= 2
 
 
 def test_engines_agree_under_a_forced_mix(built) -> None:
