@@ -75,7 +75,11 @@ def _check(cond: bool, path: Path, message: str) -> None:
 
 def load(directory: str | Path, threads: int = 0) -> "DeployedNetwork":
     """Load and verify an export directory."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise RoutecError("routec.deploy needs onnxruntime, which is not installed",
+                          hint="pip install onnxruntime") from None
 
     d = Path(directory)
     mpath = d / MANIFEST

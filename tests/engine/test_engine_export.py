@@ -165,3 +165,21 @@ def test_export_of_a_dynamic_kcpt_network_reads_kcpt(tmp_path) -> None:
     assert macs.tolist() == ref.macs.tolist()
     with pytest.raises(RoutecError, match="reads k_cpt"):
         deployed.route(x.numpy())
+
+
+def test_runner_without_onnxruntime_says_so(exported, monkeypatch) -> None:
+    import builtins
+
+    from routec.deploy import load
+    from routec.errors import RoutecError
+
+    real = builtins.__import__
+
+    def fake(mod, *args, **kwargs):
+        if mod == "onnxruntime" or mod.startswith("onnxruntime."):
+            raise ImportError(f"No module named '{mod}'", name=mod)
+        return real(mod, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(RoutecError, match="needs onnxruntime"):
+        load(exported)
