@@ -83,7 +83,8 @@ def _print_comparison(data: str, source: str, settings: Any, static: Any, routed
     console = Console(width=100, highlight=False)
     console.print(f"\n[bold]routed vs static[/bold] on {data} ({source.split(' (')[0]}), "
                   f"test split, {settings.iterations} training iterations each "
-                  f"(batch {settings.batch}, lr {settings.lr:g}; routed: actor, "
+                  f"(batch {settings.batch}, lr {settings.lr:g} after {settings.warmup} warm-up; "
+                  f"routed: actor, "
                   f"k_cpt {settings.k_cpt:g})")
     t = Table("", "static baseline", "routed network", "routed vs static")
     s, r = static.eval, routed.eval
