@@ -29,7 +29,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                             "(v/255)^2.2 as in the paper (default), or unit: v/255"}),
     "--normalize": ("normalize", {"action": "store_const", "const": True,
                                   "help": "standardise every channel with the training split's "
-                                          "mean and standard deviation"}),
+                                          "mean and standard deviation (the default preset "
+                                          "does; --preset paper does not)"}),
+    "--no-normalize": ("normalize", {"action": "store_const", "const": False,
+                                     "help": "feed the images as they are"}),
     "--shift": ("shift", {"type": float, "help": "augmentation: largest shift as a fraction of "
                           "the image side (default 0.125: 4 px of 32)"}),
     "--no-flip": ("flip", {"action": "store_const", "const": False,
@@ -41,9 +44,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--lr": ("lr", {"type": float}),
     "--lr-halflife": ("lr_halflife", {"type": float}),
     "--preset": ("preset", {"choices": ["default", "paper"],
-                            "help": "default: gradient clipping (--clip-grad-norm 1), so "
-                                    "networks without batch-norm train too; paper: the "
-                                    "paper's exact recipe (docs/training.md)"}),
+                            "help": "default: standardised inputs and gradient clipping "
+                                    "(--normalize --clip-grad-norm 1), so networks without "
+                                    "batch-norm train too; paper: the paper's exact recipe "
+                                    "(docs/training.md)"}),
     "--warmup": ("warmup", {"type": int, "help": "iterations of linear lr warm-up "
                                                  "(default 0)"}),
     "--clip-grad-norm": ("clip_grad_norm", {"type": float,

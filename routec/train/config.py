@@ -18,16 +18,18 @@ Strategy = Literal["actor", "critic", "static", "multi-exit"]
 K_CPT_GRID = (0.0, 1e-9, 2e-9, 4e-9, 8e-9, 16e-9, 32e-9, 64e-9)
 
 
-# Where routec's defaults depart from the paper's recipe (§5: SGD at lr 0.1 with
-# momentum 0.9 from the first step, no clipping). That recipe suits the paper's
-# batch-normalised columns; in a plain conv network without batch-norm a few early
-# steps of that size drive most first-layer ReLUs dead and the run sits at chance
-# (docs/training.md). Clipping the gradient's norm to 1 bounds those steps; a linear
-# lr warm-up is available too but did not help on its own. `preset = "paper"`
-# restores the paper's settings exactly; explicit values override either preset.
-PRESETS: dict[str, dict[str, float | int]] = {
-    "default": {"warmup": 0, "clip_grad_norm": 1.0},
-    "paper": {"warmup": 0, "clip_grad_norm": 0.0},
+# Where routec's defaults depart from the paper's recipe (§5: images as they are, SGD
+# at lr 0.1 with momentum 0.9 from the first step, no clipping). That recipe suits the
+# paper's batch-normalised columns. A plain conv network without batch-norm, fed
+# images whose channels all have a mean near 0.5, gets a gradient spike in its first
+# dozens of steps that leaves most first-layer ReLUs dead, and sits at chance
+# (docs/training.md). By default routec standardises each input channel with the
+# training split's statistics and clips the gradient's norm to 1; a linear lr warm-up
+# is available but did not help on its own. `preset = "paper"` restores the paper's
+# settings exactly; explicit values override either preset.
+PRESETS: dict[str, dict[str, float | int | bool]] = {
+    "default": {"normalize": True, "warmup": 0, "clip_grad_norm": 1.0},
+    "paper": {"normalize": False, "warmup": 0, "clip_grad_norm": 0.0},
 }
 
 
@@ -77,7 +79,8 @@ class RunConfig(BaseModel):
     test_fraction: float | None = Field(None, gt=0, lt=1, description="folder hold-out (0.1)")
     pixels: Literal["linear", "unit"] | None = Field(None, description="folders: linear light "
                                                      "(default) or v/255")
-    normalize: bool = Field(False, description="standardise channels with train statistics")
+    normalize: bool | None = Field(None, description="standardise channels with train "
+                                   "statistics (default preset: on; paper: off)")
     shift: float | None = Field(None, ge=0, lt=1, description="augmentation: largest shift as "
                                 "a fraction of the image side (0.125)")
     flip: bool | None = Field(None, description="augmentation: mirror natural images")
