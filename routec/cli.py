@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     from routec.data import cli as data_cli
     from routec.demo import cli as demo_cli
     from routec.engine import cli as engine_cli
+    from routec.engine import profile_cli
     from routec.experiment import cli as experiment_cli
     from routec.report import cli as report_cli
     from routec.train import cli as train_cli
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.add_commands(sub)
     experiment_cli.add_commands(sub)
     engine_cli.add_commands(sub)
+    profile_cli.add_commands(sub)
     return parser
 
 

@@ -19,7 +19,9 @@ from routec.train.tree import EPSILON, Tree, inference_leaf, reach, training_pol
 
 def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | Tensor,
                tau: float, k_dec: float = 0.01, k_l2: float = 1e-4,
-               epsilon: float = EPSILON, regularise_dhat: bool = False) -> StepResult:
+               epsilon: float = EPSILON, regularise_dhat: bool = False,
+               node_cost: Tensor | None = None) -> StepResult:
+    """``node_cost``: what each node costs (routec.train.costs.node_costs); None: MACs."""
     tree = Tree.of(net)
     n = y.shape[0]
     like = out.leaf_logits
@@ -28,7 +30,7 @@ def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | T
     k = kcpt_column(k_cpt, n, like)
     leaves = list(tree.leaves)
     err = (p[:, leaves] * leaf_errors(out, y)).sum(dim=1)
-    cpt = k * (p * compute_cost(tree, like)).sum(dim=1)
+    cpt = k * (p * compute_cost(tree, like, node_cost)).sum(dim=1)
     sg = p.detach()
     w = p if regularise_dhat else sg  # the routing weights of c_mod: held constant or not
     mod = k_l2 * (w.mean(dim=0) * node_l2(node_weights(net), like)).sum()

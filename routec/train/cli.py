@@ -58,8 +58,15 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--tau-halflife": ("tau_halflife", {"type": float,
                                         "help": "iterations per halving of τ (default 2e4; "
                                                 "the paper's text says 1e4)"}),
-    "--k-cpt": ("k_cpt", {"help": "cost per MAC, e.g. 4e-9, or 'dynamic' (per-example draw "
-                                  "from the grid; routers read it)"}),
+    "--k-cpt": ("k_cpt", {"help": "cost per MAC, e.g. 4e-9 (with --cost latency: per "
+                                  "millisecond per example, e.g. 0.04), or 'dynamic' "
+                                  "(per-example draw from the grid; routers read it)"}),
+    "--cost": ("cost", {"choices": ["macs", "latency"],
+                        "help": "what k_cpt prices: MACs (default, the paper's) or the "
+                                "measured time per example of --cost-table's nodes"}),
+    "--cost-table": ("cost_table", {"metavar": "FILE",
+                                    "help": "a cost table from `routec profile` (--cost "
+                                            "latency); saved in the run directory"}),
     "--k-dec": ("k_dec", {"type": float}),
     "--k-ure": ("k_ure", {"type": float}),
     "--k-l2": ("k_l2", {"type": float}),
@@ -108,7 +115,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Test accuracy, mean MACs per example as counted by "
                                    "routed inference, per-exit fractions and accuracies.")
     e.add_argument("run", help="a run directory or a checkpoint file")
-    e.add_argument("--k-cpt", type=float, nargs="+", help="k_cpt values (dynamic networks)")
+    e.add_argument("--k-cpt", type=float, nargs="+", help="k_cpt values (dynamic networks; "
+                                                          "per ms for --cost latency runs)")
     e.add_argument("--policy", choices=["argmax", "confidence"], default="argmax")
     e.add_argument("--threshold", type=float, default=0.9,
                    help="confidence policy: exit when the top softmax probability reaches it")
@@ -223,12 +231,18 @@ def run_eval(args: argparse.Namespace) -> int:
     from routec.engine import optimize_for_inference
 
     engine = optimize_for_inference(net, args.engine)
+    path_s = _run_path_seconds(args.run, net)
     results = []
     for k in ks:
         t0 = time.perf_counter()
-        r = evaluate(engine, split.images, split.labels, k_cpt=k, policy=args.policy,
+        r = evaluate(engine, split.images, split.labels,
+                     k_cpt=None if k is None else cfg.router_k_cpt(k), policy=args.policy,
                      threshold=args.threshold)
-        results.append({"k_cpt": k, **r.as_dict(), "seconds": time.perf_counter() - t0})
+        row = {"k_cpt": k, **r.as_dict(), "seconds": time.perf_counter() - t0}
+        if path_s is not None and args.policy == "argmax":
+            # measured time per example: each exit's path time from the run's cost table
+            row["mean_measured_seconds"] = sum(f * t for f, t in zip(r.exit_fraction, path_s))
+        results.append(row)
     payload = {"run": str(args.run), "iteration": state["iteration"],
                "finished": state["finished"], "data": cfg.data, "split": args.split,
                "policy": args.policy, "engine": args.engine,
@@ -239,6 +253,20 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         _print_eval(payload)
     return 0
+
+
+def _run_path_seconds(run: str, net: Any) -> list[float] | None:
+    """Seconds per example of the path to each exit, from the run's cost_table.json."""
+    from routec.engine.profile import load_cost_table, node_seconds, path_seconds
+    from routec.train.loop import COST_TABLE
+    from routec.train.runs import checkpoint_path
+
+    f = checkpoint_path(run).parent / COST_TABLE
+    if not f.exists():
+        return None
+    table = load_cost_table(f)
+    node_seconds(table, list(net.NODES), str(net.NAME), source=str(f))
+    return path_seconds(table, list(net.PARENT), list(net.LEAVES))
 
 
 def _print_eval(p: dict[str, Any]) -> None:
@@ -254,7 +282,10 @@ def _print_eval(p: dict[str, Any]) -> None:
                   + (f" (threshold {p['threshold']})" if p["threshold"] is not None else ""))
     for r in p["results"]:
         head = (f"accuracy {r['accuracy']:.4f}   mean MACs {r['mean_macs']:,.0f}   "
-                f"{r['examples'] / max(r['seconds'], 1e-9):,.0f} images/s ({p['engine']} engine)")
+                + (f"mean measured time {r['mean_measured_seconds'] * 1e3:.4g} ms/example "
+                   "(cost table)   " if r.get("mean_measured_seconds") is not None else "")
+                + f"{r['examples'] / max(r['seconds'], 1e-9):,.0f} images/s ({p['engine']} "
+                  "engine)")
         if r["k_cpt"] is not None:
             head = f"k_cpt {r['k_cpt']:g}: " + head
         console.print(head)

@@ -16,6 +16,14 @@ from routec.errors import RunError
 Strategy = Literal["actor", "critic", "static", "multi-exit"]
 # DESIGN.md: per-example k_cpt for dynamic training is drawn from this grid (×1e-9)
 K_CPT_GRID = (0.0, 1e-9, 2e-9, 4e-9, 8e-9, 16e-9, 32e-9, 64e-9)
+# --cost latency: k_cpt is cost per millisecond of measured time per example (the cost
+# table's seconds × 1e3). On the CPU of docs/benchmarks.md 1 ms of paper_chain is about
+# 1e7 MACs, so this grid prices time about as the MAC grid prices MACs.
+LATENCY_K_CPT_GRID = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+# Routers that read k_cpt see it × KCPT_SCALE (1e7, runtime/layers.py): the MAC grid
+# reaches them as 0..0.64. A per-millisecond k_cpt is multiplied by this first, so the
+# routers of a latency-priced network see k_cpt per ms itself (the same 0..0.64).
+LATENCY_KCPT_INPUT = 1e-7
 
 
 # Where routec's defaults depart from the paper's recipe (§5: images as they are, SGD
@@ -50,7 +58,13 @@ class RunConfig(BaseModel):
     tau: float | None = Field(None, gt=0, description="default: actor 1.0, critic 0.1")
     tau_halflife: float = Field(20_000, gt=0)
     k_cpt: float | Literal["dynamic"] = 0.0
-    k_cpt_grid: tuple[float, ...] = K_CPT_GRID
+    k_cpt_grid: tuple[float, ...] = Field(K_CPT_GRID, description="dynamic k_cpt draws "
+                                          "(--cost latency: LATENCY_K_CPT_GRID)")
+    cost: Literal["macs", "latency"] = Field(
+        "macs", description="what c_cpt prices: MACs (k_cpt per MAC) or the measured seconds "
+                            "per example of a cost table (k_cpt per millisecond)")
+    cost_table: str | None = Field(None, description="--cost latency: a table written by "
+                                   "`routec profile` (saved in the run as cost_table.json)")
     k_dec: float = Field(0.01, ge=0)
     k_ure: float = Field(1e-3, ge=0)
     k_l2: float = Field(1e-4, ge=0)
@@ -113,6 +127,33 @@ class RunConfig(BaseModel):
                 data = {**data, **{k: v for k, v in preset.items() if data.get(k) is None}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _latency_grid(cls, data: object) -> object:
+        """With --cost latency, dynamic k_cpt is drawn from the per-millisecond grid."""
+        if isinstance(data, dict) and data.get("cost") == "latency" \
+                and data.get("k_cpt_grid") is None:
+            data = {**data, "k_cpt_grid": LATENCY_K_CPT_GRID}
+        return data
+
+    @model_validator(mode="after")
+    def _cost_table(self) -> "RunConfig":
+        if self.cost == "latency" and not self.cost_table:
+            raise ValueError("--cost latency needs --cost-table FILE (written by `routec "
+                             "profile SPEC -o FILE`)")
+        if self.cost == "macs" and self.cost_table:
+            raise ValueError("--cost-table applies with --cost latency")
+        return self
+
+    @field_validator("cost_table")
+    @classmethod
+    def _cost_table_path(cls, v: str | None) -> str | None:
+        """Stored as an absolute path, so a resumed run finds it from anywhere."""
+        if v is None:
+            return v
+        p = Path(v).expanduser()
+        return str(p.resolve()) if p.exists() else v
+
     @field_validator("k_cpt")
     @classmethod
     def _k_cpt(cls, v: float | str) -> float | str:
@@ -136,6 +177,10 @@ class RunConfig(BaseModel):
     @property
     def dynamic(self) -> bool:
         return self.k_cpt == "dynamic"
+
+    def router_k_cpt(self, k: float) -> float:
+        """What routers reading k_cpt are fed for a k_cpt in this run's unit."""
+        return k * LATENCY_KCPT_INPUT if self.cost == "latency" else k
 
 
 def load_config_file(path: str | Path) -> dict:

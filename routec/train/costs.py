@@ -1,4 +1,10 @@
-"""Costs shared by the strategies: per-leaf errors, per-node weight norms, MAC costs."""
+"""Costs shared by the strategies: per-leaf errors, per-node weight norms, node costs.
+
+c_cpt = k_cpt × the cost of the nodes evaluated. A node's cost is its MACs
+(``--cost macs``, the paper's; k_cpt per MAC) or its measured time per example in
+milliseconds from a cost table (``--cost latency``; k_cpt per millisecond):
+:func:`node_costs` gives the vector the strategies multiply by k_cpt.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,6 +71,30 @@ def kcpt_column(k_cpt: float | Tensor, n: int, like: Tensor) -> Tensor:
     return k.expand(n) if k.ndim == 0 else k
 
 
-def compute_cost(tree: Tree, like: Tensor) -> Tensor:
-    """MACs per node as a (nodes,) tensor of ``like``'s dtype."""
-    return tree.macs.to(like.dtype).to(like.device)
+MS_PER_S = 1e3  # --cost latency: a node's cost is its milliseconds per example
+
+
+def node_costs(seconds: list[float] | Tensor) -> Tensor:
+    """The per-node cost vector of ``--cost latency``: milliseconds per example."""
+    return torch.as_tensor(seconds, dtype=torch.float64) * MS_PER_S
+
+
+def compute_cost(tree: Tree, like: Tensor, cost: Tensor | None = None) -> Tensor:
+    """The cost of every node as a (nodes,) tensor of ``like``'s dtype: ``cost`` (from
+    :func:`node_costs`) when given, else MACs."""
+    c = tree.macs if cost is None else cost
+    if c.shape != tree.macs.shape:
+        raise ValueError(f"node cost vector has {tuple(c.shape)} entries for "
+                         f"{tree.size} nodes")
+    return c.to(like.dtype).to(like.device)
+
+
+def path_cost(tree: Tree, cost: Tensor) -> tuple[Tensor, Tensor]:
+    """(cumulative cost from the root to each node, inclusive; cost of the path to each
+    leaf), as float64 tensors."""
+    c = cost.to(torch.float64).cpu()
+    cum = torch.zeros(tree.size, dtype=torch.float64)
+    for i in range(tree.size):  # parents come before children
+        p = tree.parent[i]
+        cum[i] = c[i] + (cum[p] if p >= 0 else 0.0)
+    return cum, cum[list(tree.leaves)]

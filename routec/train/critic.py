@@ -23,10 +23,11 @@ CriticError = Literal["crossentropy", "classification"]
 
 
 def utilities(tree: Tree, scores: tuple[Tensor, ...], leaf_cost: Tensor, k: Tensor,
-              utility: Utility) -> Tensor:
-    """V for every node (N×nodes), from leaf errors (N×leaves) and per-example k_cpt."""
+              utility: Utility, node_cost: Tensor | None = None) -> Tensor:
+    """V for every node (N×nodes), from leaf errors (N×leaves) and per-example k_cpt;
+    ``node_cost`` prices the nodes (None: MACs)."""
     n = leaf_cost.shape[0]
-    macs = compute_cost(tree, leaf_cost)
+    macs = compute_cost(tree, leaf_cost, node_cost)
     leaf_pos = {leaf: i for i, leaf in enumerate(tree.leaves)}
     junction_pos = {j: i for i, j in enumerate(tree.junctions)}
     v: list[Tensor | None] = [None] * tree.size
@@ -52,7 +53,8 @@ def utilities(tree: Tree, scores: tuple[Tensor, ...], leaf_cost: Tensor, k: Tens
 def critic_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | Tensor,
                 tau: float, utility: Utility = "pragmatic",
                 error: CriticError = "crossentropy", k_ure: float = 1e-3,
-                k_l2: float = 1e-4, epsilon: float = EPSILON) -> StepResult:
+                k_l2: float = 1e-4, epsilon: float = EPSILON,
+                node_cost: Tensor | None = None) -> StepResult:
     tree = Tree.of(net)
     n = y.shape[0]
     like = out.leaf_logits
@@ -61,7 +63,8 @@ def critic_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | 
     k = kcpt_column(k_cpt, n, like)
     ce = leaf_errors(out, y)
     target_err = ce.detach() if error == "crossentropy" else leaf_mistakes(out, y)
-    v = utilities(tree, tuple(s.detach() for s in out.scores), target_err, k, utility).detach()
+    v = utilities(tree, tuple(s.detach() for s in out.scores), target_err, k, utility,
+                  node_cost).detach()
     loss = (p[:, list(tree.leaves)] * ce).sum(dim=1)
     for j, s in zip(tree.junctions, out.scores):
         target = -v[:, list(tree.children[j])]

@@ -43,6 +43,7 @@ from routec.train.tree import Tree
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+COST_TABLE = "cost_table.json"
 
 
 class BatchOrder:
@@ -83,21 +84,25 @@ class RunResult:
 
 
 def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x: Tensor,
-                  y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator) -> StepResult:
-    """One loss evaluation; ``model`` may be the DDP wrapper of ``net``."""
-    k_in = k if cfg.dynamic else None
+                  y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator,
+                  node_cost: Tensor | None = None) -> StepResult:
+    """One loss evaluation; ``model`` may be the DDP wrapper of ``net``; ``node_cost``
+    prices the nodes (--cost latency: ms per example; None: MACs)."""
+    k_in = k * (cfg.router_k_cpt(1.0)) if cfg.dynamic else None
     if cfg.strategy == "critic" and cfg.critic_mode == "sampled":
         return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
                                    error=cfg.critic_error, k_ure=cfg.k_ure, k_l2=cfg.k_l2,
                                    epsilon=cfg.epsilon, generator=gen,
-                                   k_cpt_input=k_in)
+                                   k_cpt_input=k_in, node_cost=node_cost)
     out = model(x, k_cpt=k_in)
     if cfg.strategy == "actor":
         return actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
-                          epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat)
+                          epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat,
+                          node_cost=node_cost)
     if cfg.strategy == "critic":
         return critic_loss(net, out, y, k, tau, utility=cfg.utility, error=cfg.critic_error,
-                           k_ure=cfg.k_ure, k_l2=cfg.k_l2, epsilon=cfg.epsilon)
+                           k_ure=cfg.k_ure, k_l2=cfg.k_l2, epsilon=cfg.epsilon,
+                           node_cost=node_cost)
     if cfg.strategy == "static":
         return static_loss(net, out, y, k_l2=cfg.k_l2)
     return multi_exit_loss(net, out, y, k_l2=cfg.k_l2)
@@ -171,6 +176,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     if tuple(net.INPUT_SHAPE) != tuple(data.train.images.shape[1:]):
         raise RunError(f"network '{g.name}' takes {net.INPUT_SHAPE} images but dataset "
                        f"'{cfg.data}' has {tuple(data.train.images.shape[1:])}")
+    node_cost, table = run_cost_table(cfg, net, out_dir if state is not None else None)
     to_device(net, device)
     model = D.wrap(net, dist, device)
     opt = SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
@@ -196,6 +202,8 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / CONFIG).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
         (out_dir / "spec.route").write_text(text, encoding="utf-8")
+        if table is not None:
+            (out_dir / COST_TABLE).write_text(json.dumps(table, indent=2) + "\n")
         if start == 0:  # a fresh start (perhaps of a run killed before its first checkpoint)
             (out_dir / METRICS).unlink(missing_ok=True)
         else:
@@ -218,7 +226,14 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     val_images, val_labels = data.val.images, data.val.labels
     if cfg.val_examples:
         val_images, val_labels = val_images[:cfg.val_examples], val_labels[:cfg.val_examples]
-    eval_k = (4e-9 if cfg.dynamic else None)
+    eval_k = (cfg.router_k_cpt(0.04 if cfg.cost == "latency" else 4e-9)
+              if cfg.dynamic else None)
+    node_cost_dev = None if node_cost is None else node_cost.to(device)
+    path_seconds = None
+    if table is not None:
+        from routec.engine.profile import path_seconds as _path_seconds
+
+        path_seconds = _path_seconds(table, tree.parent, tree.leaves)
 
     def save(iteration: int, finished: bool) -> None:
         if not leader:
@@ -265,7 +280,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
             tau = halving(cfg.effective_tau, cfg.tau_halflife, it)
             for group in opt.param_groups:
                 group["lr"] = lr
-            res = strategy_step(cfg, net, model, x, y, k, tau, sgen)
+            res = strategy_step(cfg, net, model, x, y, k, tau, sgen, node_cost_dev)
             if not math.isfinite(float(res.loss.detach())):
                 raise RunError(
                     f"loss became {float(res.loss.detach())} at iteration {it}; stopped, and the last "
@@ -299,9 +314,12 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
                     r = evaluate(net, val_images, val_labels, k_cpt=eval_k)
                     val = {"accuracy": r.accuracy, "mean_macs": r.mean_macs,
                            "exit_fraction": r.exit_fraction}
+                    if path_seconds is not None:  # measured time, from the cost table
+                        val["mean_seconds"] = sum(f * t for f, t in
+                                                  zip(r.exit_fraction, path_seconds))
                     record.update({f"val_{key}": v for key, v in val.items()})
                     if eval_k is not None:
-                        record["val_k_cpt"] = eval_k
+                        record["val_k_cpt"] = eval_k / cfg.router_k_cpt(1.0)
                 if leader:
                     _append_jsonl(out_dir / METRICS, record)
                 window = {key: 0.0 for key in window}
@@ -315,6 +333,24 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
         bar.close()
         D.teardown(dist)
     return RunResult(out_dir, cfg.iterations, True, val)
+
+
+def run_cost_table(cfg: RunConfig, net: RoutedNetwork, run_dir: Path | None
+                   ) -> tuple[Tensor | None, dict[str, Any] | None]:
+    """(per-node cost vector, cost table) of a --cost latency run, else (None, None).
+
+    A resumed run keeps the table it was started with (its run directory's copy);
+    a table for other nodes than the network's is a one-line error."""
+    if cfg.cost != "latency":
+        return None, None
+    from routec.engine.profile import load_cost_table, node_seconds
+    from routec.train.costs import node_costs
+
+    saved = None if run_dir is None else run_dir / COST_TABLE
+    path = saved if saved is not None and saved.exists() else Path(str(cfg.cost_table))
+    table = load_cost_table(path)
+    seconds = node_seconds(table, list(net.NODES), str(net.NAME), source=f"cost table {path}")
+    return node_costs(seconds), table
 
 
 def missing_checkpoint_message(out_dir: Path) -> str:

@@ -4,7 +4,8 @@ d̂ is drawn from the training policy at every junction and only the sampled pat
 runs (the generated ``route`` with a sampling policy: gather/scatter), so
 activations are kept for one path per example instead of the whole tree. The
 target of the taken branch is the realised cost of the sampled continuation,
-c_err(leaf) + k_cpt·(MACs from that branch to the leaf): an unbiased estimate of
+c_err(leaf) + k_cpt·(cost from that branch to the leaf: MACs, or measured time with
+--cost latency): an unbiased estimate of
 its utility under the training policy. The untaken branches get no target, and
 optimistic utilities (a minimum over branches never run) are not available.
 """
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from routec.errors import RunError
 from routec.runtime.routing import Pyramid, RoutedNetwork
-from routec.train.costs import StepResult, kcpt_column, node_l2, node_weights
+from routec.train.costs import StepResult, kcpt_column, node_l2, node_weights, path_cost
 from routec.train.tree import EPSILON, Tree
 
 
@@ -40,7 +41,8 @@ def sampled_critic_loss(net: RoutedNetwork, x: Tensor, y: Tensor, k_cpt: float |
                         tau: float, *, utility: str = "pragmatic",
                         error: str = "crossentropy", k_ure: float = 1e-3, k_l2: float = 1e-4,
                         epsilon: float = EPSILON, generator: torch.Generator,
-                        k_cpt_input: Tensor | None = None) -> StepResult:
+                        k_cpt_input: Tensor | None = None,
+                        node_cost: Tensor | None = None) -> StepResult:
     if utility != "pragmatic":
         raise RunError("sampled critic training estimates utilities from the path it runs; "
                        "optimistic utilities need every branch",
@@ -53,8 +55,12 @@ def sampled_critic_loss(net: RoutedNetwork, x: Tensor, y: Tensor, k_cpt: float |
     k = kcpt_column(k_cpt, n, like)
     ce = F.cross_entropy(out.logits, y, reduction="none")
     err = ce.detach() if error == "crossentropy" else (out.logits.argmax(1) != y).to(like.dtype)
-    cum = tree.cumulative_macs()
-    total_macs = out.macs.to(like.dtype)
+    if node_cost is None:
+        cum = tree.cumulative_macs()
+        total_macs = out.macs.to(like.dtype)
+    else:  # the cost of the path each example took, from the cost vector
+        cum, leaf_total = path_cost(tree, node_cost)
+        total_macs = leaf_total.to(like.device)[out.leaf].to(like.dtype)
     loss = ce.sum()
     visited = torch.zeros(n, tree.size, dtype=like.dtype, device=like.device)
     for j, rows, scores, choice in sampler.records:

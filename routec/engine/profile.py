@@ -1,0 +1,203 @@
+"""Measured time of every node: ``routec profile`` and the cost tables it writes.
+
+A cost table gives each node of a network (stem, columns, routers, exits) its
+measured seconds per example in one engine at one or more batch sizes. Each node
+is timed by :func:`routec.engine.bench.node_times` (the fused or onnx engine with
+one segment per node) with *every* row of the batch sent through it: routing is
+forced to one exit at a time, so a pass times the whole path to that exit, and
+every node is timed on the passes of the exits below it. Passes alternate
+round-robin with the static chain's (``node_times`` times both), and the medians
+are kept; a node timed on several exits' paths gets the median of those.
+
+``routec train --cost latency --cost-table FILE`` prices computation with the
+table's first batch size (:func:`load_cost_table`, :func:`node_seconds`).
+
+The check that the split adds up: the static chain (the spec's deepest static
+prefix) is timed whole in the same engine with its segments merged, and compared
+with the sum of the profile's times of the nodes it consists of (stem and columns
+on the routed network's longest path, and the exit there).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from routec.errors import RoutecError
+
+FORMAT = "routec-cost-table"
+VERSION = 1
+PROFILE_ENGINES = ("fused", "onnx")
+
+
+class CostTableError(RoutecError):
+    """A cost table that is missing, unreadable or for another network."""
+
+
+def _path(parent: Sequence[int], node: int) -> list[int]:
+    out = [node]
+    while parent[out[-1]] >= 0:
+        out.append(parent[out[-1]])
+    return out[::-1]
+
+
+def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
+            engine: str = "fused", repeats: int = 5, images: int | None = None,
+            min_seconds: float = 1.0, seed: int = 0, label: str = "",
+            progress: Any = None) -> dict[str, Any]:
+    """The cost table of ``routed`` (a built network, weights irrelevant to time) as a
+    plain dict; ``static`` is its static chain, timed whole for the sum check."""
+    import torch
+
+    from routec.deploy.topology import Topology
+    from routec.engine.bench import Workload, _round_robin, machine, node_times
+    from routec.engine.engines import available_engines, optimize_for_inference
+
+    if engine not in PROFILE_ENGINES:
+        raise RoutecError(f"routec profile times nodes in the {' or '.join(PROFILE_ENGINES)} "
+                          f"engine (one segment per node), not {engine!r}",
+                          hint="--engine fused is the eager network's layers with batch-norm "
+                               "folded")
+    if engine not in available_engines():
+        optimize_for_inference(static, engine)  # raises the engine's own one-line error
+    if any(b < 1 for b in batches):
+        raise RoutecError("--batch values must be at least 1")
+    say = progress or (lambda s: None)
+    routed.eval()
+    static.eval()
+    topo = Topology.of(routed)
+    stopo = Topology.of(static)
+    k = 0.0 if topo.dynamic_kcpt else None
+    gen = torch.Generator().manual_seed(seed)
+    by_batch: dict[int, dict[str, float]] = {}
+    chain: dict[str, Any] = {}
+    for batch in batches:
+        n = max(batch, images or 0, 32)
+        n -= n % batch
+        x = torch.rand(n, *topo.input_shape, generator=gen)
+        samples: dict[int, list[float]] = {i: [] for i in range(len(topo.nodes))}
+        for li, leaf in enumerate(topo.leaves):
+            say(f"batch {batch}: path to {topo.nodes[leaf]} ({li + 1}/{len(topo.leaves)})")
+            work = Workload(routed, static, x, torch.full((n,), li, dtype=torch.long),
+                            k_cpt=k)
+            rows = node_times(work, batch, n, repeats=repeats, engine=engine)
+            on_path = set(_path(topo.parent, leaf))
+            by_name = {r["node"]: r for r in rows}
+            for i in on_path:
+                r = by_name[topo.nodes[i]]
+                samples[i].append(r["routed_s"] / r["batch"])
+        by_batch[batch] = {topo.nodes[i]: statistics.median(v) for i, v in samples.items()}
+        # the static chain whole, merged segments, against the sum of its nodes
+        eng = optimize_for_inference(static, engine)
+        chunks = [x[s:s + batch] for s in range(0, n, batch)]
+        t = _round_robin({"static": lambda: [eng.route(c) for c in chunks]}, repeats,
+                         min_seconds)
+        measured = statistics.median(t["static"]) / n
+        chain[str(batch)] = {"measured_s": measured,
+                             "sum_of_nodes_s": _chain_sum(topo, stopo, by_batch[batch])}
+    first = batches[0]
+    nodes = []
+    for i, name in enumerate(topo.nodes):
+        nodes.append({"node": name, "kind": topo.kinds[i], "macs": topo.macs[i],
+                      "seconds": by_batch[first][name],
+                      "by_batch": {str(b): by_batch[b][name] for b in batches}})
+    return {
+        "format": FORMAT, "version": VERSION, "network": topo.name, "label": label,
+        "unit": "seconds per example", "engine": engine, "batch": first,
+        "batches": list(batches), "machine": machine(), "platform": platform.platform(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "repeats": repeats, "nodes": nodes,
+        "static_chain": {"network": stopo.name, "nodes": list(stopo.nodes), "by_batch": chain},
+    }
+
+
+def _chain_sum(topo: Any, stopo: Any, seconds: dict[str, float]) -> float:
+    """The profile's time of the static chain: its stem and columns are, in order, those
+    on the routed network's longest path; its classifier is that path's exit."""
+    want = sum(1 for kind in stopo.kinds if kind in ("stem", "column"))
+    best = None
+    for leaf in topo.leaves:
+        path = _path(topo.parent, leaf)
+        cols = [i for i in path if topo.kinds[i] in ("stem", "column")]
+        if len(cols) == want:
+            best = cols + [leaf]
+            break
+    if best is None:
+        raise RoutecError(f"the static chain of '{topo.name}' is not a path of the routed "
+                          "network")
+    return sum(seconds[topo.nodes[i]] for i in best)
+
+
+def format_table(t: dict[str, Any]) -> str:
+    """What ``routec profile`` prints."""
+    bs = t["batches"]
+    lines = [f"machine: {t['machine']}, {t['threads']} torch thread(s), torch {t['torch']}",
+             f"network: {t['network']}   engine: {t['engine']} (one node at a time, every row "
+             f"of the batch through it; medians of {t['repeats']}+ passes)",
+             "",
+             f"  {'node':<16} {'kind':<9} {'MACs/ex':>11} "
+             + " ".join(f"{'us/ex @' + str(b):>11}" for b in bs)
+             + f" {'ns/MAC @' + str(bs[0]):>11}"]
+    for o in t["nodes"]:
+        per_mac = (f"{o['seconds'] / o['macs'] * 1e9:11.3f}" if o["macs"] else f"{'-':>11}")
+        lines.append(f"  {o['node'][:16]:<16} {o['kind']:<9} {o['macs']:>11,} "
+                     + " ".join(f"{o['by_batch'][str(b)] * 1e6:11.2f}" for b in bs)
+                     + f" {per_mac}")
+    lines.append("")
+    sc = t["static_chain"]
+    for b in bs:
+        c = sc["by_batch"][str(b)]
+        lines.append(f"static chain '{sc['network']}' at batch {b}: measured "
+                     f"{c['measured_s'] * 1e6:.1f} us/example whole; sum of its nodes "
+                     f"{c['sum_of_nodes_s'] * 1e6:.1f} us/example "
+                     f"({(c['sum_of_nodes_s'] / c['measured_s'] - 1) * 100:+.1f}%)")
+    return "\n".join(lines)
+
+
+def load_cost_table(path: str | Path) -> dict[str, Any]:
+    """A cost table from a file (one-line errors for a missing or malformed file)."""
+    p = Path(path)
+    try:
+        t = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CostTableError(f"{p}: cost table not found",
+                             hint="write one with `routec profile SPEC -o FILE`") from None
+    except (OSError, ValueError) as err:
+        raise CostTableError(f"{p}: not a readable cost table ({err})") from None
+    nodes = t.get("nodes") if isinstance(t, dict) else None
+    if (not isinstance(nodes, list) or not nodes
+            or not all(isinstance(o, dict) and isinstance(o.get("node"), str)
+                       and isinstance(o.get("seconds"), (int, float)) and o["seconds"] >= 0
+                       for o in nodes)):
+        raise CostTableError(f"{p}: not a cost table (needs \"nodes\": a list of "
+                             "{\"node\": NAME, \"seconds\": SECONDS PER EXAMPLE})")
+    return t
+
+
+def node_seconds(table: dict[str, Any], nodes: Sequence[str], network: str = "",
+                 source: str = "the cost table") -> list[float]:
+    """The table's seconds per example for ``nodes``, in their order; a table for other
+    nodes is a one-line error naming the difference."""
+    have = [o["node"] for o in table["nodes"]]
+    if have != list(nodes):
+        missing = [n for n in nodes if n not in have]
+        extra = [n for n in have if n not in nodes]
+        what = (f"lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+                if missing else f"has nodes this network lacks: {', '.join(extra[:4])}"
+                f"{' ...' if len(extra) > 4 else ''}" if extra else "lists the nodes in "
+                "another order")
+        raise CostTableError(
+            f"{source} is for network '{table.get('network', '?')}' ({len(have)} nodes) and "
+            f"does not match '{network}' ({len(nodes)} nodes): it {what}",
+            hint="profile this network with `routec profile SPEC -o FILE`")
+    return [float(o["seconds"]) for o in table["nodes"]]
+
+
+def path_seconds(table: dict[str, Any], parent: Sequence[int], leaves: Sequence[int]
+                 ) -> list[float]:
+    """Seconds per example of the path to each leaf (every node evaluated on it)."""
+    secs = [float(o["seconds"]) for o in table["nodes"]]
+    return [sum(secs[i] for i in _path(parent, leaf)) for leaf in leaves]

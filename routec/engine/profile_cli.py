@@ -1,0 +1,83 @@
+"""``routec profile``: measured seconds per example of every node, as a cost table."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from routec.errors import RoutecError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile", help="measure every node's time per example: a cost table for "
+                        "--cost latency",
+        description="Seconds per example of every node (stem, columns, routers, exits) in "
+                    "one engine at each --batch, every row of the batch sent through the node "
+                    "(routing forced to one exit at a time), timed round-robin with the static "
+                    "chain, medians. Printed beside MACs; -o writes the JSON cost table (with "
+                    "the machine, engine, batch sizes and torch version) that `routec train "
+                    "--cost latency --cost-table FILE` reads. Also checks that the times of "
+                    "the static chain's nodes add up to the chain timed whole.")
+    p.add_argument("target", metavar="SPEC|RUN", help="a spec (file or bundled name) or a run")
+    p.add_argument("--engine", choices=["fused", "onnx"], default="fused",
+                   help="engine to time in (default fused: eager layers, batch-norm folded)")
+    p.add_argument("--batch", type=int, nargs="+", default=[256],
+                   help="batch size(s) (default 256); training prices with the first")
+    p.add_argument("--images", type=int, default=0,
+                   help="images per pass (default: one batch, at least 32)")
+    p.add_argument("--repeats", type=int, default=5, help="passes per exit's path (default 5)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default: torch's default); time with the thread "
+                        "count training and deployment will use")
+    p.add_argument("-o", "--out", metavar="FILE", help="write the cost table (JSON) here")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.set_defaults(func=run_profile)
+
+
+def _networks(target: str) -> tuple[Any, Any, str]:
+    """(routed network, its static chain, label) of a spec or a run."""
+    from routec.api import compile_network
+    from routec.engine.cli import _is_run, load_network
+    from routec.graph import static_depth
+    from routec.parse import load_spec, parse_spec
+
+    if _is_run(target):
+        cfg, net, state = load_network(target)
+        spec = parse_spec(state["spec_text"], state["spec_label"])
+        static = compile_network(spec, classes=len(state["classes"]),
+                                 static=static_depth(spec)).build()
+        return net, static, f"run {target}"
+    spec = load_spec(target)
+    return compile_network(spec).build(), compile_network(spec, static=static_depth(spec)
+                                                          ).build(), f"spec {target}"
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from routec.engine.profile import format_table, profile
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if any(b < 1 for b in args.batch):
+        raise RoutecError("--batch values must be at least 1")
+    torch.manual_seed(0)
+    routed, static, label = _networks(args.target)
+    say = None if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
+    table = profile(routed, static, batches=args.batch, engine=args.engine,
+                    repeats=max(1, args.repeats), images=args.images or None, label=label,
+                    progress=say)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        print(format_table(table))
+        if args.out:
+            print(f"cost table written to {args.out} (train with --cost latency --cost-table "
+                  f"{args.out})")
+    return 0
