@@ -116,15 +116,19 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
 
 def _chain_sum(topo: Any, stopo: Any, seconds: dict[str, float]) -> float:
     """The profile's time of the static chain: its stem and columns are, in order, those
-    on the routed network's longest path; its classifier is that path's exit."""
-    want = sum(1 for kind in stopo.kinds if kind in ("stem", "column"))
-    best = None
+    on a path of the routed network (the first whose columns have the chain's MACs, else
+    the first as long); its classifier is that path's exit."""
+    want = [m for kind, m in zip(stopo.kinds, stopo.macs) if kind in ("stem", "column")]
+    best = same_length = None
     for leaf in topo.leaves:
         path = _path(topo.parent, leaf)
         cols = [i for i in path if topo.kinds[i] in ("stem", "column")]
-        if len(cols) == want:
+        if [topo.macs[i] for i in cols] == want:
             best = cols + [leaf]
             break
+        if len(cols) == len(want) and same_length is None:
+            same_length = cols + [leaf]
+    best = best or same_length
     if best is None:
         raise RoutecError(f"the static chain of '{topo.name}' is not a path of the routed "
                           "network")
