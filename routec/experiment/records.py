@@ -111,6 +111,9 @@ def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None =
             "dataflow": {key: getattr(flow, key) for key in (
                 "node_count", "exit_count", "exit_correct", "exit_origin", "exit_class")}})
     start = _start_line(Path(run_dir))
+    extra: dict[str, Any] = {}
+    if cfg.strategy == "multi-exit":
+        extra["confidence"] = confidence_evaluations(net, part)
     return {
         "format": FORMAT, "suite": suite, "run": run, "split": SPLIT, "policy": POLICY,
         "iteration": int(state["iteration"]), "finished": bool(state["finished"]),
@@ -121,8 +124,23 @@ def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None =
         "exits": exit_names, "path_macs": net.path_macs(),
         "machines": machines_of(Path(run_dir)),
         "training_seconds": training_seconds(Path(run_dir)),
-        "evaluations": evaluations,
+        "evaluations": evaluations, **extra,
     }
+
+
+# A multi-exit network has no trained routers: it is deployed with a confidence rule
+# (exit once the top softmax probability reaches a threshold), one point per threshold.
+CONFIDENCE_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def confidence_evaluations(net: Any, part: Any) -> list[dict[str, Any]]:
+    """The test-split evaluation of ``net`` under the confidence policy at each threshold;
+    MACs include the exits evaluated to decide and not taken."""
+    from routec.train.evaluate import evaluate
+
+    return [{"threshold": t, "result": evaluate(net, part.images, part.labels,
+                                                policy="confidence", threshold=t).as_dict()}
+            for t in CONFIDENCE_THRESHOLDS]
 
 
 def _start_line(run_dir: Path) -> dict[str, Any]:

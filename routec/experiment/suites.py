@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from routec.train.config import K_CPT_GRID
+from routec.train.config import K_CPT_GRID, LATENCY_K_CPT_GRID
 
 FULL_ITERATIONS = 80_000
 CPU_ITERATIONS = 3_000
@@ -79,6 +79,15 @@ SUITES.update({
     "cifar10-resnet-multiexit": {
         "multi-exit": {"spec": "resnet_chain", "strategy": "multi-exit", "data": "cifar10"}},
 })
+# Beyond the paper: routing priced in measured time (--cost latency) beside the MAC-priced
+# hybrid-actor grid, k_cpt per millisecond of the cost table. Write the table first, on
+# the machine the networks will be timed on: `routec profile paper_chain --batch 256
+# -o results/cost_tables/paper_chain.json` (docs/benchmarks.md, "Measured node costs").
+PAPER_CHAIN_COST_TABLE = "results/cost_tables/paper_chain.json"
+SUITES["hybrid-actor-latency"] = {
+    f"k{k:g}ms": {"spec": "paper_chain", "strategy": "actor", "data": "hybrid",
+                  "cost": "latency", "cost_table": PAPER_CHAIN_COST_TABLE, "k_cpt": k}
+    for k in LATENCY_K_CPT_GRID}
 # Every suite reproduces the paper, so every run uses its exact training recipe (no
 # lr warm-up, no gradient clipping), not routec's defaults for new networks.
 SUITES = {suite: {name: {"preset": "paper", **run} for name, run in runs.items()}
@@ -138,4 +147,14 @@ FIGURES: tuple[FigureSpec, ...] = (
                    *(Panel(f"x{w}", f"CIFAR-10, ×{w} wide (k_cpt ÷{w * w})",
                            (f"cifar10-static-x{w}", f"cifar10-actor-x{w}"))
                      for w in WIDTHS))),
+    FigureSpec("resnet", "Beyond the paper: a ResNet-20 chain on CIFAR-10",
+               "specs/resnet_chain.route: CIFAR ResNet-20 with an exit after each of its "
+               "three stages. Static prefixes (stage 1; stages 1-2; the whole ResNet-20) "
+               "against actor networks over k_cpt and against one multi-exit network "
+               "(every exit trained jointly) routed by a confidence threshold, as "
+               "early-exit work deploys it (one point per threshold; its MACs include the "
+               "exits evaluated and not taken).", "curves", (
+                   Panel("cifar10", "CIFAR-10, ResNet-20 chain", (
+                       "cifar10-resnet-static", "cifar10-resnet-actor",
+                       "cifar10-resnet-multiexit")),)),
 )

@@ -363,12 +363,17 @@ class Page:
                 continue
             infos = [i for s in have for i in s.runs]
             rows = [r for s in have for r in self.rows[s.name]]
-            points = curve_points(infos, rows)
+            confidence = confidence_points(have)
+            if confidence:  # a multi-exit network's routers are untrained: drop its argmax
+                rows = [r for r in rows if r.strategy != "multi-exit"]
+            points = curve_points(infos, rows) + confidence
             link = self.figure(f"{fig.key}_{panel.key}.{self.fmt}",
                                lambda p: plots.accuracy_vs_macs(
                                    points, p, title=f"{panel.title}: test accuracy vs mean "
                                    "MACs (routed inference)"))
             out.append(f"![{fig.key} {panel.title}]({link})\n")
+            if confidence:
+                out.append(equal_macs_table(points))
             if missing:
                 out.append(f"Not yet on it (no records): {', '.join(missing)}.\n")
         return out
@@ -441,6 +446,48 @@ class Page:
         if s.missing:
             text.append(f"Not yet recorded: {', '.join(s.missing)}.\n")
         return "\n".join(text)
+
+
+def confidence_points(suites: list[Suite]) -> list[Any]:
+    """One point per threshold of every multi-exit record's confidence evaluations."""
+    from routec.report.plots import CurvePoint
+
+    points = []
+    for s in suites:
+        for run, rec in s.records.items():
+            for ev in rec.get("confidence", []):
+                r = ev["result"]
+                points.append(CurvePoint("multi-exit + confidence", r["mean_macs"],
+                                         r["accuracy"], f"{ev['threshold']:g}", run))
+    return points
+
+
+def static_accuracy_at(static: list[Any], macs: float) -> float | None:
+    """The static curve's accuracy at ``macs``, linear between its two neighbouring
+    networks; None outside the curve (no static network that cheap or that dear)."""
+    pts = sorted(static, key=lambda p: p.mean_macs)
+    for a, b in zip(pts, pts[1:]):
+        if a.mean_macs <= macs <= b.mean_macs:
+            w = (macs - a.mean_macs) / (b.mean_macs - a.mean_macs)
+            return a.accuracy + w * (b.accuracy - a.accuracy)
+    return None
+
+
+def equal_macs_table(points: list[Any]) -> str:
+    """Each routed point beside the static curve at the same mean MACs."""
+    static = [p for p in points if p.curve.startswith("static")]
+    lines = ["At equal MACs: each routed network against the static networks' curve at its "
+             "mean MACs (linear between neighbouring static networks; '-' outside their "
+             "range).\n", "| network | setting | mean MACs | test accuracy | static at "
+             "these MACs | difference |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for p in sorted((p for p in points if p not in static),
+                    key=lambda p: (p.curve, p.mean_macs)):
+        ref = static_accuracy_at(static, p.mean_macs)
+        setting = (f"threshold {p.label}" if "confidence" in p.curve else f"k_cpt {p.label}")
+        lines.append(f"| {p.curve} | {setting} | {p.mean_macs / 1e6:.2f} M | {p.accuracy:.4f} "
+                     f"| {'-' if ref is None else f'{ref:.4f}'} | "
+                     f"{'-' if ref is None else f'{(p.accuracy - ref) * 100:+.1f} pp'} |")
+    return "\n".join(lines) + "\n"
 
 
 def record_dataflow(info: RunInfo, rec: dict[str, Any], k: float | None = None

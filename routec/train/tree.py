@@ -31,8 +31,14 @@ class Tree:
 
     @classmethod
     def of(cls, net: RoutedNetwork | type[RoutedNetwork]) -> "Tree":
-        """The tree of a generated network (computed once per network class)."""
-        return _tree_of(net if isinstance(net, type) else type(net))
+        """The tree of a generated network, or of an inference engine's network
+        (computed once per network class)."""
+        if isinstance(net, type):
+            return _tree_of(net)
+        if not isinstance(net, RoutedNetwork) and isinstance(getattr(net, "net", None),
+                                                              RoutedNetwork):
+            net = net.net  # an inference engine (routec.engine) wrapping the network
+        return _tree_of(type(net))
 
     @classmethod
     def build(cls, net: type[RoutedNetwork]) -> "Tree":

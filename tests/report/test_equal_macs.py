@@ -1,0 +1,53 @@
+"""The ResNet section's comparison at equal MACs, and multi-exit records' confidence points."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from routec.report.plots import CurvePoint
+from routec.report.results import equal_macs_table, static_accuracy_at
+
+
+def test_static_accuracy_is_interpolated_between_neighbours_only() -> None:
+    static = [CurvePoint("static", 10e6, 0.40, "n=1"), CurvePoint("static", 30e6, 0.60, "n=2"),
+              CurvePoint("static", 40e6, 0.62, "n=3")]
+    assert static_accuracy_at(static, 20e6) == pytest.approx(0.50)
+    assert static_accuracy_at(static, 35e6) == pytest.approx(0.61)
+    assert static_accuracy_at(static, 10e6) == pytest.approx(0.40)
+    assert static_accuracy_at(static, 5e6) is None and static_accuracy_at(static, 41e6) is None
+
+
+def test_equal_macs_table_rows() -> None:
+    points = [CurvePoint("static", 10e6, 0.40, "n=1"), CurvePoint("static", 30e6, 0.60, "n=2"),
+              CurvePoint("actor", 15e6, 0.52, "8e-09"),
+              CurvePoint("multi-exit + confidence", 25e6, 0.50, "0.9"),
+              CurvePoint("multi-exit + confidence", 50e6, 0.70, "0.99")]
+    rows = [l for l in equal_macs_table(points).splitlines() if l.startswith("| ")][2:]
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+    assert cells[0] == ["actor", "k_cpt 8e-09", "15.00 M", "0.5200", "0.4500", "+7.0 pp"]
+    assert cells[1] == ["multi-exit + confidence", "threshold 0.9", "25.00 M", "0.5000",
+                        "0.5500", "-5.0 pp"]
+    assert cells[2][4:] == ["-", "-"]
+
+
+def test_multi_exit_record_holds_confidence_evaluations_equal_to_eval(tmp_path: Path,
+                                                                      capsys) -> None:
+    from routec.cli import main
+    from routec.experiment.records import CONFIDENCE_THRESHOLDS, build_record
+
+    run = tmp_path / "run"
+    assert main(["train", "tiny", "--data", "synthetic", "--strategy", "multi-exit",
+                 "--iterations", "6", "--batch", "16", "--val-examples", "32",
+                 "--no-progress", "--out", str(run)]) == 0
+    rec = build_record(run, "suite", "run")
+    assert [c["threshold"] for c in rec["confidence"]] == list(CONFIDENCE_THRESHOLDS)
+    capsys.readouterr()
+    for c in rec["confidence"][::3]:
+        assert main(["eval", str(run), "--policy", "confidence", "--threshold",
+                     str(c["threshold"]), "--json"]) == 0
+        (r,) = json.loads(capsys.readouterr().out)["results"]
+        assert r["accuracy"] == c["result"]["accuracy"]
+        assert r["mean_macs"] == pytest.approx(c["result"]["mean_macs"])
+        assert r["exit_fraction"] == c["result"]["exit_fraction"]
