@@ -261,3 +261,16 @@ def test_dynamic_latency_runs_draw_per_millisecond_k_and_feed_routers_k_per_ms()
                        "cost_table": "t.json"})
     assert cfg.k_cpt_grid == LATENCY_K_CPT_GRID
     assert make_config({"spec": "tiny", "k_cpt": "dynamic"}).k_cpt_grid != LATENCY_K_CPT_GRID
+
+
+def test_the_latency_suite_is_the_mac_actor_grid_priced_in_time() -> None:
+    from routec.experiment.suites import SUITES
+    from routec.train.config import LATENCY_K_CPT_GRID, make_config
+
+    mac, lat = SUITES["hybrid-actor"], SUITES["hybrid-actor-latency"]
+    assert sorted(r["k_cpt"] for r in lat.values()) == sorted(LATENCY_K_CPT_GRID)
+    for r in lat.values():
+        cfg = make_config({**r, "iterations": 10})
+        assert cfg.cost == "latency" and cfg.cost_table
+        same = {k: v for k, v in r.items() if k not in ("cost", "cost_table", "k_cpt")}
+        assert same == {k: v for k, v in next(iter(mac.values())).items() if k != "k_cpt"}
