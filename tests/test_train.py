@@ -122,6 +122,17 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_non_finite_state_is_never_checkpointed(tmp_path: Path) -> None:
+    """With clipping the loss can stay finite while a batch-norm running variance
+    overflows: the run stops either way, and every checkpoint it left is finite."""
+    c = cfg(strategy="actor", iterations=200, lr=1e9, checkpoint_every=1, talr=False)
+    with pytest.raises(RunError, match=r"(non-finite|loss became).*last good checkpoint"):
+        train(c, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["iteration"] < 200
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
 def test_eval_json_matches_dense_argmax(tmp_path: Path, capsys) -> None:
     from routec.train.runs import load_run
     from routec.train.tree import Tree, inference_leaf

@@ -238,6 +238,14 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     def save(iteration: int, finished: bool) -> None:
         if not leader:
             return
+        bad = [k for k, v in net.state_dict().items()
+               if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # e.g. a batch-norm running variance overflowed before the loss did
+            raise RunError(
+                f"the network's state became non-finite by iteration {iteration} ({bad[0]}"
+                f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); stopped, and the "
+                f"last good checkpoint ({_last_good(ckpt_path)}) is left as it was; lower "
+                "--lr, or check the data for NaN/inf values")
         save_checkpoint(ckpt_path, {
             "iteration": iteration, "finished": finished, "config": cfg.model_dump(),
             "spec_text": text, "spec_sha256": digest(text), "spec_label": label,
