@@ -90,14 +90,9 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
                 r = by_name[topo.nodes[i]]
                 samples[i].append(r["routed_s"] / r["batch"])
         by_batch[batch] = {topo.nodes[i]: statistics.median(v) for i, v in samples.items()}
-        # the static chain whole, merged segments, against the sum of its nodes
-        eng = optimize_for_inference(static, engine)
-        chunks = [x[s:s + batch] for s in range(0, n, batch)]
-        t = _round_robin({"static": lambda: [eng.route(c) for c in chunks]}, repeats,
-                         min_seconds)
-        measured = statistics.median(t["static"]) / n
-        chain[str(batch)] = {"measured_s": measured,
-                             "sum_of_nodes_s": _chain_sum(topo, stopo, by_batch[batch])}
+        say(f"batch {batch}: static chain whole against the sum of its nodes")
+        chain[str(batch)] = _chain_check(routed, static, topo, stopo, x, batch, engine,
+                                         repeats, min_seconds, k)
     first = batches[0]
     nodes = []
     for i, name in enumerate(topo.nodes):
@@ -114,8 +109,38 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     }
 
 
-def _chain_sum(topo: Any, stopo: Any, seconds: dict[str, float]) -> float:
-    """The profile's time of the static chain: its stem and columns are, in order, those
+def _chain_check(routed: Any, static: Any, topo: Any, stopo: Any, x: Any, batch: int,
+                 engine: str, rounds: int, min_seconds: float, k: float | None
+                 ) -> dict[str, Any]:
+    """The static chain timed whole (merged segments) against the sum of its nodes timed
+    one at a time, in alternating rounds so that a change in the machine's load touches
+    both alike; medians over the rounds."""
+    import torch
+
+    from routec.engine.bench import Workload, _round_robin, node_times
+    from routec.engine.engines import optimize_for_inference
+
+    path = _chain_path(topo, stopo)
+    names = {topo.nodes[i] for i in path}
+    li = topo.leaves.index(path[-1])
+    n = len(x)
+    whole_eng = optimize_for_inference(static, engine)
+    chunks = [x[s:s + batch] for s in range(0, n, batch)]
+    work = Workload(routed, static, x, torch.full((n,), li, dtype=torch.long), k_cpt=k)
+    sums, wholes = [], []
+    for _ in range(max(3, rounds)):
+        rows = node_times(work, batch, n, repeats=1, engine=engine)
+        sums.append(sum(r["routed_s"] / r["batch"] for r in rows if r["node"] in names))
+        t = _round_robin({"whole": lambda: [whole_eng.route(c) for c in chunks]}, 1,
+                         min_seconds / max(3, rounds), warmup=1)
+        wholes.append(statistics.median(t["whole"]) / n)
+    return {"measured_s": statistics.median(wholes), "sum_of_nodes_s": statistics.median(sums),
+            "nodes": [topo.nodes[i] for i in path], "rounds": len(sums),
+            "ratios": [s / w for s, w in zip(sums, wholes)]}
+
+
+def _chain_path(topo: Any, stopo: Any) -> list[int]:
+    """The routed nodes of the static chain: its stem and columns are, in order, those
     on a path of the routed network (the first whose columns have the chain's MACs, else
     the first as long); its classifier is that path's exit."""
     want = [m for kind, m in zip(stopo.kinds, stopo.macs) if kind in ("stem", "column")]
@@ -132,7 +157,7 @@ def _chain_sum(topo: Any, stopo: Any, seconds: dict[str, float]) -> float:
     if best is None:
         raise RoutecError(f"the static chain of '{topo.name}' is not a path of the routed "
                           "network")
-    return sum(seconds[topo.nodes[i]] for i in best)
+    return best
 
 
 def format_table(t: dict[str, Any]) -> str:
@@ -157,7 +182,8 @@ def format_table(t: dict[str, Any]) -> str:
         lines.append(f"static chain '{sc['network']}' at batch {b}: measured "
                      f"{c['measured_s'] * 1e6:.1f} us/example whole; sum of its nodes "
                      f"{c['sum_of_nodes_s'] * 1e6:.1f} us/example "
-                     f"({(c['sum_of_nodes_s'] / c['measured_s'] - 1) * 100:+.1f}%)")
+                     f"({(c['sum_of_nodes_s'] / c['measured_s'] - 1) * 100:+.1f}%; per round "
+                     + ", ".join(f"{(r - 1) * 100:+.0f}%" for r in c["ratios"]) + ")")
     return "\n".join(lines)
 
 
