@@ -123,3 +123,19 @@ def test_bad_tables_are_one_line_errors(tmp_path: Path) -> None:
         load_cost_table(bad)
     with pytest.raises(CostTableError, match="not found"):
         load_cost_table(tmp_path / "missing.json")
+
+
+def test_a_run_is_profiled_as_its_trained_network(tmp_path: Path, capsys) -> None:
+    from routec.cli import main
+    from routec.train.runs import load_run
+
+    run = tmp_path / "run"
+    assert main(["train", "tiny", "--data", "synthetic", "--iterations", "2", "--batch", "8",
+                 "--out", str(run), "--no-progress", "--val-examples", "8"]) == 0
+    out = tmp_path / "t.json"
+    assert main(["profile", str(run), "--batch", "8", "--repeats", "1", "--threads", "1",
+                 "-o", str(out)]) == 0
+    _, net, _, _ = load_run(str(run))
+    t = load_cost_table(out)
+    assert t["label"] == f"run {run}"
+    assert [o["node"] for o in t["nodes"]] == list(net.NODES)
