@@ -165,7 +165,8 @@ def _ordering(worse: str, better: tuple[str, ...], static: str = "hybrid-static"
         w = _mean_margin(ev, worse, static)
         bs = {b: _mean_margin(ev, b, static) for b in better}
         if w is None or any(v is None for v in bs.values()):
-            return Finding("some suite has no run costs as much as the cheapest static network", NOT)
+            return Finding("some suite has no run that costs as much as the cheapest static "
+                           "network", NOT)
         text = f"mean margin over static networks: {worse} {_pct(w)}; " + "; ".join(
             f"{b} {_pct(v)}" for b, v in bs.items() if v is not None)
         wins = sum(w < v for v in bs.values() if v is not None)
@@ -179,7 +180,7 @@ def _slight_advantage(ev: Evidence) -> Finding:
         return m
     mean = _mean_margin(ev, "cifar10-actor", "cifar10-static")
     if mean is None:
-        return Finding("no cifar10-actor run lies costs as much as the cheapest static network", NOT)
+        return Finding("no cifar10-actor run costs as much as the cheapest static network", NOT)
     verdict = (REPRODUCED if 0 < mean < 0.02 else PARTLY if -MATCH < mean <= 0 else NOT)
     return Finding(f"mean margin of actor runs over static networks {_pct(mean)}", verdict)
 
@@ -420,7 +421,8 @@ CLAIMS: list[Claim] = [
     Claim("5.1", "For a given computational budget, dynamically-routed (actor) networks achieve "
           "higher accuracy than architecture-matched static baselines (hybrid data).",
           "reproduced if ≥ 75% of actor runs beat every static network that costs no more "
-          "MACs (the margin: accuracy minus that best static accuracy); partly if ≥ 25%", _beats_static("hybrid", "actor")),
+          "MACs (the margin: accuracy minus that best static accuracy); partly if ≥ 25%",
+          _beats_static("hybrid", "actor")),
     Claim("5.1", "Pragmatic critic networks also beat static baselines at equal computation.",
           "as above, for the pragmatic critic runs", _beats_static("hybrid", "critic")),
     Claim("5.1", "Dynamically-routed networks avoid deep paths at the beginning of training "

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routec.errors import RoutecError
 from routec.report.summary import SummaryRow
 
 TIMING_PASSES, TIMING_SECONDS = 5, 5.0
