@@ -274,3 +274,20 @@ def test_the_latency_suite_is_the_mac_actor_grid_priced_in_time() -> None:
         assert cfg.cost == "latency" and cfg.cost_table
         same = {k: v for k, v in r.items() if k not in ("cost", "cost_table", "k_cpt")}
         assert same == {k: v for k, v in next(iter(mac.values())).items() if k != "k_cpt"}
+
+
+def test_a_resumed_latency_run_prices_with_the_table_it_was_started_with(
+        tmp_path: Path) -> None:
+    from routec.train.config import make_config
+    from routec.train.loop import train
+
+    table, secs = tiny_table(tmp_path / "tiny.json")
+    cfg = make_config({"spec": "tiny", "data": "synthetic", "batch": 8, "iterations": 4,
+                       "checkpoint_every": 2, "val_examples": 8, "eval_every": 4,
+                       "cost": "latency", "cost_table": str(table), "k_cpt": 0.1})
+    run = tmp_path / "run"
+    assert not train(cfg, run, progress=False, stop_after=2).finished
+    table.write_text(json.dumps({"nodes": [{"node": "other", "seconds": 1.0}]}))
+    assert train(cfg, run, resume=True, progress=False).finished  # the run's own copy
+    saved = json.loads((run / "cost_table.json").read_text())
+    assert {o["node"]: o["seconds"] for o in saved["nodes"]} == secs
