@@ -64,7 +64,7 @@ def run_demo(args: argparse.Namespace) -> int:
         leaf = nets["routed"].route(data.test.images).leaf
     picture = draw_dataflow(routed.run, out / "dataflow.png")
 
-    _print_comparison(data_name, data.info.source, settings, static, routed)
+    _print_comparison(data_name, settings, static, routed)
     _print_exits(routed, data, leaf)
     print(f"\ndataflow picture: {picture}")
     print(f"runs: {static.run}, {routed.run}  (routec eval RUN, routec draw RUN)")
@@ -76,12 +76,12 @@ def _fmt_macs(v: float) -> str:
     return f"{v / 1e6:.2f} M"
 
 
-def _print_comparison(data: str, source: str, settings: Any, static: Any, routed: Any) -> None:
+def _print_comparison(data: str, settings: Any, static: Any, routed: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=100, highlight=False)
-    console.print(f"\n[bold]routed vs static[/bold] on {data} ({source.split(' (')[0]}), "
+    console.print(f"\n[bold]routed vs static[/bold] on the {data} set, "
                   f"test split, {settings.iterations} training iterations each "
                   f"(batch {settings.batch}, lr {settings.lr:g} after {settings.warmup} warm-up; "
                   f"routed: actor, "
