@@ -29,6 +29,8 @@ class DemoSettings:
     def run_values(self) -> dict[str, Any]:
         return {"spec": SPEC, "data": self.data, "iterations": self.iterations,
                 "batch": self.batch, "lr": self.lr, "warmup": self.warmup, "seed": self.seed,
+                # pinned, so the demo stays the one measured if routec's defaults move
+                "preset": "default", "clip_grad_norm": 1.0, "normalize": False,
                 "log_every": 50, "eval_every": self.iterations, "checkpoint_every": 10**6,
                 "val_examples": 1000}
 
