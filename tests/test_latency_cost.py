@@ -24,7 +24,7 @@ from routec.parse import parse_spec
 from routec.train.actor import actor_loss
 from routec.train.costs import node_costs, node_params
 from routec.train.talr import apply_talr, talr_scales
-from routec.train.tree import Tree, inference_leaf, reach, training_policy
+from routec.train.tree import Tree, inference_leaf
 
 TWIN = """
 network twin (input = 3x4x4, classes = 2) {

@@ -5,17 +5,18 @@ measured seconds per example in one engine at one or more batch sizes. Each node
 is timed by :func:`routec.engine.bench.node_times` (the fused or onnx engine with
 one segment per node) with *every* row of the batch sent through it: routing is
 forced to one exit at a time, so a pass times the whole path to that exit, and
-every node is timed on the passes of the exits below it. Passes alternate
-round-robin with the static chain's (``node_times`` times both), and the medians
-are kept; a node timed on several exits' paths gets the median of those.
+every node is timed on the passes of the exits below it. A round times every
+exit's path once and then the static chain whole; the rounds repeat (``repeats``)
+and each node keeps the median of all its passes, so a change in the machine's
+load over the minutes a profile takes touches every node alike.
 
 ``routec train --cost latency --cost-table FILE`` prices computation with the
 table's first batch size (:func:`load_cost_table`, :func:`node_seconds`).
 
 The check that the split adds up: the static chain (the spec's deepest static
-prefix) is timed whole in the same engine with its segments merged, and compared
-with the sum of the profile's times of the nodes it consists of (stem and columns
-on the routed network's longest path, and the exit there).
+prefix) is timed whole in the same engine with its segments merged, once a round,
+and compared with the sum of its nodes' times in the same round (stem and columns
+on the routed path with the chain's MACs, and the exit there); medians over rounds.
 """
 from __future__ import annotations
 
@@ -79,20 +80,34 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
         n -= n % batch
         x = torch.rand(n, *topo.input_shape, generator=gen)
         samples: dict[int, list[float]] = {i: [] for i in range(len(topo.nodes))}
-        for li, leaf in enumerate(topo.leaves):
-            say(f"batch {batch}: path to {topo.nodes[leaf]} ({li + 1}/{len(topo.leaves)})")
-            work = Workload(routed, static, x, torch.full((n,), li, dtype=torch.long),
-                            k_cpt=k)
-            rows = node_times(work, batch, n, repeats=repeats, engine=engine)
-            on_path = set(_path(topo.parent, leaf))
-            by_name = {r["node"]: r for r in rows}
-            for i in on_path:
-                r = by_name[topo.nodes[i]]
-                samples[i].append(r["routed_s"] / r["batch"])
+        works = [Workload(routed, static, x, torch.full((n,), li, dtype=torch.long), k_cpt=k)
+                 for li in range(len(topo.leaves))]
+        chain_nodes = _chain_path(topo, stopo)
+        chain_leaf = topo.leaves.index(chain_nodes[-1])
+        whole_eng = optimize_for_inference(static, engine)
+        chunks = [x[s:s + batch] for s in range(0, n, batch)]
+        sums, wholes = [], []
+        # round-robin: each round times every exit's path once, then the static chain
+        # whole, so a change in the machine's load touches every node and the check alike
+        for rnd in range(max(1, repeats)):
+            say(f"batch {batch}: round {rnd + 1}/{max(1, repeats)}")
+            for li, leaf in enumerate(topo.leaves):
+                rows = node_times(works[li], batch, n, repeats=1, engine=engine)
+                by_name = {r["node"]: r["routed_s"] / r["batch"] for r in rows
+                           if r["routed_s"] is not None}
+                for i in _path(topo.parent, leaf):
+                    samples[i].append(by_name[topo.nodes[i]])
+                if li == chain_leaf:
+                    sums.append(sum(by_name[topo.nodes[i]] for i in chain_nodes))
+            t = _round_robin({"whole": lambda: [whole_eng.route(c) for c in chunks]}, 1,
+                             min_seconds / max(1, repeats), warmup=1)
+            wholes.append(statistics.median(t["whole"]) / n)
         by_batch[batch] = {topo.nodes[i]: statistics.median(v) for i, v in samples.items()}
-        say(f"batch {batch}: static chain whole against the sum of its nodes")
-        chain[str(batch)] = _chain_check(routed, static, topo, stopo, x, batch, engine,
-                                         repeats, min_seconds, k)
+        chain[str(batch)] = {
+            "measured_s": statistics.median(wholes), "sum_of_nodes_s": statistics.median(sums),
+            "table_sum_s": sum(by_batch[batch][topo.nodes[i]] for i in chain_nodes),
+            "nodes": [topo.nodes[i] for i in chain_nodes], "rounds": len(sums),
+            "ratios": [a / b for a, b in zip(sums, wholes)]}
     first = batches[0]
     nodes = []
     for i, name in enumerate(topo.nodes):
@@ -107,36 +122,6 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
         "repeats": repeats, "nodes": nodes,
         "static_chain": {"network": stopo.name, "nodes": list(stopo.nodes), "by_batch": chain},
     }
-
-
-def _chain_check(routed: Any, static: Any, topo: Any, stopo: Any, x: Any, batch: int,
-                 engine: str, rounds: int, min_seconds: float, k: float | None
-                 ) -> dict[str, Any]:
-    """The static chain timed whole (merged segments) against the sum of its nodes timed
-    one at a time, in alternating rounds so that a change in the machine's load touches
-    both alike; medians over the rounds."""
-    import torch
-
-    from routec.engine.bench import Workload, _round_robin, node_times
-    from routec.engine.engines import optimize_for_inference
-
-    path = _chain_path(topo, stopo)
-    names = {topo.nodes[i] for i in path}
-    li = topo.leaves.index(path[-1])
-    n = len(x)
-    whole_eng = optimize_for_inference(static, engine)
-    chunks = [x[s:s + batch] for s in range(0, n, batch)]
-    work = Workload(routed, static, x, torch.full((n,), li, dtype=torch.long), k_cpt=k)
-    sums, wholes = [], []
-    for _ in range(max(3, rounds)):
-        rows = node_times(work, batch, n, repeats=1, engine=engine)
-        sums.append(sum(r["routed_s"] / r["batch"] for r in rows if r["node"] in names))
-        t = _round_robin({"whole": lambda: [whole_eng.route(c) for c in chunks]}, 1,
-                         min_seconds / max(3, rounds), warmup=1)
-        wholes.append(statistics.median(t["whole"]) / n)
-    return {"measured_s": statistics.median(wholes), "sum_of_nodes_s": statistics.median(sums),
-            "nodes": [topo.nodes[i] for i in path], "rounds": len(sums),
-            "ratios": [s / w for s, w in zip(sums, wholes)]}
 
 
 def _chain_path(topo: Any, stopo: Any) -> list[int]:
@@ -183,7 +168,9 @@ def format_table(t: dict[str, Any]) -> str:
                      f"{c['measured_s'] * 1e6:.1f} us/example whole; sum of its nodes "
                      f"{c['sum_of_nodes_s'] * 1e6:.1f} us/example "
                      f"({(c['sum_of_nodes_s'] / c['measured_s'] - 1) * 100:+.1f}%; per round "
-                     + ", ".join(f"{(r - 1) * 100:+.0f}%" for r in c["ratios"]) + ")")
+                     + ", ".join(f"{(r - 1) * 100:+.0f}%" for r in c["ratios"])
+                     + f"); the table's values of those nodes sum to "
+                     f"{c['table_sum_s'] * 1e6:.1f} us/example")
     return "\n".join(lines)
 
 
