@@ -291,3 +291,15 @@ def test_a_resumed_latency_run_prices_with_the_table_it_was_started_with(
     assert train(cfg, run, resume=True, progress=False).finished  # the run's own copy
     saved = json.loads((run / "cost_table.json").read_text())
     assert {o["node"]: o["seconds"] for o in saved["nodes"]} == secs
+
+
+def test_cost_settings_that_do_not_fit_are_plain_one_line_errors() -> None:
+    from routec.errors import RunError
+    from routec.train.config import make_config
+
+    with pytest.raises(RunError) as e:
+        make_config({"spec": "tiny", "cost": "latency"})
+    assert e.value.message == ("bad run configuration: --cost latency needs --cost-table FILE "
+                               "(written by `routec profile SPEC -o FILE`)")
+    with pytest.raises(RunError, match="--cost-table applies with --cost latency"):
+        make_config({"spec": "tiny", "cost_table": "t.json"})

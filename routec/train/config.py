@@ -213,7 +213,8 @@ def make_config(values: dict) -> RunConfig:
     try:
         return RunConfig(**values)
     except ValidationError as err:
-        lines = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()]
+        lines = [(f"{'.'.join(str(x) for x in e['loc'])}: " if e["loc"] else "")
+                 + e["msg"].removeprefix("Value error, ") for e in err.errors()]
         raise RunError("bad run configuration: " + "; ".join(lines)) from None
 
 
