@@ -193,17 +193,27 @@ def test_train_with_latency_cost_saves_the_table_and_eval_reports_time(
     saved = json.loads((run / "cost_table.json").read_text())
     assert {o["node"]: o["seconds"] for o in saved["nodes"]} == secs
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert "val_mean_seconds" in metrics[-1]
+    assert "mean measured time" in capsys.readouterr().out
+    cfg, net, data, _ = load_run(str(run))
+    tree = Tree.of(net)
+    brute = []  # each exit's path time, walking up by name
+    for node in tree.leaves:
+        total = 0.0
+        while node >= 0:
+            total += secs[net.NODES[node]]
+            node = tree.parent[node]
+        brute.append(total)
+    last = metrics[-1]
+    assert last["val_mean_seconds"] == pytest.approx(
+        sum(f * t for f, t in zip(last["val_exit_fraction"], brute)))
     capsys.readouterr()
     ks = ["--k-cpt", "0.04"] if "dynamic" in extra else []
     assert main(["eval", str(run), "--json", *ks]) == 0
     (r,) = json.loads(capsys.readouterr().out)["results"]
     # independent: route the test split densely, sum each example's path time by name
-    cfg, net, data, _ = load_run(str(run))
     with torch.no_grad():
         k_in = None if cfg.k_cpt != "dynamic" else torch.full((len(data.test),), 0.04e-7)
         dense = net(data.test.images, k_cpt=k_in)
-    tree = Tree.of(net)
     leaf = inference_leaf(tree, dense.scores, len(data.test))
     total = 0.0
     for node in (tree.leaves[int(i)] for i in leaf):

@@ -209,7 +209,9 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     val = result.val or {}
     print(f"done: {out} at iteration {result.iteration}; validation accuracy "
-          f"{val.get('accuracy', float('nan')):.4f}, mean MACs {val.get('mean_macs', 0):,.0f}")
+          f"{val.get('accuracy', float('nan')):.4f}, mean MACs {val.get('mean_macs', 0):,.0f}"
+          + (f", mean measured time {val['mean_seconds'] * 1e3:.4g} ms per example (cost "
+             "table)" if "mean_seconds" in val else ""))
     return 0
 
 
