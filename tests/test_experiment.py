@@ -46,7 +46,8 @@ def test_every_figure_panel_names_suites() -> None:
     for fig in FIGURES:
         for panel in fig.panels:
             assert set(panel.suites) <= set(SUITES), (fig.key, panel.key)
-    assert [f.key for f in FIGURES] == ["fig5", "fig6", "fig8", "fig9", "fig10"]
+    keys = [f.key for f in FIGURES]
+    assert [k for k in keys if k.startswith("fig")] == ["fig5", "fig6", "fig8", "fig9", "fig10"]
 
 
 @pytest.mark.parametrize("w", [2, 3])
