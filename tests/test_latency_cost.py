@@ -313,3 +313,43 @@ def test_cost_settings_that_do_not_fit_are_plain_one_line_errors() -> None:
                                "(written by `routec profile SPEC -o FILE`)")
     with pytest.raises(RunError, match="--cost-table applies with --cost latency"):
         make_config({"spec": "tiny", "cost_table": "t.json"})
+
+
+def test_reports_evaluate_a_dynamic_latency_run_at_k_per_ms(tmp_path: Path) -> None:
+    """Report summaries, experiment records and dataflow take a latency run's k_cpt per
+    ms, as routec eval does: the same as routing with k × 1e-7 fed to the network."""
+    from routec.experiment.records import build_record
+    from routec.report.dataflow import measure_run
+    from routec.report.summary import Evaluator
+    from routec.train.config import make_config
+    from routec.train.evaluate import evaluate
+    from routec.train.loop import train
+    from routec.train.runs import load_run
+
+    table, _ = tiny_table(tmp_path / "tiny.json")
+    cfg = make_config({"spec": "tiny", "data": "synthetic", "batch": 8, "iterations": 2,
+                       "val_examples": 8, "eval_every": 2, "cost": "latency",
+                       "cost_table": str(table), "k_cpt": "dynamic"})
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    _, net, data, _ = load_run(str(run))
+    torch.manual_seed(0)
+    with torch.no_grad():  # routers that read k_cpt, so a wrong scale shows
+        for name in net.NODES:
+            if name.startswith("j_"):
+                for prm in getattr(net, name).parameters():
+                    prm.normal_(0, 3.0)
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state["model"] = net.state_dict()
+    torch.save(state, run / "checkpoint.pt")
+    expect = {k: evaluate(net, data.test.images, data.test.labels, k_cpt=k * 1e-7)
+              for k in (0.0, 0.64)}
+    assert expect[0.0].exit_fraction != expect[0.64].exit_fraction  # the test can fail
+    for k, r in expect.items():
+        got = Evaluator(run, use_cache=False).result("test", k)["result"]
+        assert got["exit_fraction"] == pytest.approx(r.exit_fraction)
+        flow, _ = measure_run(run, k_cpt=k)
+        assert flow.mean_macs == pytest.approx(r.mean_macs)
+    rec = build_record(run, "s", "r")
+    by_k = {e["k_cpt"]: e["result"] for e in rec["evaluations"]}
+    assert by_k[0.64]["exit_fraction"] == pytest.approx(expect[0.64].exit_fraction)

@@ -105,7 +105,8 @@ def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None =
     exit_names = [net.NODES[i] for i in net.LEAVES]
     evaluations = []
     for k in eval_ks(cfg):
-        flow = measure(net, part.images, part.labels, part.origin, k_cpt=k)
+        flow = measure(net, part.images, part.labels, part.origin,  # k in the run's unit
+                       k_cpt=None if k is None else cfg.router_k_cpt(k))
         evaluations.append({
             "k_cpt": k, "result": evaluation(flow, exit_names),
             "dataflow": {key: getattr(flow, key) for key in (

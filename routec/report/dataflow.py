@@ -183,8 +183,11 @@ def measure_run(run: str | Path, *, split: str = "test", k_cpt: float | None = N
         raise RunError(f"unknown split '{split}'", hint="use test or val")
     cfg, net, data, state = load_run(run, data_root, cache_dir)
     part = data.test if split == "test" else data.val
+    # a given k_cpt is in the run's unit (per ms with --cost latency); the default is
+    # already what routers read (4e-9 per MAC, the same input as 0.04 per ms)
+    k_in = resolve_kcpt(cfg.dynamic, k_cpt)
     flow = measure(net, part.images, part.labels, part.origin,
-                   k_cpt=resolve_kcpt(cfg.dynamic, k_cpt))
+                   k_cpt=cfg.router_k_cpt(k_in) if k_cpt is not None else k_in)
     flow.classes = list(state["classes"])
     flow.split, flow.data, flow.source = split, cfg.data, str(run)
     return flow, run_graph(state, cfg, net)

@@ -125,9 +125,10 @@ class Evaluator:
 
         if self._loaded is None:
             self._loaded = load_run(self.run_dir, self.data_root, self.cache_dir)
-        _, net, data, state = self._loaded
+        cfg, net, data, state = self._loaded
         part = data.test if split == "test" else data.val
-        r = evaluate(net, part.images, part.labels, k_cpt=k, policy=POLICY)
+        r = evaluate(net, part.images, part.labels,  # k: in the run's unit (per ms: latency)
+                     k_cpt=None if k is None else cfg.router_k_cpt(k), policy=POLICY)
         self.computed += 1
         return {"split": split, "policy": POLICY, "k_cpt": k, "iteration": state["iteration"],
                 "finished": state["finished"], "classes": list(state["classes"]),
