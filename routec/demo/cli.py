@@ -31,6 +31,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     import torch
 
+    # One thread: for networks this small it is as fast as two here, and training is
+    # then the same on any machine's core count (summation order changes with threads,
+    # and with it a short run's outcome).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _demo(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import torch
+
     from routec.data import load_dataset
     from routec.demo.run import COLUMNS, Side, draw_dataflow, evaluate_side, settings_for, \
         time_sides, train_side
@@ -99,8 +113,8 @@ def _print_comparison(data: str, settings: Any, static: Any, routed: Any) -> Non
         t.add_row("training time", f"{static.train_seconds:.0f} s", f"{routed.train_seconds:.0f} s",
                   "")
     console.print(t)
-    console.print("speed: batches of 256 test images, round-robin medians; each side in its "
-                  "fastest of: " + ", ".join(sorted(static.speeds)))
+    console.print("speed: batches of 256 test images, one torch thread, round-robin "
+                  "medians; each side in its fastest of: " + ", ".join(sorted(static.speeds)))
 
 
 def _print_exits(routed: Any, data: Any, leaf: Any) -> None:
