@@ -10,13 +10,20 @@ from routec.report.plots import CurvePoint
 from routec.report.results import equal_macs_table, static_accuracy_at
 
 
-def test_static_accuracy_is_interpolated_between_neighbours_only() -> None:
-    static = [CurvePoint("static", 10e6, 0.40, "n=1"), CurvePoint("static", 30e6, 0.60, "n=2"),
+def test_static_accuracy_is_the_best_mix_of_two_static_networks() -> None:
+    static = [CurvePoint("static", 10e6, 0.40, "n=1"), CurvePoint("static", 30e6, 0.35, "n=2"),
               CurvePoint("static", 40e6, 0.62, "n=3")]
-    assert static_accuracy_at(static, 20e6) == pytest.approx(0.50)
-    assert static_accuracy_at(static, 35e6) == pytest.approx(0.61)
+    # n=2 lies under the line from n=1 to n=3: mixing n=1 and n=3 beats it
+    assert static_accuracy_at(static, 30e6) == pytest.approx(0.40 + (20 / 30) * 0.22)
+    assert static_accuracy_at(static, 20e6) == pytest.approx(0.40 + (10 / 30) * 0.22)
     assert static_accuracy_at(static, 10e6) == pytest.approx(0.40)
     assert static_accuracy_at(static, 5e6) is None and static_accuracy_at(static, 41e6) is None
+    # brute force over mixes of any two networks on a fine grid of shares
+    for m in (12e6, 25e6, 33e6, 39e6):
+        mixes = [a.accuracy * (1 - w) + b.accuracy * w for a in static for b in static
+                 for w in [i / 1000 for i in range(1001)]
+                 if abs(a.mean_macs * (1 - w) + b.mean_macs * w - m) < 2e4]
+        assert static_accuracy_at(static, m) == pytest.approx(max(mixes), abs=2e-3)
 
 
 def test_equal_macs_table_rows() -> None:
@@ -30,6 +37,10 @@ def test_equal_macs_table_rows() -> None:
     assert cells[1] == ["multi-exit + confidence", "threshold 0.9", "25.00 M", "0.5000",
                         "0.5500", "-5.0 pp"]
     assert cells[2][4:] == ["-", "-"]
+    text = equal_macs_table(points)
+    assert "1 of 3 routed points are more accurate than the static networks" in text
+    assert "(multi-exit + confidence, threshold 0.99) reaches 0.7000 at 50.00 M" in text
+    assert "(n=2) 0.6000 at 30.00 M (0.60x the routed point's MACs)" in text
 
 
 def test_multi_exit_record_holds_confidence_evaluations_equal_to_eval(tmp_path: Path,
