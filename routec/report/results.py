@@ -284,9 +284,11 @@ class Page:
                   "trained on |", "|---|---|---|---|---|"]
         for name, runs in SUITES.items():
             s = self.by_name.get(name)
-            n_its = sorted({i.config.iterations for i in s.runs}) if s else [CPU_ITERATIONS]
-            cmd = "<br>".join(f"`routec experiment {name} --iterations {n} --out runs`"
-                              for n in n_its)
+            budgets = sorted({(i.config.iterations, i.config.batch) for i in s.runs}) if s \
+                else [(CPU_ITERATIONS, 128)]
+            cmd = "<br>".join(f"`routec experiment {name} --iterations {n}"
+                              + ("" if b == 128 else f" --batch {b}") + " --out runs`"
+                              for n, b in budgets)
             budget = ", ".join(sorted({f"{i.config.iterations:,} × {i.config.batch}"
                                        for i in s.runs})) if s else \
                 f"{CPU_ITERATIONS:,} × 128 (planned)"
