@@ -212,7 +212,7 @@ def test_page_has_claims_timing_figures_and_commands(page) -> None:
     # every suite has its exact command; the page's own command is first
     for suite in SUITES:
         assert f"`routec experiment {suite} --iterations " in text
-    assert "`routec experiment hybrid-actor --iterations 12 --out runs`" in text
+    assert "`routec experiment hybrid-actor --iterations 12 --batch 8 --out runs`" in text
     assert f"routec report --experiments {records} -o {out}" in text
     start = json.loads((records / "hybrid-actor" / "k0e-9" / "metrics.jsonl").read_text()
                        .splitlines()[0])
