@@ -62,3 +62,25 @@ def test_multi_exit_record_holds_confidence_evaluations_equal_to_eval(tmp_path: 
         assert r["accuracy"] == c["result"]["accuracy"]
         assert r["mean_macs"] == pytest.approx(c["result"]["mean_macs"])
         assert r["exit_fraction"] == c["result"]["exit_fraction"]
+
+
+def test_throughput_summary_takes_each_side_in_its_fastest_engine() -> None:
+    """Routed in the engine fastest for it, static in the one fastest for it: the
+    baseline never gets a slower engine than it could have."""
+    from types import SimpleNamespace
+
+    from routec.report.throughput import Pair, render_rows
+
+    row = lambda run, macs: SimpleNamespace(run=run, accuracy=0.5, mean_macs=macs)  # noqa: E731
+    pair = Pair("x-actor", row("k1", 10e6), "x-static", row("n3", 40e6), True)
+    speeds = {"eager": (100.0, 80.0), "fused": (300.0, 150.0), "onnx": (200.0, 250.0)}
+    stored = {"pairs": [
+        {"engine": e, "images": 10, "batch": 2, "threads": 1, "machine": "m",
+         "actor": {"run": "x-actor/k1", "exit_count": [1], "images_per_second": a,
+                   "passes": [1.0]},
+         "static": {"run": "x-static/n3", "exit_count": [1], "images_per_second": s,
+                    "passes": [1.0]}} for e, (a, s) in speeds.items()]}
+    text = render_rows([pair], stored, lambda suite, run: {"evaluations": [
+        {"k_cpt": None, "dataflow": {"exit_count": [1]}}]})
+    assert ("x: routed 300 images/s (fused) against static 250 (onnx), 1.20x at 4.00x "
+            "fewer MACs") in text
