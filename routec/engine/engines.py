@@ -140,15 +140,7 @@ class SegmentEngine(InferenceEngine):
                 outs = calls[s](*args)
                 prof[s] = prof.get(s, 0.0) + time.perf_counter() - t0
             if seg.emits_levels:
-                emitted = outs[:-1] if seg.head >= 0 else outs
-                keep = self.keep[s]
-                if keep is None:
-                    h = tuple(emitted)
-                else:
-                    full: list[Any] = [None] * self.width[s]
-                    for i, a in zip(keep, emitted):
-                        full[i] = a
-                    h = tuple(full)
+                h = self._levels(s, seg, outs)
             if seg.end == "exit":
                 y = outs[-1]
                 if rows.shape[0] == n:
@@ -194,15 +186,7 @@ class SegmentEngine(InferenceEngine):
             seg = segs[s]
             outs = calls[s](*h, k) if seg.end == "junction" and k is not None else calls[s](*h)
             if seg.emits_levels:
-                emitted = outs[:-1] if seg.head >= 0 else outs
-                keep = self.keep[s]
-                if keep is None:
-                    h = tuple(emitted)
-                else:
-                    full: list[Any] = [None] * self.width[s]
-                    for i, a in zip(keep, emitted):
-                        full[i] = a
-                    h = tuple(full)
+                h = self._levels(s, seg, outs)
             if seg.end == "exit":
                 logits = outs[-1].to(x.dtype)
                 return RoutedOutput(logits.contiguous(), torch.full((1,), seg.leaf),
@@ -213,6 +197,18 @@ class SegmentEngine(InferenceEngine):
                 s = seg.next[int(outs[-1].argmax())]
             else:
                 s = seg.next[int(policy(seg.junction, outs[-1], rows, h))]
+
+    def _levels(self, s: int, seg: Segment, outs: Sequence[Any]) -> tuple[Any, ...]:
+        """The pyramid a segment hands on, with its dropped levels as None placeholders
+        (it emits only the levels later segments read)."""
+        emitted = outs[:-1] if seg.head >= 0 else outs
+        keep = self.keep[s]
+        if keep is None:
+            return tuple(emitted)
+        full: list[Any] = [None] * self.width[s]
+        for i, a in zip(keep, emitted):
+            full[i] = a
+        return tuple(full)
 
 
 def _take(a: Tensor, pos: Tensor) -> Tensor:
