@@ -169,7 +169,13 @@ def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = No
         except (TypeError, ValueError):
             raise RunError(f"--k-cpt must be a number or 'dynamic', got {values['k_cpt']!r}") \
                 from None
-    values["data"] = _resolve_data(values.get("data", "auto"), values.get("data_root"))
+    data = values.get("data", "auto")
+    if data == "auto":
+        # Check every other setting before looking for data: finding out whether the
+        # hybrid set is at hand may decode it (minutes, on first use), and a bad flag
+        # must not wait for that.
+        make_config({**values, "data": "synthetic"})
+    values["data"] = _resolve_data(data, values.get("data_root"))
     return make_config(values)
 
 
