@@ -65,8 +65,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--throughput", metavar="RECORDS",
                    help="time the networks the results page compares (from their records, "
                         "no weights needed) and store the numbers in RECORDS/throughput.json")
-    r.add_argument("--engine", nargs="+", default=["eager"],
-                   help="--throughput: inference engines to time (default: eager)")
+    r.add_argument("--clock", metavar="RECORDS",
+                   help="time every network of the suites trained with --cost latency, their "
+                        "MAC-priced counterparts and the static suite (from their records) "
+                        "and store the numbers in RECORDS/clock.json")
+    r.add_argument("--engine", nargs="+", default=None,
+                   help="--throughput: inference engines to time (default: eager); --clock: "
+                        "the one engine (default: the cost table's)")
     r.add_argument("-o", "--out", default=None,
                    help="output folder (default: report), or with --experiments the "
                         "results page (default: results.md)")
@@ -143,7 +148,7 @@ def _run_diagram(args: argparse.Namespace) -> tuple[Any, str]:
 
 # -- report -------------------------------------------------------------------------------
 def run_report(args: argparse.Namespace) -> int:
-    modes = [m for m in ("experiments", "harvest", "throughput") if getattr(args, m)]
+    modes = [m for m in ("experiments", "harvest", "throughput", "clock") if getattr(args, m)]
     if len(modes) > 1:
         raise RoutecError(f"--{modes[0]} and --{modes[1]} are separate commands; give one")
     if (args.runs and modes):
@@ -154,6 +159,8 @@ def run_report(args: argparse.Namespace) -> int:
         return _run_harvest(args)
     if args.throughput:
         return _run_throughput(args)
+    if args.clock:
+        return _run_clock(args)
     if args.experiments:
         return _run_results(args)
     if not args.runs:
@@ -185,11 +192,30 @@ def _run_throughput(args: argparse.Namespace) -> int:
     if args.out:
         raise RoutecError("--throughput writes RECORDS/throughput.json; -o does not apply")
     root = Path(args.throughput)
-    data = measure_records(root, tuple(args.engine), say=stderr_progress)
+    data = measure_records(root, tuple(args.engine or ["eager"]), say=stderr_progress)
     from routec.report.draw import write_bytes
 
     write_bytes(root / THROUGHPUT, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
     print(f"wrote {root / THROUGHPUT} ({len(data['pairs'])} timed pair(s))", file=sys.stderr)
+    return 0
+
+
+def _run_clock(args: argparse.Namespace) -> int:
+    from routec.report.clock import CLOCK, measure_clock
+    from routec.report.draw import write_bytes
+    from routec.report.results import stderr_progress
+
+    if args.out:
+        raise RoutecError("--clock writes RECORDS/clock.json; -o does not apply")
+    if args.engine and len(args.engine) > 1:
+        raise RoutecError("--clock times in one engine (default: the cost table's); "
+                          f"got {' '.join(args.engine)}")
+    root = Path(args.clock)
+    data = measure_clock(root, engine=args.engine[0] if args.engine else None,
+                         say=stderr_progress)
+    write_bytes(root / CLOCK, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
+    print(f"wrote {root / CLOCK} ({len(data['runs'])} timed network(s), {data['engine']}, "
+          f"batch {data['batch']}, {data['threads']} thread(s))", file=sys.stderr)
     return 0
 
 

@@ -59,12 +59,15 @@ def accuracy_axis(points: list[CurvePoint]) -> tuple[float, float, list[CurvePoi
     return low, high, [p for p in points if p.accuracy < low]
 
 
-def accuracy_vs_macs(points: list[CurvePoint], path: Path, title: str = "") -> dict[
-        str, list[CurvePoint]]:
+def accuracy_vs_macs(points: list[CurvePoint], path: Path, title: str = "",
+                     xlabel: str = "mean MACs per example (routed inference)",
+                     engineering_x: bool = True) -> dict[str, list[CurvePoint]]:
     """Plot every curve; returns the curves exactly as drawn (for tables and tests).
 
     Static networks are labelled by depth; routed points by k_cpt only when few
-    curves share the plot (the tables beside it carry every value).
+    curves share the plot (the tables beside it carry every value). The x axis is
+    the points' ``mean_macs``; another cost (e.g. measured milliseconds per image)
+    comes with its own ``xlabel`` and ``engineering_x=False``.
     """
     curves = group_curves(points)
     fig = Figure(figsize=(7.0, 4.6))
@@ -88,8 +91,9 @@ def accuracy_vs_macs(points: list[CurvePoint], path: Path, title: str = "") -> d
                     color=colour[p.curve], linestyle="none")
             ax.annotate(f"{p.label} {p.accuracy:.3f}".strip(), (p.mean_macs, low),
                         textcoords="offset points", xytext=(0, 7), ha="center", fontsize=6)
-    ax.xaxis.set_major_formatter(EngFormatter())
-    ax.set_xlabel("mean MACs per example (routed inference)")
+    if engineering_x:
+        ax.xaxis.set_major_formatter(EngFormatter())
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy")
     ax.set_title(title or "accuracy vs computation", fontsize=10)
     ax.grid(True, alpha=0.3)

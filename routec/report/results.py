@@ -235,7 +235,7 @@ class Page:
         return f"{self.rel}/{name}"
 
     def render(self, command: str) -> str:
-        parts = [self.intro(command), self.claims(), self.throughput()]
+        parts = [self.intro(command), self.claims(), self.throughput(), self.clock()]
         parts += self.figure_sections()
         parts.append("## Every recorded run\n")
         for s in self.suites:
@@ -330,6 +330,27 @@ class Page:
         stored = load_measurements(self.root / THROUGHPUT)
         lines.append(render_rows(pick, stored, self.records_of))
         return "\n".join(lines) + "\n"
+
+    # -- routing priced in measured time --------------------------------------------------
+    def clock(self) -> str:
+        from routec.report.clock import CLOCK, clock_groups, load_clock, render_clock
+
+        groups = clock_groups({s.name: [i.config.model_dump() for i in s.runs]
+                               for s in self.suites}, {s.name: s.data for s in self.suites})
+        if not groups:
+            return ""
+        lines = ["## Routing priced in measured time\n",
+                 "Beyond the paper: actors trained with `--cost latency` pay k_cpt (per "
+                 "millisecond) for the seconds their path takes according to a cost table "
+                 "measured by `routec profile`, instead of k_cpt × MACs. Both grids are "
+                 "judged on the clock: each network is timed with its recorded test exit "
+                 "mix (no weights needed) and plotted at its measured time per image. The "
+                 f"numbers come from `routec report --clock {RECORDS}` (stored in "
+                 f"`{RECORDS}/{CLOCK}`).\n"]
+        stored = load_clock(self.root / CLOCK)
+        for g in groups:
+            lines.append(render_clock(g, self.rows, stored, self.figure))
+        return "\n".join(lines)
 
     def records_of(self, suite: str, run: str) -> dict[str, Any]:
         return self.by_name[suite].records[run]
