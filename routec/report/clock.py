@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routec.report.plots import CurvePoint
+from routec.report.plots import CurvePoint, best_mixture_at
 from routec.report.summary import SummaryRow
 
 CLOCK = "clock.json"
@@ -157,21 +157,6 @@ def load_clock(path: Path) -> dict[str, Any]:
 
 
 # -- judging --------------------------------------------------------------------------------
-def best_at(points: list[CurvePoint], x: float) -> float | None:
-    """The best accuracy ``points`` reach at mean cost ``x`` (their ``mean_macs``, here
-    milliseconds per image): images can be split between any two networks, so this is
-    the upper hull of the lines between pairs; None outside their range."""
-    best = None
-    for a in points:
-        for b in points:
-            if a.mean_macs <= x <= b.mean_macs:
-                span = b.mean_macs - a.mean_macs
-                w = 0.0 if span == 0 else (x - a.mean_macs) / span
-                acc = a.accuracy + w * (b.accuracy - a.accuracy)
-                best = acc if best is None else max(best, acc)
-    return best
-
-
 @dataclass(frozen=True)
 class Verdict:
     compared: int  # time-priced points inside the MAC-priced curve's time range
@@ -183,7 +168,7 @@ class Verdict:
 def verdict(latency: list[CurvePoint], macs: list[CurvePoint]) -> Verdict:
     """At equal measured time, is the time-priced network more accurate?"""
     diffs = [(p.accuracy - ref) * 100 for p in latency
-             if (ref := best_at(macs, p.mean_macs)) is not None]
+             if (ref := best_mixture_at(macs, p.mean_macs)) is not None]
     if not diffs:
         return Verdict(0, 0, 0.0, "No verdict: no time-priced network falls inside the "
                        "measured-time range of the MAC-priced ones.")
@@ -242,7 +227,7 @@ def render_clock(group: ClockGroup, rows: dict[str, list[SummaryRow]],
     macs_of = {f"{s}/{r.run}": r.mean_macs for s in group.suites for r in rows.get(s, [])}
     for p in points:
         t = stored["runs"][p.run]
-        ref = best_at(macs, p.mean_macs) if p.curve == CURVES["latency"] else None
+        ref = best_mixture_at(macs, p.mean_macs) if p.curve == CURVES["latency"] else None
         table = t.get("table_seconds_per_image")
         setting = p.label if p.curve == CURVES["static"] else (
             f"k_cpt {p.label}" + (" per ms" if p.curve == CURVES["latency"] else ""))

@@ -32,6 +32,22 @@ class CurvePoint:
     run: str = ""
 
 
+def best_mixture_at(points: list[CurvePoint], x: float) -> float | None:
+    """The best accuracy ``points`` reach at mean cost ``x`` (their ``mean_macs``, or
+    another per-image cost such as measured time): images can be split between any two
+    networks and both accuracy and cost are then the same mix of theirs, so this is the
+    upper hull of the lines between pairs; None outside their range."""
+    best = None
+    for a in points:
+        for b in points:
+            if a.mean_macs <= x <= b.mean_macs:
+                span = b.mean_macs - a.mean_macs
+                w = 0.0 if span == 0 else (x - a.mean_macs) / span
+                acc = a.accuracy + w * (b.accuracy - a.accuracy)
+                best = acc if best is None else max(best, acc)
+    return best
+
+
 def group_curves(points: list[CurvePoint]) -> dict[str, list[CurvePoint]]:
     """Points by curve, each curve sorted by MACs (static first, then by name)."""
     curves: dict[str, list[CurvePoint]] = {}

@@ -486,18 +486,10 @@ def confidence_points(suites: list[Suite]) -> list[Any]:
 
 
 def static_accuracy_at(static: list[Any], macs: float) -> float | None:
-    """The best accuracy static networks reach at mean ``macs``: any two of them can be
-    mixed (a share of the images through each), so this is the upper hull of the
-    straight lines between pairs; None outside their range."""
-    best = None
-    for a in static:
-        for b in static:
-            if a.mean_macs <= macs <= b.mean_macs:
-                span = b.mean_macs - a.mean_macs
-                w = 0.0 if span == 0 else (macs - a.mean_macs) / span
-                acc = a.accuracy + w * (b.accuracy - a.accuracy)
-                best = acc if best is None else max(best, acc)
-    return best
+    """The best accuracy static networks reach at mean ``macs``, mixing any two."""
+    from routec.report.plots import best_mixture_at
+
+    return best_mixture_at(static, macs)
 
 
 def equal_macs_table(points: list[Any]) -> str:

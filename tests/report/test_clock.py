@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from routec.report.clock import (CURVES, ClockGroup, best_at, clock_groups, measure_clock,
-                                 verdict)
+from routec.report.clock import CURVES, ClockGroup, clock_groups, measure_clock, verdict
 from routec.report.plots import CurvePoint
+from routec.report.plots import best_mixture_at as best_at
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = REPO / "results" / "records"
