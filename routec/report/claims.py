@@ -306,24 +306,36 @@ def _tree_overfits(ev: Evidence) -> Finding:
 USED = 0.01  # an exit classifying at least this fraction of the test split counts as used
 
 
-def _early_exits_accurate(ev: Evidence) -> Finding:
-    suite = "hybrid-actor"
+def _count_runs(ev: Evidence, suite: str, judge: Callable[[dict[str, Any]], bool | None],
+                none: str, what: str) -> Finding:
+    """A verdict from the share of a suite's recorded runs that ``judge`` passes
+    (``judge`` returns None for a run it cannot judge)."""
     if (m := _missing(ev, suite)):
         return m
     judged = hits = 0
     for r in ev.rows[suite]:
         e = _evaluation(ev, suite, r.run)
-        if e is None:
-            continue
-        res = e["result"]
-        used = [i for i, f in enumerate(res["exit_fraction"]) if f >= USED]
-        if len(used) < 2:
+        if e is None or (ok := judge(e)) is None:
             continue
         judged += 1
-        hits += res["exit_accuracy"][used[0]] > res["accuracy"]
+        hits += bool(ok)
     if not judged:
-        return Finding("no actor run classifies at two or more exits", NOT)
-    return Finding(f"{hits} of {judged} actor runs that use ≥ 2 exits", _grade(hits / judged))
+        return Finding(none, NOT)
+    return Finding(f"{hits} of {judged} {what}", _grade(hits / judged))
+
+
+def _first_exit_beats_the_mean(e: dict[str, Any]) -> bool | None:
+    """The first used exit is more accurate than the network as a whole (None with
+    fewer than two used exits)."""
+    res = e["result"]
+    used = [i for i, f in enumerate(res["exit_fraction"]) if f >= USED]
+    return None if len(used) < 2 else res["exit_accuracy"][used[0]] > res["accuracy"]
+
+
+def _early_exits_accurate(ev: Evidence) -> Finding:
+    return _count_runs(ev, "hybrid-actor", _first_exit_beats_the_mean,
+                       "no actor run classifies at two or more exits",
+                       "actor runs that use ≥ 2 exits")
 
 
 def origin_purity(e: dict[str, Any], min_fraction: float = 0.0) -> list[float]:
@@ -344,19 +356,9 @@ def weighted_purity(e: dict[str, Any]) -> float:
 
 
 def _specialise(ev: Evidence) -> Finding:
-    suite = "hybrid-actor"
-    if (m := _missing(ev, suite)):
-        return m
-    judged = pure = 0
-    for r in ev.rows[suite]:
-        e = _evaluation(ev, suite, r.run)
-        if e is None:
-            continue
-        judged += 1
-        pure += all(p >= 0.8 for p in origin_purity(e, 0.05))
-    if not judged:
-        return Finding("no per-exit origin counts recorded", NOT)
-    return Finding(f"{pure} of {judged} actor runs", _grade(pure / judged))
+    return _count_runs(ev, "hybrid-actor",
+                       lambda e: all(p >= 0.8 for p in origin_purity(e, 0.05)),
+                       "no per-exit origin counts recorded", "actor runs")
 
 
 def _tree_specialises_more(ev: Evidence) -> Finding:
