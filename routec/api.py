@@ -33,11 +33,13 @@ class CompiledNetwork:
 
 def compile_network(spec: str | NetworkSpec, *, text: str | None = None,
                     classes: int | None = None, dynamic_kcpt: bool = False,
-                    static: int | None = None) -> CompiledNetwork:
+                    static: int | None = None,
+                    kcpt_unit: float | None = None) -> CompiledNetwork:
     """Compile a spec given as a path, a bundled name, a parsed spec, or ``text=``.
 
     ``classes`` overrides the spec's class count; ``dynamic_kcpt`` gives every router
-    a k_cpt input; ``static=N`` compiles the first N columns as a static baseline.
+    a k_cpt input (with ``kcpt_unit`` too, read as log1p(k_cpt / kcpt_unit) at every
+    router layer); ``static=N`` compiles the first N columns as a static baseline.
     """
     if text is not None:
         parsed = parse_spec(text, spec if isinstance(spec, str) else "<string>")
@@ -47,5 +49,5 @@ def compile_network(spec: str | NetworkSpec, *, text: str | None = None,
         parsed = load_spec(spec)
     if static is not None:
         parsed = static_prefix(parsed, static)
-    g = build_graph(parsed, classes=classes, dynamic_kcpt=dynamic_kcpt)
+    g = build_graph(parsed, classes=classes, dynamic_kcpt=dynamic_kcpt, kcpt_unit=kcpt_unit)
     return CompiledNetwork(g, emit_module(g), build_class(g))

@@ -18,6 +18,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=int, help="number of classes, if the spec leaves it open")
     p.add_argument("--dynamic-kcpt", action="store_true",
                    help="give every router a k_cpt input (one network for any cost)")
+    p.add_argument("--kcpt-conditioning", choices=["paper", "every-layer"], default="paper",
+                   help="with --dynamic-kcpt, how routers read k_cpt: paper (default: "
+                        "k_cpt × 1e7 at the first layer) or every-layer (log1p(k_cpt / "
+                        "--kcpt-unit) beside every layer's input)")
+    p.add_argument("--kcpt-unit", type=float, default=1e-9, metavar="K",
+                   help="every-layer conditioning: the k_cpt that maps to log 2 (default "
+                        "1e-9, the smallest positive k_cpt of the default grid)")
     p.add_argument("--static", type=int, metavar="N",
                    help="compile the static baseline: the first N columns and one exit")
     p.set_defaults(func=run)
@@ -32,7 +39,14 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if args.static is not None:
         spec = static_prefix(spec, args.static)
-    g = build_graph(spec, classes=args.classes, dynamic_kcpt=args.dynamic_kcpt)
+    if args.kcpt_conditioning != "paper" and not args.dynamic_kcpt:
+        from routec.errors import RunError
+
+        raise RunError(f"--kcpt-conditioning {args.kcpt_conditioning} applies with "
+                       "--dynamic-kcpt")
+    unit = args.kcpt_unit if args.kcpt_conditioning != "paper" else None
+    g = build_graph(spec, classes=args.classes, dynamic_kcpt=args.dynamic_kcpt,
+                    kcpt_unit=unit)
     from routec.graph.memory import compile_warning
 
     warning = compile_warning(g)

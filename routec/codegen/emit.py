@@ -182,6 +182,7 @@ def _emit_init(w: _Writer, n: NodeInfo) -> None:
     if n.kind == "junction":
         w(f"# {n.id}: {n.ways}-way junction; router {n.macs:,} MACs")
         extra = ", k_cpt_input=True" if head.k_cpt_input else ""
+        extra += f", k_cpt_unit={float(head.k_cpt_unit)!r}" if head.k_cpt_unit is not None else ""
         extra += f", pooled={int(head.pooled)}" if head.pooled else ""
         w(f"self.{n.id} = L.router({int(head.in_features)}, hidden={_tuple(head.hidden)}, "
           f"ways={int(head.out_features)}{extra})")

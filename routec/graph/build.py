@@ -16,7 +16,7 @@ from typing import Any
 import networkx as nx
 
 from routec import spec as S
-from routec.errors import SourcePos, SpecError
+from routec.errors import RunError, SourcePos, SpecError
 from routec.graph import catalogue as C
 from routec.graph import registry as R
 from routec.graph.arguments import BindError, bind
@@ -34,6 +34,17 @@ class HeadConfig:
     out_features: int
     k_cpt_input: bool = False
     pooled: int = 0  # average-pool the coarsest level to pooled x pooled first (0: no)
+    # every-layer k_cpt conditioning: log1p(k_cpt / k_cpt_unit) beside every linear
+    # layer's input (runtime/layers.py Head); None: the paper's single first-layer input
+    k_cpt_unit: float | None = None
+
+    def cost(self) -> tuple[int, int]:
+        """(MACs, params), counting the k_cpt column every layer reads when it does."""
+        macs, params = C.mlp_cost(self.in_features, self.hidden, self.out_features)
+        if self.k_cpt_unit is not None:
+            extra = sum((*self.hidden, self.out_features)[1:])  # a weight per later unit
+            macs, params = macs + extra, params + extra
+        return macs, params
 
 
 @dataclass
@@ -68,6 +79,7 @@ class RoutingGraph:
     dynamic_kcpt: bool
     graph: nx.DiGraph
     nodes: list[NodeInfo] = field(default_factory=list)
+    kcpt_unit: float | None = None  # set: routers read k_cpt at every layer (HeadConfig)
 
     @property
     def leaves(self) -> list[int]:
@@ -96,10 +108,11 @@ class RoutingGraph:
 
 class _Builder:
     def __init__(self, spec: S.NetworkSpec, classes: int, dynamic_kcpt: bool,
-                 counts: Counter[str]) -> None:
+                 counts: Counter[str], kcpt_unit: float | None = None) -> None:
         self.spec = spec
         self.classes = classes
         self.dynamic = dynamic_kcpt
+        self.kcpt_unit = kcpt_unit
         self.counts = counts
         self.seen: Counter[str] = Counter()
         self.ids: set[str] = set()
@@ -212,7 +225,7 @@ class _Builder:
                             kind="shape") from None
         return HeadConfig(kind, name, features + extra, tuple(args.get("hidden", ())),
                           ways if kind == "router" else self.classes, bool(extra),
-                          args.get("pooled") or 0)
+                          args.get("pooled") or 0, self.kcpt_unit if extra else None)
 
     def segment(self, seg: Segment, parent: int, way: int) -> None:
         for use in seg.columns:
@@ -226,7 +239,7 @@ class _Builder:
         end = seg.end
         if isinstance(end, LeafUse):
             head = self.head("exit", end.head, end.at, inp, 0)
-            macs, params = C.mlp_cost(head.in_features, head.hidden, head.out_features)
+            macs, params = head.cost()
             base = f"exit_{after}"
             self.add(NodeInfo(self.unique(base), "exit", end.head, self.pos(end.at), inp,
                               ((self.classes, 1, 1),), macs, params, parent=parent, way=way,
@@ -235,7 +248,7 @@ class _Builder:
         assert isinstance(end, JunctionUse)
         ways = len(end.branches)
         head = self.head("router", end.router, end.at, inp, ways)
-        macs, params = C.mlp_cost(head.in_features, head.hidden, head.out_features)
+        macs, params = head.cost()
         base = f"j_{after}"
         j = self.add(NodeInfo(self.unique(base), "junction", end.router, self.pos(end.at), inp,
                               inp, macs, params, parent=parent, way=way, ways=ways, head=head))
@@ -269,8 +282,15 @@ def validate(g: RoutingGraph) -> None:
 
 
 def build_graph(spec: S.NetworkSpec, classes: int | None = None,
-                dynamic_kcpt: bool = False) -> RoutingGraph:
-    """Validate ``spec`` and count its MACs; raises SpecError for any semantic fault."""
+                dynamic_kcpt: bool = False, kcpt_unit: float | None = None) -> RoutingGraph:
+    """Validate ``spec`` and count its MACs; raises SpecError for any semantic fault.
+
+    ``dynamic_kcpt`` gives every router a k_cpt input, read the paper's way; with
+    ``kcpt_unit`` (> 0) too, routers read ``log1p(k_cpt / kcpt_unit)`` at every layer.
+    """
+    if kcpt_unit is not None and not (dynamic_kcpt and kcpt_unit > 0):
+        raise RunError("every-layer k_cpt conditioning needs a dynamic k_cpt and a "
+                       f"positive unit, got dynamic_kcpt={dynamic_kcpt}, unit={kcpt_unit}")
     n_classes = classes if classes is not None else spec.classes
     if n_classes is None:
         raise spec.error(f"network '{spec.name}' does not say how many classes it has",
@@ -281,10 +301,10 @@ def build_graph(spec: S.NetworkSpec, classes: int | None = None,
     expansion = expand(spec)
     counts: Counter[str] = Counter()
     _count_uses(expansion.root, counts)
-    b = _Builder(spec, n_classes, dynamic_kcpt, counts)
+    b = _Builder(spec, n_classes, dynamic_kcpt, counts, kcpt_unit)
     root = b.stem()
     b.segment(expansion.root, root, -1)
     g = RoutingGraph(spec.name, spec.file, spec.source, spec.input_shape, n_classes,
-                     dynamic_kcpt, b.g, b.nodes)
+                     dynamic_kcpt, b.g, b.nodes, kcpt_unit)
     validate(g)
     return g

@@ -46,5 +46,7 @@ def print_report(g: RoutingGraph, console: Console | None = None) -> None:
     console.print(
         "mean MACs per example = Σ_leaf f(leaf) · MACs(leaf), where f(leaf) is the fraction of "
         "examples classified at that leaf (path MACs above). "
-        f"Router inputs {'include' if g.dynamic_kcpt else 'exclude'} the k_cpt feature."
+        f"Router inputs {'include' if g.dynamic_kcpt else 'exclude'} the k_cpt feature"
+        + (f" (log1p(k_cpt / {g.kcpt_unit:g}) at every router layer)." if g.kcpt_unit
+           else ".")
     )

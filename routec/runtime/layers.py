@@ -211,13 +211,30 @@ class Head(nn.Module):
 
     Hidden layers are linear → batch-norm → ReLU. A router's last layer starts at
     zero, so every junction begins undecided; with ``k_cpt_input`` the router also
-    reads the per-example cost of computation (scaled by 1e7).
+    reads the per-example cost of computation.
+
+    Two ways of reading it (``in_features`` counts the k_cpt column either way):
+
+    * the paper's (``k_cpt_unit`` None): one extra input ``k_cpt × KCPT_SCALE`` beside
+      the flattened features, at the first layer only;
+    * every layer (``k_cpt_unit`` given): ``log1p(k_cpt / k_cpt_unit)`` concatenated to
+      the input of *every* linear layer, the last included. In the paper's form the
+      single k column is one of ~2,000 inputs of a batch-normalised layer, so it
+      carries a tiny share of the pre-activation and the decision barely moves with
+      k_cpt; fed to every layer it reaches the scores through a path of a few weights
+      (the last layer's alone, at initialisation), and the log over a unit taken from
+      the run's own k grid maps any grid (per MAC or per ms) to values of order 1.
     """
 
     def __init__(self, in_features: int, hidden: tuple[int, ...], out_features: int,
-                 k_cpt_input: bool = False, zero_last: bool = False, pooled: int = 0) -> None:
+                 k_cpt_input: bool = False, zero_last: bool = False, pooled: int = 0,
+                 k_cpt_unit: float | None = None) -> None:
         super().__init__()
+        if k_cpt_unit is not None and not (k_cpt_input and k_cpt_unit > 0):
+            raise ValueError("k_cpt_unit needs k_cpt_input and a positive unit")
         self.k_cpt_input = k_cpt_input
+        self.k_cpt_unit = k_cpt_unit
+        every = 1 if k_cpt_unit is not None else 0  # k column added after the first layer
         self.pool = nn.AdaptiveAvgPool2d(pooled) if pooled else None
         layers: list[nn.Module] = []
         n = in_features
@@ -225,7 +242,7 @@ class Head(nn.Module):
             lin = nn.Linear(n, width)
             _xavier(lin)
             layers += [lin, BatchNorm1d(width, eps=BN_EPS, momentum=BN_MOMENTUM), nn.ReLU()]
-            n = width
+            n = width + every
         last = nn.Linear(n, out_features)
         if zero_last:
             nn.init.zeros_(last.weight)
@@ -239,14 +256,27 @@ class Head(nn.Module):
         x = (p[-1] if self.pool is None else self.pool(p[-1])).flatten(1)
         if self.k_cpt_input:
             assert k_cpt is not None, "this head reads k_cpt"
+            if self.k_cpt_unit is not None:
+                return self._every_layer(x, k_cpt)
             x = torch.cat([x, (k_cpt * KCPT_SCALE).to(x.dtype)[:, None]], dim=1)
         return self.mlp(x)
 
+    def _every_layer(self, x: Tensor, k_cpt: Tensor) -> Tensor:
+        """The MLP with the log-scaled k_cpt column beside every linear layer's input."""
+        assert self.k_cpt_unit is not None
+        kf = torch.log1p(k_cpt.to(torch.float32) / self.k_cpt_unit).to(x.dtype)[:, None]
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                x = torch.cat([x, kf], dim=1)
+            x = m(x)
+        return x
+
 
 def router(in_features: int, hidden: tuple[int, ...], ways: int,
-           k_cpt_input: bool = False, pooled: int = 0) -> Head:
+           k_cpt_input: bool = False, pooled: int = 0,
+           k_cpt_unit: float | None = None) -> Head:
     return Head(in_features, hidden, ways, k_cpt_input=k_cpt_input, zero_last=True,
-                pooled=pooled)
+                pooled=pooled, k_cpt_unit=k_cpt_unit)
 
 
 def classifier(in_features: int, hidden: tuple[int, ...], classes: int,
