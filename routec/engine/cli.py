@@ -216,7 +216,8 @@ def load_network(run: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     cfg = RunConfig(**state["config"])
     _, net = build_network(state["spec_label"], state["spec_text"],
                            classes=len(state["classes"]), dynamic=cfg.dynamic,
-                           static_columns=cfg.static_columns, strategy=cfg.strategy)
+                           static_columns=cfg.static_columns, strategy=cfg.strategy,
+                           kcpt_unit=cfg.router_kcpt_unit)
     net.load_state_dict(state["model"])
     to_device(net, torch.device("cpu"))
     return cfg, net.eval(), state

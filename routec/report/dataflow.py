@@ -201,7 +201,8 @@ def run_graph(state: dict[str, Any], cfg: Any, net: RoutedNetwork) -> Any:
     spec = parse_spec(state["spec_text"], state["spec_label"])
     if cfg.static_columns is not None:
         spec = static_prefix(spec, cfg.static_columns)
-    g = build_graph(spec, classes=len(state["classes"]), dynamic_kcpt=cfg.dynamic)
+    g = build_graph(spec, classes=len(state["classes"]), dynamic_kcpt=cfg.dynamic,
+                    kcpt_unit=cfg.router_kcpt_unit)
     if [n.id for n in g.nodes] != list(net.NODES):
         raise RunError("the checkpoint's network does not match its spec",
                        hint="was the checkpoint written by another routec version?")

@@ -74,6 +74,8 @@ def strategy_label(cfg: RunConfig) -> str:
             label += ", d̂ regularised"
     if cfg.dynamic:
         label += ", dynamic k_cpt"
+        if cfg.k_cpt_conditioning != "paper":  # its own curve beside the paper's form
+            label += f" ({cfg.k_cpt_conditioning})"
     return label
 
 

@@ -265,7 +265,13 @@ def network_of(record_dir: Path, rec: dict[str, Any], seed: int = 0) -> Any:
                       rec["spec_label"])
     if cfg.get("static_columns") is not None:
         spec = static_prefix(spec, cfg["static_columns"])
-    g = build_graph(spec, classes=len(rec["classes"]), dynamic_kcpt=cfg["k_cpt"] == "dynamic")
+    unit = None  # the paper's k_cpt input unless the record's routers read it every layer
+    if cfg.get("k_cpt_conditioning", "paper") != "paper":
+        from routec.train.config import saved_config
+
+        unit = saved_config(cfg).router_kcpt_unit
+    g = build_graph(spec, classes=len(rec["classes"]), dynamic_kcpt=cfg["k_cpt"] == "dynamic",
+                    kcpt_unit=unit)
     torch.manual_seed(seed)
     net = build_class(g)()
     to_device(net, torch.device("cpu"))

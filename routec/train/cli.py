@@ -61,6 +61,11 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--k-cpt": ("k_cpt", {"help": "cost per MAC, e.g. 4e-9 (with --cost latency: per "
                                   "millisecond per example, e.g. 0.04), or 'dynamic' "
                                   "(per-example draw from the grid; routers read it)"}),
+    "--k-cpt-conditioning": ("k_cpt_conditioning", {
+        "choices": ["paper", "every-layer"],
+        "help": "with --k-cpt dynamic, how routers read k_cpt: paper (default: k_cpt × 1e7, "
+                "one input of the first layer) or every-layer (log1p(k_cpt / the grid's "
+                "smallest positive value) beside every layer's input)"}),
     "--cost": ("cost", {"choices": ["macs", "latency"],
                         "help": "what k_cpt prices: MACs (default, the paper's) or the "
                                 "measured time per example of --cost-table's nodes"}),

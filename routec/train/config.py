@@ -60,6 +60,11 @@ class RunConfig(BaseModel):
     k_cpt: float | Literal["dynamic"] = 0.0
     k_cpt_grid: tuple[float, ...] = Field(K_CPT_GRID, description="dynamic k_cpt draws "
                                           "(--cost latency: LATENCY_K_CPT_GRID)")
+    k_cpt_conditioning: Literal["paper", "every-layer"] = Field(
+        "paper", description="how routers of a dynamic-k_cpt network read k_cpt: paper "
+                             "(k_cpt × 1e7, one input at the first layer) or every-layer "
+                             "(log1p(k_cpt / the grid's smallest positive k_cpt) beside every "
+                             "layer's input)")
     cost: Literal["macs", "latency"] = Field(
         "macs", description="what c_cpt prices: MACs (k_cpt per MAC) or the measured seconds "
                             "per example of a cost table (k_cpt per millisecond)")
@@ -145,6 +150,17 @@ class RunConfig(BaseModel):
             raise ValueError("--cost-table applies with --cost latency")
         return self
 
+    @model_validator(mode="after")
+    def _conditioning(self) -> "RunConfig":
+        if self.k_cpt_conditioning != "paper":
+            if not self.dynamic:
+                raise ValueError(f"--k-cpt-conditioning {self.k_cpt_conditioning} applies "
+                                 "with --k-cpt dynamic (routers read k_cpt only then)")
+            if not any(k > 0 for k in self.k_cpt_grid):
+                raise ValueError("--k-cpt-conditioning every-layer needs a positive value "
+                                 "in k_cpt_grid (its smallest is the unit of log1p(k/unit))")
+        return self
+
     @field_validator("cost_table")
     @classmethod
     def _cost_table_path(cls, v: str | None) -> str | None:
@@ -181,6 +197,15 @@ class RunConfig(BaseModel):
     def router_k_cpt(self, k: float) -> float:
         """What routers reading k_cpt are fed for a k_cpt in this run's unit."""
         return k * LATENCY_KCPT_INPUT if self.cost == "latency" else k
+
+    @property
+    def router_kcpt_unit(self) -> float | None:
+        """The unit of every-layer conditioning, baked into the network: the grid's
+        smallest positive k_cpt as routers are fed it (1e-9 for both bundled grids);
+        None for the paper's form, so such networks are generated as before."""
+        if self.k_cpt_conditioning == "paper" or not self.dynamic:
+            return None
+        return self.router_k_cpt(min(k for k in self.k_cpt_grid if k > 0))
 
 
 def load_config_file(path: str | Path) -> dict:

@@ -160,7 +160,8 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     classes = len(data.info.classes)
     g, net = build_network(label, text, classes=classes, dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy,
-                           batch=cfg.batch, device=str(device))  # refuses what cannot fit
+                           batch=cfg.batch, device=str(device),  # refuses what cannot fit
+                           kcpt_unit=cfg.router_kcpt_unit)
     if dist.rank == 0:
         print(f"data: {cfg.data}: {data.info.source}", file=sys.stderr)
         print(split_table(data), file=sys.stderr)

@@ -20,13 +20,15 @@ def spec_text(spec: str) -> tuple[str, str]:
 
 def build_network(label: str, text: str, *, classes: int | None, dynamic: bool,
                   static_columns: int | None, strategy: str, batch: int | None = None,
-                  device: str = "cpu") -> tuple[RoutingGraph, RoutedNetwork]:
+                  device: str = "cpu", kcpt_unit: float | None = None
+                  ) -> tuple[RoutingGraph, RoutedNetwork]:
     """The graph and a fresh network; with ``batch``, first refuse (RunError) a network
-    that cannot be trained at that batch in the memory ``device`` has."""
+    that cannot be trained at that batch in the memory ``device`` has. ``kcpt_unit``
+    (RunConfig.router_kcpt_unit) selects every-layer k_cpt conditioning."""
     spec = parse_spec(text, label)
     if static_columns is not None:
         spec = static_prefix(spec, static_columns)
-    g = build_graph(spec, classes=classes, dynamic_kcpt=dynamic)
+    g = build_graph(spec, classes=classes, dynamic_kcpt=dynamic, kcpt_unit=kcpt_unit)
     if strategy == "static" and len(g.leaves) != 1:
         raise RunError(f"--strategy static trains a network with one exit; '{g.name}' has "
                        f"{len(g.leaves)}", hint="add --static-columns N (the first N columns)")

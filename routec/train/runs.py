@@ -85,7 +85,8 @@ def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | Non
               file=sys.stderr)
     _, net = build_network(state["spec_label"], state["spec_text"],
                            classes=len(state["classes"]), dynamic=cfg.dynamic,
-                           static_columns=cfg.static_columns, strategy=cfg.strategy)
+                           static_columns=cfg.static_columns, strategy=cfg.strategy,
+                           kcpt_unit=cfg.router_kcpt_unit)
     net.load_state_dict(state["model"])
     to_device(net, torch.device("cpu"))
     net.eval()
