@@ -52,6 +52,12 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
                                    "critic_error": "classification", "data": "hybrid"}),
     "hybrid-actor-dynamic": {"dynamic": {"spec": "paper_chain", "strategy": "actor",
                                          "k_cpt": "dynamic", "data": "hybrid"}},
+    # Beyond the paper: the same network with routers that read k_cpt at every layer,
+    # log-scaled (RunConfig.k_cpt_conditioning), since the paper's single first-layer
+    # input barely moves the routing
+    "hybrid-actor-dynamic-listen": {"dynamic": {"spec": "paper_chain", "strategy": "actor",
+                                                "k_cpt": "dynamic", "data": "hybrid",
+                                                "k_cpt_conditioning": "every-layer"}},
     "hybrid-actor-nokdec": _actor("hybrid", k_dec=0.0),
     "hybrid-actor-notalr": _actor("hybrid", talr=False),
     "hybrid-critic-notalr": _grid({"spec": "paper_chain", "strategy": "critic",
@@ -115,12 +121,14 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("fig5", "Fig. 5: hybrid MNIST/CIFAR-10, accuracy vs computation",
                "Static chains of n = 1..8 columns against each routing strategy over the "
                "k_cpt grid (one point per network; the dynamic-k_cpt actor is one network "
-               "evaluated at each k_cpt). The second panel holds the ablations of §5.2–5.4.",
+               "evaluated at each k_cpt, its routers reading k_cpt as the paper does and, "
+               "beyond the paper, at every layer). The second panel holds the ablations of "
+               "§5.2–5.4.",
                "curves", (
                    Panel("strategies", "hybrid: routing strategies (§5.1, §5.5)", (
                        "hybrid-static", "hybrid-actor", "hybrid-critic",
                        "hybrid-critic-optimistic", "hybrid-critic-clserr",
-                       "hybrid-actor-dynamic")),
+                       "hybrid-actor-dynamic", "hybrid-actor-dynamic-listen")),
                    Panel("ablations", "hybrid: ablations and the tree (§5.2–5.4)", (
                        "hybrid-static", "hybrid-actor", "hybrid-actor-nokdec",
                        "hybrid-actor-regdhat", "hybrid-actor-notalr", "hybrid-critic",
