@@ -175,7 +175,7 @@ def test_page_numbers_are_the_checkpoints_routed_evaluations(page) -> None:
 
 def test_page_has_claims_timing_figures_and_commands(page) -> None:
     _, records, out, text = page
-    claims = [l for l in text.splitlines() if re.match(r"\| (5\.\d|6) \|", l)]
+    claims = [l for l in text.splitlines() if re.match(r"\| (5\.\d\*?|6) \|", l)]
     assert len(claims) == len(C.CLAIMS)
     for line in claims:
         verdict = line.split(" | ")[3]
