@@ -236,9 +236,33 @@ def render_clock(group: ClockGroup, rows: dict[str, list[SummaryRow]],
             f"{'-' if table is None else f'{table * 1e3:.3f}'} | {p.mean_macs:.3f} | "
             f"{'-' if ref is None else f'{ref:.4f}'} | "
             f"{'-' if ref is None else f'{(p.accuracy - ref) * 100:+.1f} pp'} |")
-    v = verdict([p for p in points if p.curve == CURVES["latency"]], macs)
+    unpriced = {f"{group.latency}/{r.run}" for r in rows.get(group.latency, [])
+                if r.k_value == 0.0}  # the MAC-priced k_cpt = 0 run again: not judged
+    v = verdict([p for p in points if p.curve == CURVES["latency"] and p.run not in unpriced],
+                macs)
     lines.append("\n" + v.text)
+    same = _unpriced_twins(group, rows, stored)
+    if same is not None:
+        lines.append(f"\nAt k_cpt = 0 nothing is priced, so the two grids' k_cpt = 0 runs "
+                     f"({same[0]}, {same[1]}) are the same training: their test accuracy and "
+                     f"exit counts are {'identical' if same[2] else 'NOT identical'}"
+                     + (" (training is deterministic, and the price is the only "
+                        "difference between the grids)." if same[2] else "."))
     if untimed:
         lines.append(f"\nNot yet timed: {', '.join(untimed)} (run `routec report --clock "
                      "RECORDS`).")
     return "\n".join(lines) + "\n"
+
+
+def _unpriced_twins(group: ClockGroup, rows: dict[str, list[SummaryRow]],
+                    stored: dict[str, Any]) -> tuple[str, str, bool] | None:
+    """The k_cpt = 0 run of each grid, and whether they came out identical."""
+    zero = []
+    for suite in (group.macs, group.latency):
+        z = [r for r in rows.get(suite or "", []) if r.k_value == 0.0]
+        if not z or f"{suite}/{z[0].run}" not in stored["runs"]:
+            return None
+        zero.append((f"{suite}/{z[0].run}", z[0]))
+    (ka, a), (kb, b) = zero
+    return ka, kb, (a.accuracy == b.accuracy and stored["runs"][ka]["exit_count"]
+                    == stored["runs"][kb]["exit_count"])

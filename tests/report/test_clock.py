@@ -95,13 +95,16 @@ def test_clock_times_every_network_and_the_page_shows_the_verdict(tmp_path: Path
     # a stand-in for a time-priced run: the k1e-9 record, relabelled as trained on time
     _copy(RECORDS / "hybrid-actor" / "k1e-9", root / "hybrid-actor-latency" / "k0.01ms",
           cost="latency", cost_table=str(TABLE), k_cpt=0.01)
+    _copy(RECORDS / "hybrid-actor" / "k0e-9", root / "hybrid-actor-latency" / "k0ms",
+          cost="latency", cost_table=str(TABLE), k_cpt=0.0)
 
     data = measure_clock(root, images=64, min_seconds=0.0, repeats=3)
     table = json.loads(TABLE.read_text())
     assert (data["engine"], data["batch"], data["threads"]) == (
         table["engine"], table["batch"], table["threads"])
     assert set(data["runs"]) == {"hybrid-static/n1", "hybrid-static/n8", "hybrid-actor/k0e-9",
-                                 "hybrid-actor/k1e-9", "hybrid-actor-latency/k0.01ms"}
+                                 "hybrid-actor/k1e-9", "hybrid-actor-latency/k0.01ms",
+                                 "hybrid-actor-latency/k0ms"}
     runs = data["runs"]
     # eight columns take longer than one, on any machine
     assert runs["hybrid-static/n8"]["seconds_per_image"] > \
@@ -136,7 +139,9 @@ def test_clock_times_every_network_and_the_page_shows_the_verdict(tmp_path: Path
     acc = {f"{s}/{r}": json.loads((root / s / r / "record.json").read_text())["evaluations"][0][
         "result"]["accuracy"] for s, r in (k.split("/") for k in runs)}
     pts = {k: _p(v["seconds_per_image"] * 1e3, acc[k]) for k, v in runs.items()}
-    expected = verdict([pts["hybrid-actor-latency/k0.01ms"]],
+    expected = verdict([pts["hybrid-actor-latency/k0.01ms"]],  # k_cpt = 0 is not judged
                        [pts["hybrid-actor/k0e-9"], pts["hybrid-actor/k1e-9"]])
     assert expected.text in section
+    assert "(hybrid-actor/k0e-9, hybrid-actor-latency/k0ms) are the same training: their " \
+        "test accuracy and exit counts are identical" in section
     assert (tmp_path / "results" / "clock_hybrid-actor-latency.png").is_file()
