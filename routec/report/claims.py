@@ -513,7 +513,7 @@ CLAIMS: list[Claim] = [
           _dynamic_matches("hybrid-actor-dynamic")),
     Claim("5.5*", "The same, with routers that hear k_cpt at every hidden layer, log-scaled "
           "(beyond the paper: `--k-cpt-conditioning every-layer`; the paper's form feeds "
-          "k_cpt once, beside 2,048 image features).",
+          "k_cpt once, as one input beside 256 to 2,048 image features).",
           "as for §5.5", _dynamic_matches("hybrid-actor-dynamic-listen")),
     Claim("5.6", "On CIFAR-2, dynamically-routed networks reach a higher peak accuracy than "
           "static networks at a third of the computational cost.",
