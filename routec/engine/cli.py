@@ -180,10 +180,13 @@ def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
             raise RunError(f"--static {static}: not a run or a folder of runs")
         return sorted(d for d in p.iterdir() if (d / "checkpoint.pt").exists())
     suite = run_dir.resolve().parent
-    stem = suite.name.rsplit("-", 1)[0]
-    sibling = suite.parent / f"{stem}-static"
-    if sibling.is_dir() and sibling != suite:
-        return sorted(d for d in sibling.iterdir() if (d / "checkpoint.pt").exists())
+    parts = suite.name.split("-")
+    # hybrid-actor -> hybrid-static; hybrid-actor-latency -> hybrid-actor-static, then
+    # hybrid-static: the nearest sibling suite of static runs
+    for n in range(len(parts) - 1, 0, -1):
+        sibling = suite.parent / f"{'-'.join(parts[:n])}-static"
+        if sibling.is_dir() and sibling != suite:
+            return sorted(d for d in sibling.iterdir() if (d / "checkpoint.pt").exists())
     return []
 
 
