@@ -11,7 +11,7 @@ from routec.errors import RunError
 from routec.experiment.cli import RunLock
 import torch
 
-from routec.experiment.suites import FIGURES, SUITES
+from routec.experiment.suites import FIGURES, SUITES, split_budget
 from routec.graph import build_graph
 from routec.parse import load_spec
 from routec.train.checkpoint import load_checkpoint
@@ -39,7 +39,7 @@ def test_suites_cover_the_paper() -> None:
     # every suite's runs are valid run configurations
     for runs in SUITES.values():
         for settings in runs.values():
-            make_config({**settings, "iterations": 1})
+            make_config({**split_budget(settings)[0], "iterations": 1})
 
 
 def test_every_figure_panel_names_suites() -> None:
@@ -148,3 +148,17 @@ def test_unknown_suite_or_run(tmp_path: Path, capsys) -> None:
     assert "has no run k3e-9" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["experiment", "hybrid-actor", "--iterations", "x"])
+
+
+def test_a_run_with_a_budget_multiple_trains_that_many_times_longer(tmp_path: Path,
+                                                                      capsys) -> None:
+    args = ["experiment", "hybrid-actor-dynamic-x2", "--out", str(tmp_path), *QUICK,
+            "--iterations", "2"]
+    (run,) = SUITES["hybrid-actor-dynamic-x2"].values()
+    assert split_budget(run) == ({k: v for k, v in run.items() if k != "budget"}, 2)
+    assert main(args) == 0
+    state = load_checkpoint(tmp_path / "hybrid-actor-dynamic-x2" / "dynamic" / "checkpoint.pt")
+    assert state["iteration"] == 4 and state["config"]["iterations"] == 4
+    capsys.readouterr()
+    assert main(args) == 0  # finished at 2 x 2: skipped, not resumed
+    assert "finished, skipped" in capsys.readouterr().err

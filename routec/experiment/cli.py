@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RoutecError, RunError
-from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES
+from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -155,9 +155,12 @@ def run_experiment(args: argparse.Namespace) -> int:
 
         records = Path(args.records) if args.records else default_records(args.out)
     failed = []
+    base = iterations
     for name in mine:
-        settings: dict[str, Any] = {**runs[name], "iterations": iterations,
-                                    "device": args.device}
+        # a run may ask for a multiple of the suite's budget (e.g. a longer-trained twin)
+        run, times = split_budget(runs[name])
+        iterations = base * times
+        settings: dict[str, Any] = {**run, "iterations": iterations, "device": args.device}
         for key in ("data", "spec", "batch", "data_root", "cache_dir"):
             if getattr(args, key) is not None:
                 settings[key] = getattr(args, key)

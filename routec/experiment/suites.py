@@ -41,6 +41,13 @@ def _actor(data: str, spec: str = "paper_chain", divide: int = 1,
 WIDTHS = {2: "paper_chain_x2", 3: "paper_chain_x3"}
 
 
+def split_budget(run: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """A suite run's settings without its ``budget`` (a multiple of the iterations the
+    suite is run with, for a longer-trained twin of another suite), and that multiple."""
+    settings = dict(run)
+    return settings, int(settings.pop("budget", 1))
+
+
 SUITES: dict[str, dict[str, dict[str, Any]]] = {
     "hybrid-static": _static("hybrid"),
     "hybrid-actor": _actor("hybrid"),
@@ -58,6 +65,15 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
     "hybrid-actor-dynamic-listen": {"dynamic": {"spec": "paper_chain", "strategy": "actor",
                                                 "k_cpt": "dynamic", "data": "hybrid",
                                                 "k_cpt_conditioning": "every-layer"}},
+    # §5.5 at twice the budget, both forms: does the paper's router learn to listen
+    # given longer? ("budget": a multiple of the suite's --iterations)
+    "hybrid-actor-dynamic-x2": {"dynamic": {"spec": "paper_chain", "strategy": "actor",
+                                            "k_cpt": "dynamic", "data": "hybrid",
+                                            "budget": 2}},
+    "hybrid-actor-dynamic-listen-x2": {"dynamic": {"spec": "paper_chain", "strategy": "actor",
+                                                   "k_cpt": "dynamic", "data": "hybrid",
+                                                   "k_cpt_conditioning": "every-layer",
+                                                   "budget": 2}},
     "hybrid-actor-nokdec": _actor("hybrid", k_dec=0.0),
     "hybrid-actor-notalr": _actor("hybrid", talr=False),
     "hybrid-critic-notalr": _grid({"spec": "paper_chain", "strategy": "critic",
@@ -129,6 +145,11 @@ FIGURES: tuple[FigureSpec, ...] = (
                        "hybrid-static", "hybrid-actor", "hybrid-critic",
                        "hybrid-critic-optimistic", "hybrid-critic-clserr",
                        "hybrid-actor-dynamic", "hybrid-actor-dynamic-listen")),
+                   Panel("dynamic", "hybrid: one network for every k_cpt (§5.5), "
+                         "two conditionings, two budgets", (
+                             "hybrid-static", "hybrid-actor", "hybrid-actor-dynamic",
+                             "hybrid-actor-dynamic-listen", "hybrid-actor-dynamic-x2",
+                             "hybrid-actor-dynamic-listen-x2")),
                    Panel("ablations", "hybrid: ablations and the tree (§5.2–5.4)", (
                        "hybrid-static", "hybrid-actor", "hybrid-actor-nokdec",
                        "hybrid-actor-regdhat", "hybrid-actor-notalr", "hybrid-critic",

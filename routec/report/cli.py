@@ -316,11 +316,16 @@ def curve_points(infos: list[Any], rows: list[Any]) -> list[Any]:
 
     datasets = {i.config.data for i in infos}
     networks = {r.network for r in rows if r.strategy != "static"}
+    budgets: dict[str, set[int]] = {}  # a strategy trained for two budgets: two curves
+    for r in rows:
+        budgets.setdefault(r.strategy, set()).add(r.iterations)
     points = []
     for r in rows:
         curve = "static" if r.strategy == "static" else r.strategy
         if len(networks) > 1 and curve != "static":
             curve += f" ({r.network})"
+        if len(budgets[r.strategy]) > 1:
+            curve += f", {r.iterations:,} its"
         if len(datasets) > 1:
             curve = f"{r.data}: {curve}"
         if r.strategy == "static":

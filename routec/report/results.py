@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RoutecError, RunError
-from routec.experiment.suites import CPU_ITERATIONS, FIGURES, SUITES
+from routec.experiment.suites import CPU_ITERATIONS, FIGURES, SUITES, split_budget
 from routec.report.claims import CLAIMS, PENDING, Evidence
 from routec.report.summary import RunInfo, SummaryRow, load_run_info, markdown_table, rows_for
 
@@ -284,14 +284,17 @@ class Page:
                   "trained on |", "|---|---|---|---|---|"]
         for name, runs in SUITES.items():
             s = self.by_name.get(name)
-            budgets = sorted({(i.config.iterations, i.config.batch) for i in s.runs}) if s \
+            # the command names the suite's budget; a run may train a multiple of it
+            budgets = sorted({(i.config.iterations // split_budget(runs[i.name])[1],
+                               i.config.batch) for i in s.runs}) if s \
                 else [(CPU_ITERATIONS, 128)]
             cmd = "<br>".join(f"`routec experiment {name} --iterations {n}"
                               + ("" if b == 128 else f" --batch {b}") + " --out runs`"
                               for n, b in budgets)
+            times = max(split_budget(r)[1] for r in runs.values())
             budget = ", ".join(sorted({f"{i.config.iterations:,} × {i.config.batch}"
                                        for i in s.runs})) if s else \
-                f"{CPU_ITERATIONS:,} × 128 (planned)"
+                f"{CPU_ITERATIONS * times:,} × 128 (planned)"
             have = f"{len(s.runs)} of {len(runs)}" if s else "none yet"
             if s and s.missing:
                 have += f" (not yet: {', '.join(s.missing)})"
