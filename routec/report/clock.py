@@ -175,10 +175,26 @@ def verdict(latency: list[CurvePoint], macs: list[CurvePoint]) -> Verdict:
     better, mean = sum(d > 0 for d in diffs), statistics.fmean(diffs)
     answer = ("Yes" if better > len(diffs) / 2 and mean > 0 else
               "No" if better < len(diffs) / 2 and mean < 0 else "Not clearly")
-    return Verdict(len(diffs), better, mean, (
-        f"**{answer}.** At equal measured time per image, {better} of {len(diffs)} "
-        f"time-priced networks are more accurate than the MAC-priced actors (mixing two of "
-        f"them where that is better); mean difference {mean:+.2f} pp."))
+    text = (f"**{answer}.** At equal measured time per image, {better} of {len(diffs)} "
+            f"time-priced networks are more accurate than the MAC-priced actors (mixing two "
+            f"of them where that is better); mean difference {mean:+.2f} pp.")
+    scatter = hull_scatter(macs)
+    if scatter is not None:
+        text += (f" For scale: the MAC-priced networks themselves lie on average "
+                 f"{scatter:.2f} pp below the hull of the others (one training per k_cpt).")
+    return Verdict(len(diffs), better, mean, text)
+
+
+def hull_scatter(points: list[CurvePoint]) -> float | None:
+    """Mean distance, in pp, of each inner point below the upper hull of the other
+    points: how much one training's accuracy scatters at this budget."""
+    gaps = []
+    for p in points:
+        others = [q for q in points if q is not p]
+        ref = best_mixture_at(others, p.mean_macs)
+        if ref is not None:
+            gaps.append(max(0.0, ref - p.accuracy) * 100)
+    return statistics.fmean(gaps) if gaps else None
 
 
 # -- rendering ------------------------------------------------------------------------------

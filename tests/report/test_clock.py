@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from routec.report.clock import CURVES, ClockGroup, clock_groups, measure_clock, verdict
+from routec.report.clock import (CURVES, ClockGroup, clock_groups, hull_scatter, measure_clock,
+                                 verdict)
 from routec.report.plots import CurvePoint
 from routec.report.plots import best_mixture_at as best_at
 
@@ -54,6 +55,12 @@ def test_verdict_answers_from_the_points_not_a_fixed_text() -> None:
     assert (v.compared, v.better) == (2, 0) and v.mean_pp == pytest.approx(-1.0)
     assert v.text.startswith("**No.**")
     assert verdict([_p(9.0, 0.99)], macs).compared == 0  # outside the range: no verdict
+    # the scatter of the reference curve itself: only the middle point is inside the
+    # others' range, and it lies 3 pp above their line (0 below), then 5 pp below
+    assert hull_scatter(macs) == pytest.approx(0.0)
+    assert hull_scatter([_p(1.0, 0.80), _p(2.0, 0.80), _p(3.0, 0.90)]) == pytest.approx(5.0)
+    assert "5.00 pp below the hull" in verdict(
+        above, [_p(1.0, 0.80), _p(2.0, 0.80), _p(3.0, 0.90)]).text
 
 
 def test_groups_pair_a_time_priced_suite_with_its_mac_priced_one_and_the_static_one() -> None:
