@@ -108,3 +108,10 @@ def holdout_mask(labels: np.ndarray, seed: int, tag: str) -> np.ndarray:
         perm = torch.randperm(len(idx), generator=gen).numpy()
         mask[idx[perm[: len(idx) // VAL_DIVISOR]]] = True
     return mask
+
+
+def sample_indices(n: int, k: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``k`` of ``n`` examples drawn without replacement, seeded: splits are
+    stored in order (hybrid: every MNIST digit, then every CIFAR image), so the first
+    ``k`` examples of a split would be one kind of image only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(k, n)]

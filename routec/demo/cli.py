@@ -46,6 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
     import torch
 
     from routec.data import load_dataset
+    from routec.data.splits import sample_indices
     from routec.demo.run import COLUMNS, Side, draw_dataflow, evaluate_side, settings_for, \
         time_sides, train_side
     from routec.train.cli import _resolve_data
@@ -73,7 +74,8 @@ def _demo(args: argparse.Namespace) -> int:
     nets = {"static": evaluate_side(static, data), "routed": evaluate_side(routed, data)}
     print("timing both networks on the test images, each in its fastest engine ...",
           file=sys.stderr)
-    time_sides(nets, {"static": static, "routed": routed}, data.test.images[:4096])
+    sample = sample_indices(len(data.test.images), 4096)  # a mix of every kind of image
+    time_sides(nets, {"static": static, "routed": routed}, data.test.images[sample])
     with torch.inference_mode():
         leaf = nets["routed"].route(data.test.images).leaf
     picture = draw_dataflow(routed.run, out / "dataflow.png")

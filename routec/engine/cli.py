@@ -116,15 +116,6 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def sample_indices(n: int, k: int, seed: int = 0) -> Any:
-    """Indices of ``k`` test images drawn without replacement, seeded: a test split may
-    be stored in order (hybrid: every MNIST digit, then every CIFAR image), so its first
-    ``k`` images would time the network on one kind of image only."""
-    import torch
-
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(k, n)]
-
-
 def run_workload(run: str, static: str | None, data_root: str | None,
                  cache_dir: str | None, images: int) -> tuple[Any, dict[str, Any]]:
     """A trained run on its test images against the cheapest static run at least as
@@ -172,6 +163,8 @@ def run_workload(run: str, static: str | None, data_root: str | None,
         static_net = compile_network(spec, classes=len(state["classes"]),
                                      static=static_depth(spec)).build()
     static_net.eval()
+    from routec.data.splits import sample_indices
+
     x = data.test.images[sample_indices(len(data.test.images), images)]
     work = Workload(net, static_net, x, None, label=f"{run_dir} (routed, own decisions)",
                     static_label=str(chosen[0]) if chosen else f"{spec.name} full static chain")

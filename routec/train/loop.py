@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from routec.data.load import split_table
+from routec.data.splits import sample_indices
 from routec.errors import RunError
 from routec.parse import parse_spec
 from routec.runtime.routing import RoutedNetwork
@@ -225,8 +226,9 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     path_macs = tree.path_macs()
     grid = torch.tensor(cfg.k_cpt_grid, dtype=torch.float32)
     val_images, val_labels = data.val.images, data.val.labels
-    if cfg.val_examples:
-        val_images, val_labels = val_images[:cfg.val_examples], val_labels[:cfg.val_examples]
+    if cfg.val_examples:  # a sample of the whole split: it is stored class by class
+        keep = sample_indices(len(val_labels), cfg.val_examples)
+        val_images, val_labels = val_images[keep], val_labels[keep]
     eval_k = (cfg.router_k_cpt(0.04 if cfg.cost == "latency" else 4e-9)
               if cfg.dynamic else None)
     node_cost_dev = None if node_cost is None else node_cost.to(device)

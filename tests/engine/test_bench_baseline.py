@@ -24,18 +24,3 @@ def test_the_nearest_static_sibling_suite_is_the_baseline(tmp_path: Path) -> Non
     assert _static_runs(timed, None) == [wide]
     assert _static_runs(_run(tmp_path, "cifar2-actor", "k0e-9"), None) == []
 
-
-def test_a_trained_run_is_timed_on_a_sample_of_its_whole_test_split() -> None:
-    """On a split stored in order (hybrid: digits first), the bench's images must
-    still come from every part of it, in about their shares."""
-    import torch
-
-    from routec.engine.cli import sample_indices
-
-    labels = torch.arange(10).repeat_interleave(1000)  # ordered, like hybrid's test split
-    idx = sample_indices(len(labels), 2048)
-    assert len(idx) == 2048 and len(set(idx.tolist())) == 2048
-    counts = torch.bincount(labels[idx], minlength=10)
-    assert counts.min() > 150 and counts.max() < 260  # each class ~205
-    assert torch.equal(idx, sample_indices(len(labels), 2048))  # the same images every time
-    assert len(sample_indices(100, 2048)) == 100
