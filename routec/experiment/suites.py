@@ -145,8 +145,8 @@ FIGURES: tuple[FigureSpec, ...] = (
                        "hybrid-static", "hybrid-actor", "hybrid-critic",
                        "hybrid-critic-optimistic", "hybrid-critic-clserr",
                        "hybrid-actor-dynamic", "hybrid-actor-dynamic-listen")),
-                   Panel("dynamic", "hybrid: one network for every k_cpt (§5.5), "
-                         "two conditionings, two budgets", (
+                   Panel("dynamic", "hybrid: one network for every k_cpt (§5.5), two "
+                         "conditionings, two budgets", (
                              "hybrid-static", "hybrid-actor", "hybrid-actor-dynamic",
                              "hybrid-actor-dynamic-listen", "hybrid-actor-dynamic-x2",
                              "hybrid-actor-dynamic-listen-x2")),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ def accuracy_vs_macs(points: list[CurvePoint], path: Path, title: str = "",
         ax.xaxis.set_major_formatter(EngFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy")
-    ax.set_title(title or "accuracy vs computation", fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title or "accuracy vs computation", 90)), fontsize=10)
     ax.grid(True, alpha=0.3)
     if curves:
         ax.legend(fontsize=7, loc="best")
