@@ -160,5 +160,9 @@ def test_a_run_with_a_budget_multiple_trains_that_many_times_longer(tmp_path: Pa
     state = load_checkpoint(tmp_path / "hybrid-actor-dynamic-x2" / "dynamic" / "checkpoint.pt")
     assert state["iteration"] == 4 and state["config"]["iterations"] == 4
     capsys.readouterr()
+    assert main(["experiment", "--list"]) == 0  # the listing says which runs train longer
+    listing = capsys.readouterr().out.splitlines()
+    assert "hybrid-actor-dynamic-x2: dynamic (2x the --iterations budget)" in listing
+    assert "hybrid-actor-dynamic: dynamic" in listing
     assert main(args) == 0  # finished at 2 x 2: skipped, not resumed
     assert "finished, skipped" in capsys.readouterr().err

@@ -128,7 +128,9 @@ def keep_record(run_dir: Path, records: Path | None, suite: str, run: str,
 def run_experiment(args: argparse.Namespace) -> int:
     if args.list or not args.suite:
         for name, runs in SUITES.items():
-            print(f"{name}: {', '.join(runs)}")
+            times = {split_budget(r)[1] for r in runs.values()} - {1}
+            print(f"{name}: {', '.join(runs)}"
+                  + "".join(f" ({t}x the --iterations budget)" for t in sorted(times)))
         return 0
     if args.suite not in SUITES:
         raise RoutecError(f"unknown suite '{args.suite}'", hint="suites: " + ", ".join(SUITES))
