@@ -61,3 +61,16 @@ def images(n: int, shape: tuple[int, int, int], seed: int = 0) -> torch.Tensor:
     tint = torch.rand(n, shape[0], 1, 1, generator=gen)
     contrast = torch.rand(n, 1, 1, 1, generator=gen) * 2
     return tint + contrast * (base - 0.5)
+
+
+def assert_deployed_routes_as_torch(net: RoutedNetwork, deployed: object, x: torch.Tensor,
+                                    k: torch.Tensor) -> None:
+    """The torch-free runner reaches the same exits, logits and MACs as ``net.route``."""
+    import numpy as np
+
+    with torch.inference_mode():
+        ref = net.route(x, k_cpt=k)
+    logits, leaf, macs = deployed.route(x.numpy(), k.numpy())  # type: ignore[attr-defined]
+    assert leaf.tolist() == ref.leaf.tolist()
+    assert np.allclose(logits, ref.logits.numpy(), atol=2e-4)
+    assert macs.tolist() == ref.macs.tolist()

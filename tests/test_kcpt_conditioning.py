@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import routec
-from helpers import calibrate, images, randomise
+from helpers import assert_deployed_routes_as_torch, calibrate, images, randomise
 from routec.api import compile_network
 from routec.cli import main
 from routec.errors import RunError
@@ -193,8 +193,6 @@ def test_train_resume_and_eval_keep_the_conditioning(tmp_path: Path) -> None:
 
 def test_onnx_export_of_an_every_layer_network_matches_eager(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    import numpy as np
-
     from routec.deploy import load
     from routec.engine.onnx_export import export_network
 
@@ -206,12 +204,7 @@ def test_onnx_export_of_an_every_layer_network_matches_eager(tmp_path: Path) -> 
     deployed = load(tmp_path / "dyn")
     x = images(17, c.graph.input_shape, seed=6)
     k = torch.linspace(0, 6.4e-8, 17)
-    with torch.inference_mode():
-        ref = net.route(x, k_cpt=k)
-    logits, leaf, macs = deployed.route(x.numpy(), k.numpy())
-    assert leaf.tolist() == ref.leaf.tolist()
-    assert np.allclose(logits, ref.logits.numpy(), atol=2e-4)
-    assert macs.tolist() == ref.macs.tolist()
+    assert_deployed_routes_as_torch(net, deployed, x, k)
 
 
 def test_the_listen_suite_is_the_dynamic_suite_with_every_layer_routers() -> None:

@@ -142,7 +142,8 @@ def test_export_of_a_dynamic_kcpt_network_reads_kcpt(tmp_path) -> None:
     """A network whose routers read k_cpt exports a k_cpt input; the runner feeds it."""
     import torch
 
-    from helpers import calibrate, compile_bundled, images, randomise
+    from helpers import (assert_deployed_routes_as_torch, calibrate, compile_bundled, images,
+                         randomise)
     from routec.deploy import load
     from routec.engine.onnx_export import export_network
     from routec.errors import RoutecError
@@ -157,12 +158,7 @@ def test_export_of_a_dynamic_kcpt_network_reads_kcpt(tmp_path) -> None:
     deployed = load(tmp_path / "dyn")
     x = images(17, g.input_shape, seed=6)
     k = torch.linspace(0, 1e-6, 17)
-    with torch.inference_mode():
-        ref = net.route(x, k_cpt=k)
-    logits, leaf, macs = deployed.route(x.numpy(), k.numpy())
-    assert leaf.tolist() == ref.leaf.tolist()
-    assert np.allclose(logits, ref.logits.numpy(), atol=2e-4)
-    assert macs.tolist() == ref.macs.tolist()
+    assert_deployed_routes_as_torch(net, deployed, x, k)
     with pytest.raises(RoutecError, match="reads k_cpt"):
         deployed.route(x.numpy())
 
