@@ -166,3 +166,26 @@ def test_a_run_with_a_budget_multiple_trains_that_many_times_longer(tmp_path: Pa
     assert "hybrid-actor-dynamic: dynamic" in listing
     assert main(args) == 0  # finished at 2 x 2: skipped, not resumed
     assert "finished, skipped" in capsys.readouterr().err
+
+
+def test_a_recorded_run_is_not_trained_again_on_a_machine_without_its_directory(
+        tmp_path: Path, capsys) -> None:
+    """Records are committed, run directories are not: a fresh checkout must not retrain
+    what its records already answer, and must train a run whose settings differ."""
+    import shutil
+
+    records = tmp_path / "records"
+    quick = [a for a in QUICK if a != "--no-records"]
+    args = ["experiment", "hybrid-actor", "--runs", "k4e-9", "--out", str(tmp_path / "runs"),
+            "--records", str(records), *quick]
+    assert main([*args, "--iterations", "2"]) == 0
+    assert (records / "hybrid-actor" / "k4e-9" / "record.json").is_file()
+    shutil.rmtree(tmp_path / "runs")  # a new machine: the records and nothing else
+    capsys.readouterr()
+    assert main([*args, "--iterations", "2"]) == 0
+    assert "recorded in" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "hybrid-actor" / "k4e-9" / "checkpoint.pt").exists()
+    assert main([*args, "--iterations", "3"]) == 0  # another budget is another run
+    assert "starting" in capsys.readouterr().err
+    state = load_checkpoint(tmp_path / "runs" / "hybrid-actor" / "k4e-9" / "checkpoint.pt")
+    assert state["iteration"] == 3

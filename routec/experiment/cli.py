@@ -6,7 +6,9 @@ processes from training the same run at once.
 
 When a run finishes (or is found finished with no record), its record, the small
 part the results page reads (``routec.experiment.records``), is written under
-``--records`` (default: ``results/records`` beside OUT), ready to commit.
+``--records`` (default: ``results/records`` beside OUT), ready to commit. A run with
+no directory whose record matches its settings and spec is skipped: the records are
+committed, the run directories are not, and a new machine should not retrain them.
 """
 from __future__ import annotations
 
@@ -125,6 +127,19 @@ def keep_record(run_dir: Path, records: Path | None, suite: str, run: str,
         print(f"{suite}/{run}: no record written ({text})", file=sys.stderr)
 
 
+def _recorded(records: Path | None, suite: str, run: str, settings: dict[str, Any]) -> bool:
+    """A committed record already answers this run (same settings, same spec), so a
+    fresh machine with the records but no run directories skips it."""
+    if records is None:
+        return False
+    from routec.experiment.records import record_answers
+    from routec.train.config import make_config
+    from routec.train.model import spec_text
+
+    cfg = make_config(settings)
+    return record_answers(records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1])
+
+
 def run_experiment(args: argparse.Namespace) -> int:
     if args.list or not args.suite:
         for name, runs in SUITES.items():
@@ -167,6 +182,11 @@ def run_experiment(args: argparse.Namespace) -> int:
             if getattr(args, key) is not None:
                 settings[key] = getattr(args, key)
         run_dir = Path(args.out) / args.suite / name
+        if not (run_dir / "checkpoint.pt").exists() and _recorded(records, args.suite, name,
+                                                                   settings):
+            print(f"{args.suite}/{name}: recorded in {records / args.suite / name}, skipped",
+                  file=sys.stderr)
+            continue
         status = run_status(run_dir, iterations)
         if status == "done":
             print(f"{args.suite}/{name}: finished, skipped", file=sys.stderr)

@@ -65,6 +65,24 @@ def record_is_current(record_dir: Path, state: dict[str, Any]) -> bool:
         rec["spec_sha256"] == state["spec_sha256"]
 
 
+def record_answers(record_dir: Path, config: dict[str, Any], spec_text: str) -> bool:
+    """The record is of a finished run with exactly these settings and spec: a machine
+    that has the record but not the run directory need not train the run again."""
+    from pydantic import ValidationError
+
+    from routec.train.config import saved_config
+    from routec.train.model import digest
+
+    rec = read_record(record_dir)
+    if not rec or not rec["finished"] or rec["spec_sha256"] != digest(spec_text):
+        return False
+    try:  # a record older than a setting was trained with that setting's default
+        recorded = saved_config(rec["config"]).model_dump()
+    except (ValidationError, TypeError):
+        return False
+    return portable_config(recorded) == portable_config(config)
+
+
 def portable_config(config: dict[str, Any], data_root: str | None = None) -> dict[str, Any]:
     """A run's settings as JSON, with the data root and paths under it made portable."""
     from routec.data.root import resolve_data_root
