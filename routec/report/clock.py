@@ -86,10 +86,9 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
     suite trained with (the time it was taught is the time it is judged on)."""
     import torch
 
-    from routec.engine import optimize_for_inference
     from routec.engine.profile import path_seconds
     from routec.report.results import find_suites, machine_text
-    from routec.report.throughput import ScriptedRouting, measure, network_of, scaled_mix
+    from routec.report.throughput import measure, timed_network, timing_images
     from routec.train.machine import describe
 
     say = say or (lambda _m: None)
@@ -110,7 +109,7 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        nets, routing, mixes, predicted = {}, {}, {}, {}
+        timed, nets, mixes, predicted = {}, {}, {}, {}
         for g in groups:
             for suite in g.suites:
                 for info in by_name[suite].runs:
@@ -118,11 +117,10 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
                     if key in nets:
                         continue
                     rec = by_name[suite].records[info.name]
-                    net = network_of(Path(root) / suite / info.name, rec)
-                    mixes[key] = list(rec["evaluations"][0]["dataflow"]["exit_count"])
-                    n = min(images, sum(mixes[key]))
-                    nets[key] = (optimize_for_inference(net, engine), None)
-                    routing[key] = ScriptedRouting(net, scaled_mix(mixes[key], n))
+                    timed[key] = timed_network(Path(root) / suite / info.name, rec, engine,
+                                               images)
+                    net, mixes[key] = timed[key].net, timed[key].exit_count
+                    nets[key] = (timed[key].runner, None)
                     if table is not None and set(net.NODES) <= secs.keys():
                         # by node name: a static prefix of the profiled network has
                         # the same columns and exits, so the table prices it too
@@ -130,13 +128,12 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
                         per_exit = path_seconds(sub, net.PARENT, net.LEAVES)
                         predicted[key] = sum(c * s for c, s in zip(mixes[key], per_exit)) \
                             / sum(mixes[key])
-        n = min(len(r.leaves) for r in routing.values())
-        shape = tuple(next(iter(nets.values()))[0].INPUT_SHAPE)
-        x = torch.rand((n, *shape), generator=torch.Generator().manual_seed(0))
+        x = timing_images(list(timed.values()))
+        n = len(x)
         say(f"timing {len(nets)} networks round-robin ({engine}, batch {batch}, "
             f"{threads} thread(s), {n} images per pass)")
         t = measure(nets, x, batch=batch, repeats=repeats, min_seconds=min_seconds,
-                    routing=routing)
+                    routing={key: v.routing for key, v in timed.items()})
         machine = machine_text(describe(torch.device("cpu")))
     finally:
         torch.set_num_threads(before)

@@ -278,6 +278,37 @@ def network_of(record_dir: Path, rec: dict[str, Any], seed: int = 0) -> Any:
     return net.eval()
 
 
+@dataclass
+class Timed:
+    """A record's network set up for timing: its engine's runner, the scripted routing
+    that replays the record's exit mix, and that mix (examples per exit)."""
+    net: Any
+    runner: Any
+    routing: ScriptedRouting
+    exit_count: list[int]
+
+
+def timed_network(record_dir: Path, rec: dict[str, Any], engine: str,
+                  images: int) -> Timed:
+    """Build a record's network in ``engine``, routing at most ``images`` images in the
+    proportions the record measured."""
+    from routec.engine import optimize_for_inference
+
+    net = network_of(record_dir, rec)
+    mix = _exit_count(rec)
+    return Timed(net, optimize_for_inference(net, engine),
+                 ScriptedRouting(net, scaled_mix(mix, min(images, sum(mix)))), mix)
+
+
+def timing_images(timed: list[Timed]) -> Any:
+    """One seeded image set, as many images as the shortest scripted mix routes."""
+    import torch
+
+    n = min(len(t.routing.leaves) for t in timed)
+    shape = tuple(timed[0].runner.INPUT_SHAPE)
+    return torch.rand((n, *shape), generator=torch.Generator().manual_seed(0))
+
+
 def measure_records(root: Path, engines: tuple[str, ...] = ("eager",), *,
                     images: int = MAX_IMAGES, min_seconds: float = TIMING_SECONDS,
                     repeats: int = TIMING_PASSES, say: Callable[[str], None] | None = None
@@ -285,7 +316,6 @@ def measure_records(root: Path, engines: tuple[str, ...] = ("eager",), *,
     """Time every pair the page shows, for each engine; the contents of throughput.json."""
     import torch
 
-    from routec.engine import optimize_for_inference
     from routec.report.results import Page, find_suites, machine_text
     from routec.train.machine import describe
 
@@ -297,20 +327,18 @@ def measure_records(root: Path, engines: tuple[str, ...] = ("eager",), *,
     for p in pairs(page.rows):
         for engine in engines:
             say(f"timing {p.key[0]} against {p.key[1]} ({engine})")
-            nets, routing, mixes = {}, {}, {}
+            timed, nets = {}, {}
             for key, suite, row in (("actor", p.actor_suite, p.actor),
                                     ("static", p.static_suite, p.static)):
                 rec = page.records_of(suite, row.run)
-                net = network_of(Path(root) / suite / row.run, rec)
-                mixes[key] = _exit_count(rec)
-                n = min(images, sum(mixes[key]))
-                runner = optimize_for_inference(net, engine)
-                nets[key] = (runner, 4e-9 if rec["config"]["k_cpt"] == "dynamic" else None)
-                routing[key] = ScriptedRouting(net, scaled_mix(mixes[key], n))
-            n = min(len(r.leaves) for r in routing.values())
-            shape = tuple(nets["actor"][0].INPUT_SHAPE)
-            x = torch.rand((n, *shape), generator=torch.Generator().manual_seed(0))
-            t = measure(nets, x, repeats=repeats, min_seconds=min_seconds, routing=routing)
+                timed[key] = timed_network(Path(root) / suite / row.run, rec, engine, images)
+                nets[key] = (timed[key].runner,
+                             4e-9 if rec["config"]["k_cpt"] == "dynamic" else None)
+            x = timing_images(list(timed.values()))
+            n = len(x)
+            mixes = {key: t.exit_count for key, t in timed.items()}
+            t = measure(nets, x, repeats=repeats, min_seconds=min_seconds,
+                        routing={key: v.routing for key, v in timed.items()})
             out.append({"engine": engine, "images": n, "batch": t["actor"].batch,
                         "threads": t["actor"].threads, "machine": machine, **{
                             key: {"run": run, "exit_count": mixes[key],
