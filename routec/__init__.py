@@ -7,8 +7,7 @@ the stable Python API (see docs/api.md); they are imported on first use so that
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from routec.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -46,14 +45,7 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-def __getattr__(name: str) -> Any:
-    # "module:attr" where the exported name differs (routec.train is the subpackage)
-    if name in _API:
-        module, _, attr = _API[name].partition(":")
-        value = getattr(importlib.import_module(module), attr or name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'routec' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _API)
 
 
 def __dir__() -> list[str]:

@@ -6,17 +6,9 @@ neither.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from routec.lazy import lazy_exports
 
 _EXPORTS = {"class_name": "routec.codegen.emit", "emit_module": "routec.codegen.emit",
             "build_class": "routec.codegen.load", "load_source": "routec.codegen.load"}
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'routec.codegen' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,10 +9,11 @@ Names are imported on first use (``routec --help`` needs no torch).
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from routec.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Augmenter": "routec.data.augmentation",
@@ -44,14 +45,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'routec.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 class _Package(types.ModuleType):
