@@ -189,3 +189,36 @@ def test_a_recorded_run_is_not_trained_again_on_a_machine_without_its_directory(
     assert "starting" in capsys.readouterr().err
     state = load_checkpoint(tmp_path / "runs" / "hybrid-actor" / "k4e-9" / "checkpoint.pt")
     assert state["iteration"] == 3
+
+
+def test_status_says_what_is_done_partly_trained_and_not_started(tmp_path: Path,
+                                                                 capsys) -> None:
+    """--status reads records and run directories without training anything."""
+    records, out = tmp_path / "records", tmp_path / "runs"
+    quick = [a for a in QUICK if a != "--no-records"]
+    base = ["--out", str(out), "--records", str(records), *quick]
+    assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "--iterations", "2",
+                 *base]) == 0
+    assert main(["experiment", "hybrid-actor", "--runs", "k4e-9", "--iterations", "1",
+                 *base]) == 0  # trained to 1 of the 2 asked below: partly trained
+    capsys.readouterr()
+    assert main(["experiment", "hybrid-actor", "hybrid-static", "--status", "--iterations",
+                 "2", *base]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    others = [r for r in SUITES["hybrid-actor"] if r not in ("k0e-9", "k4e-9")]
+    assert lines[0] == (f"hybrid-actor: 1 of {len(SUITES['hybrid-actor'])} done; "
+                        f"partly trained in {out}: k4e-9 (1 of 2); "
+                        f"not started: {', '.join(others)}")
+    assert lines[1] == (f"hybrid-static: 0 of 8 done; not started: "
+                        f"{', '.join(SUITES['hybrid-static'])}")
+    assert load_checkpoint(out / "hybrid-actor" / "k4e-9" / "checkpoint.pt")["iteration"] == 1
+
+
+def test_several_suites_run_one_after_another(tmp_path: Path, capsys) -> None:
+    args = ["experiment", "hybrid-actor", "hybrid-static", "--out", str(tmp_path),
+            "--iterations", "1", "--shard", "0/8", *QUICK]
+    assert main(args) == 0  # the shard takes the first run of each suite
+    done = sorted(str(p.parent.relative_to(tmp_path)) for p in tmp_path.glob("*/*/checkpoint.pt"))
+    assert done == ["hybrid-actor/k0e-9", "hybrid-static/n1"]
+    assert main(["experiment", "hybrid-actor", "hybrid-static", "--runs", "n1"]) == 2
+    assert "exactly one suite" in capsys.readouterr().err

@@ -23,11 +23,16 @@ from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, sp
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("experiment", help="run one of the paper's experiment suites",
-                       description="Run every run of a suite into OUT/SUITE/RUN; rerunning "
-                                   "skips finished runs and resumes unfinished ones.")
-    p.add_argument("suite", nargs="?", help="suite name; omit with --list")
+    p = sub.add_parser("experiment", help="run the paper's experiment suites",
+                       description="Run every run of each SUITE into OUT/SUITE/RUN; "
+                                   "rerunning skips finished (or recorded) runs and resumes "
+                                   "unfinished ones.")
+    p.add_argument("suites", nargs="*", metavar="SUITE",
+                   help="suite names, run one after another; omit with --list")
     p.add_argument("--list", action="store_true", help="list suites and their runs")
+    p.add_argument("--status", action="store_true",
+                   help="say, per suite (all of them if none is named), which runs are done "
+                        "(recorded at this budget), partly trained in OUT, or not started")
     p.add_argument("--out", default="runs", help="output root (default: runs)")
     p.add_argument("--iterations", type=int, default=CPU_ITERATIONS,
                    help=f"iterations per run (default {CPU_ITERATIONS}, a CPU budget)")
@@ -140,73 +145,129 @@ def _recorded(records: Path | None, suite: str, run: str, settings: dict[str, An
     return record_answers(records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1])
 
 
+def run_settings(run: dict[str, Any], base: int, args: argparse.Namespace
+                 ) -> dict[str, Any]:
+    """A suite run's training settings under this command's budget and overrides (a run
+    may ask for a multiple of the suite's budget, e.g. a longer-trained twin)."""
+    run, times = split_budget(run)
+    settings: dict[str, Any] = {**run, "iterations": base * times, "device": args.device}
+    for key in ("data", "spec", "batch", "data_root", "cache_dir"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    return settings
+
+
 def run_experiment(args: argparse.Namespace) -> int:
-    if args.list or not args.suite:
+    if (args.list or not args.suites) and not args.status:
         for name, runs in SUITES.items():
             times = {split_budget(r)[1] for r in runs.values()} - {1}
             print(f"{name}: {', '.join(runs)}"
                   + "".join(f" ({t}x the --iterations budget)" for t in sorted(times)))
         return 0
-    if args.suite not in SUITES:
-        raise RoutecError(f"unknown suite '{args.suite}'", hint="suites: " + ", ".join(SUITES))
-    from routec.train.config import make_config
-    from routec.train.loop import train
-
-    runs = SUITES[args.suite]
-    if args.runs:
-        unknown = sorted(set(args.runs) - set(runs))
-        if unknown:
-            raise RoutecError(f"suite '{args.suite}' has no run {', '.join(unknown)}",
-                              hint="its runs: " + ", ".join(runs))
-        runs = {k: v for k, v in runs.items() if k in args.runs}
-    k, n = _shard(args.shard)
+    suites = list(args.suites) or list(SUITES)
+    for suite in suites:
+        if suite not in SUITES:
+            raise RoutecError(f"unknown suite '{suite}'", hint="suites: " + ", ".join(SUITES))
+    if args.runs and len(suites) != 1:
+        raise RoutecError("--runs names runs of one suite; give exactly one suite with it")
     from routec.train.device import resolve_device
 
     resolve_device(args.device)  # a bad --device is one error, not one per run
-    iterations = FULL_ITERATIONS if args.full else args.iterations
-    mine = [name for i, name in enumerate(runs) if i % n == k]
     if args.no_records:
         records = None
     else:
         from routec.experiment.records import default_records
 
         records = Path(args.records) if args.records else default_records(args.out)
+    base = FULL_ITERATIONS if args.full else args.iterations
+    if args.status:
+        for suite in suites:
+            print(suite_status(suite, base, args, records))
+        return 0
+    failed = [f"{suite}/{name}" for suite in suites
+              for name in run_suite(suite, base, args, records)]
+    if failed:
+        raise RunError(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+    return 0
+
+
+def _selected(suite: str, args: argparse.Namespace) -> list[str]:
+    """The runs of ``suite`` this process takes: --runs, then every N-th for --shard K/N."""
+    runs = SUITES[suite]
+    if args.runs:
+        unknown = sorted(set(args.runs) - set(runs))
+        if unknown:
+            raise RoutecError(f"suite '{suite}' has no run {', '.join(unknown)}",
+                              hint="its runs: " + ", ".join(runs))
+        runs = {k: v for k, v in runs.items() if k in args.runs}
+    k, n = _shard(args.shard)
+    return [name for i, name in enumerate(runs) if i % n == k]
+
+
+def suite_status(suite: str, base: int, args: argparse.Namespace,
+                 records: Path | None) -> str:
+    """One line: how many of the suite's runs are recorded at this budget, which are
+    partly trained under --out (and how far), and which are not started."""
+    recorded, partial, new = [], [], []
+    for name in _selected(suite, args):
+        settings = run_settings(SUITES[suite][name], base, args)
+        run_dir = Path(args.out) / suite / name
+        if _recorded(records, suite, name, settings):
+            recorded.append(name)
+            continue
+        status = run_status(run_dir, settings["iterations"])
+        if status == "done":
+            recorded.append(name)  # finished here; its record is written on the next run
+        elif status == "partial":
+            from routec.train.checkpoint import load_checkpoint
+
+            at = load_checkpoint(run_dir / "checkpoint.pt")["iteration"]
+            partial.append(f"{name} ({at} of {settings['iterations']})")
+        else:
+            new.append(name)
+    total = len(recorded) + len(partial) + len(new)
+    parts = [f"{suite}: {len(recorded)} of {total} done"]
+    if partial:
+        parts.append(f"partly trained in {args.out}: {', '.join(partial)}")
+    if new:
+        parts.append(f"not started: {', '.join(new)}")
+    return "; ".join(parts)
+
+
+def run_suite(suite: str, base: int, args: argparse.Namespace,
+              records: Path | None) -> list[str]:
+    """Train the suite's unfinished runs into OUT/SUITE/RUN; returns the runs that failed."""
+    from routec.train.config import make_config
+    from routec.train.loop import train
+
     failed = []
-    base = iterations
-    for name in mine:
-        # a run may ask for a multiple of the suite's budget (e.g. a longer-trained twin)
-        run, times = split_budget(runs[name])
-        iterations = base * times
-        settings: dict[str, Any] = {**run, "iterations": iterations, "device": args.device}
-        for key in ("data", "spec", "batch", "data_root", "cache_dir"):
-            if getattr(args, key) is not None:
-                settings[key] = getattr(args, key)
-        run_dir = Path(args.out) / args.suite / name
-        if not (run_dir / "checkpoint.pt").exists() and _recorded(records, args.suite, name,
+    for name in _selected(suite, args):
+        settings = run_settings(SUITES[suite][name], base, args)
+        iterations = settings["iterations"]
+        run_dir = Path(args.out) / suite / name
+        if not (run_dir / "checkpoint.pt").exists() and _recorded(records, suite, name,
                                                                    settings):
-            print(f"{args.suite}/{name}: recorded in {records / args.suite / name}, skipped",
+            print(f"{suite}/{name}: recorded in {records / suite / name}, skipped",
                   file=sys.stderr)
             continue
         status = run_status(run_dir, iterations)
         if status == "done":
-            print(f"{args.suite}/{name}: finished, skipped", file=sys.stderr)
-            keep_record(run_dir, records, args.suite, name, args)
+            print(f"{suite}/{name}: finished, skipped", file=sys.stderr)
+            keep_record(run_dir, records, suite, name, args)
             continue
         with RunLock(run_dir) as got:
             if not got:
-                print(f"{args.suite}/{name}: another process is training it, skipped",
+                print(f"{suite}/{name}: another process is training it, skipped",
                       file=sys.stderr)
                 continue
-            print(f"{args.suite}/{name}: {'resuming' if status == 'partial' else 'starting'} "
+            print(f"{suite}/{name}: {'resuming' if status == 'partial' else 'starting'} "
                   f"({iterations} iterations)", file=sys.stderr)
             try:
                 train(make_config(settings), run_dir, resume=status == "partial",
                       progress=not args.no_progress)
             except RunError as err:  # one bad run does not stop the suite
-                print(f"{args.suite}/{name}: {err.render()}", file=sys.stderr)
+                print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
                 failed.append(name)
                 continue
-            keep_record(run_dir, records, args.suite, name, args)
-    if failed:
-        raise RunError(f"{len(failed)} run(s) of {args.suite} failed: {', '.join(failed)}")
-    return 0
+            keep_record(run_dir, records, suite, name, args)
+    return failed
