@@ -210,19 +210,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def load_network(run: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """(config, network with weights, checkpoint) of a run, without loading its data."""
-    import torch
-
     from routec.train.checkpoint import load_checkpoint
-    from routec.train.config import RunConfig
-    from routec.train.model import build_network, to_device
-    from routec.train.runs import checkpoint_path
+    from routec.train.config import saved_config
+    from routec.train.runs import checkpoint_path, trained_network
 
     state = load_checkpoint(checkpoint_path(run))
-    cfg = RunConfig(**state["config"])
-    _, net = build_network(state["spec_label"], state["spec_text"],
-                           classes=len(state["classes"]), dynamic=cfg.dynamic,
-                           static_columns=cfg.static_columns, strategy=cfg.strategy,
-                           kcpt_unit=cfg.router_kcpt_unit)
-    net.load_state_dict(state["model"])
-    to_device(net, torch.device("cpu"))
-    return cfg, net.eval(), state
+    cfg = saved_config(state["config"])
+    return cfg, trained_network(state, cfg), state

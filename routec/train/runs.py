@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routec.errors import RunError
 from routec.train.config import RunConfig, saved_config
+
+if TYPE_CHECKING:
+    from routec.runtime.routing import RoutedNetwork
 
 
 RUN_FILES = {"config.json": "config", "metrics.jsonl": "log", "spec.route": "spec"}
@@ -68,11 +71,8 @@ def make_augmenter(cfg: RunConfig, data: Any) -> Any:
 def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | None = None
              ) -> tuple[RunConfig, Any, Any, dict[str, Any]]:
     """(config, network, dataset, checkpoint) of a saved run, weights loaded."""
-    import torch
-
     from routec.parse import parse_spec
     from routec.train.checkpoint import load_checkpoint
-    from routec.train.model import build_network, to_device
 
     state = load_checkpoint(checkpoint_path(run))
     cfg = saved_config(state["config"])
@@ -83,11 +83,19 @@ def load_run(run: str | Path, data_root: str | None = None, cache_dir: str | Non
         print(f"warning: {cfg.data} has other files than when this run was trained; the "
               "splits held out of it are drawn anew and may hold images it trained on",
               file=sys.stderr)
+    return cfg, trained_network(state, cfg), data, state
+
+
+def trained_network(state: dict[str, Any], cfg: RunConfig) -> RoutedNetwork:
+    """A checkpoint's network with its weights, on the CPU, in eval mode."""
+    import torch
+
+    from routec.train.model import build_network, to_device
+
     _, net = build_network(state["spec_label"], state["spec_text"],
                            classes=len(state["classes"]), dynamic=cfg.dynamic,
                            static_columns=cfg.static_columns, strategy=cfg.strategy,
                            kcpt_unit=cfg.router_kcpt_unit)
     net.load_state_dict(state["model"])
     to_device(net, torch.device("cpu"))
-    net.eval()
-    return cfg, net, data, state
+    return net.eval()
