@@ -1,7 +1,9 @@
 """routec experiment: suites as resumable, shardable lists of runs."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -172,8 +174,6 @@ def test_a_recorded_run_is_not_trained_again_on_a_machine_without_its_directory(
         tmp_path: Path, capsys) -> None:
     """Records are committed, run directories are not: a fresh checkout must not retrain
     what its records already answer, and must train a run whose settings differ."""
-    import shutil
-
     records = tmp_path / "records"
     quick = [a for a in QUICK if a != "--no-records"]
     args = ["experiment", "hybrid-actor", "--runs", "k4e-9", "--out", str(tmp_path / "runs"),
@@ -202,16 +202,32 @@ def test_status_says_what_is_done_partly_trained_and_not_started(tmp_path: Path,
     assert main(["experiment", "hybrid-actor", "--runs", "k4e-9", "--iterations", "1",
                  *base]) == 0  # trained to 1 of the 2 asked below: partly trained
     capsys.readouterr()
+    # price the recorded runs (k4e-9 finished its 1-iteration budget) at an hour an
+    # iteration: what is left is then counted in hours
+    for rec_file in records.glob("hybrid-actor/*/record.json"):
+        rec = json.loads(rec_file.read_text())
+        rec["training_seconds"] = 3600.0 * rec["iteration"]
+        rec_file.write_text(json.dumps(rec))
     assert main(["experiment", "hybrid-actor", "hybrid-static", "--status", "--iterations",
                  "2", *base]) == 0
     lines = capsys.readouterr().out.splitlines()
     others = [r for r in SUITES["hybrid-actor"] if r not in ("k0e-9", "k4e-9")]
+    left = 1 + 2 * len(others)  # iterations: k4e-9 is at 1 of 2, the others at 0 of 2
     assert lines[0] == (f"hybrid-actor: 1 of {len(SUITES['hybrid-actor'])} done; "
                         f"partly trained in {out}: k4e-9 (1 of 2); "
-                        f"not started: {', '.join(others)}")
+                        f"not started: {', '.join(others)}; about {left:.1f} h left")
     assert lines[1] == (f"hybrid-static: 0 of 8 done; not started: "
-                        f"{', '.join(SUITES['hybrid-static'])}")
+                        f"{', '.join(SUITES['hybrid-static'])}; "
+                        "no recorded run of this kind to price 8 of them")
+    assert lines[2] == (f"left: about {left:.1f} h of training at the recorded pace, one run "
+                        "per process, and 8 run(s) of a kind with no record to price them")
     assert load_checkpoint(out / "hybrid-actor" / "k4e-9" / "checkpoint.pt")["iteration"] == 1
+    capsys.readouterr()
+    shutil.rmtree(out)  # a fresh machine at another budget: not done, its record is named
+    assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "--status", "--iterations",
+                 "5", *base]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "hybrid-actor: 0 of 1 done; not started: k0e-9 (recorded at 2 × 8); about 5.0 h left")
 
 
 def test_several_suites_run_one_after_another(tmp_path: Path, capsys) -> None:

@@ -181,8 +181,17 @@ def run_experiment(args: argparse.Namespace) -> int:
         records = Path(args.records) if args.records else default_records(args.out)
     base = FULL_ITERATIONS if args.full else args.iterations
     if args.status:
+        from routec.experiment.pace import hours, recorded_pace
+
+        pace, total, unknown = recorded_pace(records), 0.0, 0
         for suite in suites:
-            print(suite_status(suite, base, args, records))
+            line, left, missing = suite_status(suite, base, args, records, pace)
+            print(line)
+            total, unknown = total + left, unknown + missing
+        if len(suites) > 1:
+            print(f"left: about {hours(total)} of training at the recorded pace, one run per "
+                  "process" + (f", and {unknown} run(s) of a kind with no record to price "
+                               "them" if unknown else ""))
         return 0
     failed = [f"{suite}/{name}" for suite in suites
               for name in run_suite(suite, base, args, records)]
@@ -204,11 +213,27 @@ def _selected(suite: str, args: argparse.Namespace) -> list[str]:
     return [name for i, name in enumerate(runs) if i % n == k]
 
 
-def suite_status(suite: str, base: int, args: argparse.Namespace,
-                 records: Path | None) -> str:
+def _recorded_elsewhere(records: Path | None, suite: str, run: str) -> str:
+    """' (recorded at I × B)' when the run has a record of another budget or batch."""
+    from routec.experiment.records import read_record
+
+    rec = read_record(records / suite / run) if records is not None else None
+    if not rec:
+        return ""
+    return f" (recorded at {rec['config'].get('iterations')} × {rec['config'].get('batch')})"
+
+
+def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path | None,
+                 pace: dict[tuple[Any, ...], float]) -> tuple[str, float, int]:
     """One line: how many of the suite's runs are recorded at this budget, which are
-    partly trained under --out (and how far), and which are not started."""
+    partly trained under --out (and how far), which are not started, and how long the
+    rest should take at the pace recorded runs of the same kind trained at; with the
+    seconds left and the number of runs that pace cannot price."""
+    from routec.experiment.pace import hours, pace_key
+    from routec.train.config import make_config
+
     recorded, partial, new = [], [], []
+    left, unknown = 0.0, 0
     for name in _selected(suite, args):
         settings = run_settings(SUITES[suite][name], base, args)
         run_dir = Path(args.out) / suite / name
@@ -216,22 +241,32 @@ def suite_status(suite: str, base: int, args: argparse.Namespace,
             recorded.append(name)
             continue
         status = run_status(run_dir, settings["iterations"])
+        at = 0
         if status == "done":
             recorded.append(name)  # finished here; its record is written on the next run
-        elif status == "partial":
+            continue
+        if status == "partial":
             from routec.train.checkpoint import load_checkpoint
 
             at = load_checkpoint(run_dir / "checkpoint.pt")["iteration"]
             partial.append(f"{name} ({at} of {settings['iterations']})")
         else:
-            new.append(name)
+            new.append(name + _recorded_elsewhere(records, suite, name))
+        per_iteration = pace.get(pace_key(make_config(settings).model_dump()))
+        if per_iteration is None:
+            unknown += 1
+        else:
+            left += per_iteration * (settings["iterations"] - at)
     total = len(recorded) + len(partial) + len(new)
     parts = [f"{suite}: {len(recorded)} of {total} done"]
     if partial:
         parts.append(f"partly trained in {args.out}: {', '.join(partial)}")
     if new:
         parts.append(f"not started: {', '.join(new)}")
-    return "; ".join(parts)
+    if partial or new:
+        parts.append(f"about {hours(left)} left" if not unknown else
+                     f"no recorded run of this kind to price {unknown} of them")
+    return "; ".join(parts), left, unknown
 
 
 def run_suite(suite: str, base: int, args: argparse.Namespace,
