@@ -132,16 +132,14 @@ def keep_record(run_dir: Path, records: Path | None, suite: str, run: str,
         print(f"{suite}/{run}: no record written ({text})", file=sys.stderr)
 
 
-def _recorded(records: Path | None, suite: str, run: str, settings: dict[str, Any]) -> bool:
+def _recorded(records: Path | None, suite: str, run: str, cfg: Any) -> bool:
     """A committed record already answers this run (same settings, same spec), so a
     fresh machine with the records but no run directories skips it."""
     if records is None:
         return False
     from routec.experiment.records import record_answers
-    from routec.train.config import make_config
     from routec.train.model import spec_text
 
-    cfg = make_config(settings)
     return record_answers(records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1])
 
 
@@ -235,28 +233,26 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
     recorded, partial, new = [], [], []
     left, unknown = 0.0, 0
     for name in _selected(suite, args):
-        settings = run_settings(SUITES[suite][name], base, args)
+        cfg = make_config(run_settings(SUITES[suite][name], base, args))
         run_dir = Path(args.out) / suite / name
-        if _recorded(records, suite, name, settings):
+        status = "done" if _recorded(records, suite, name, cfg) else \
+            run_status(run_dir, cfg.iterations)
+        if status == "done":  # recorded, or finished here (its record comes on the next run)
             recorded.append(name)
             continue
-        status = run_status(run_dir, settings["iterations"])
         at = 0
-        if status == "done":
-            recorded.append(name)  # finished here; its record is written on the next run
-            continue
         if status == "partial":
             from routec.train.checkpoint import load_checkpoint
 
             at = load_checkpoint(run_dir / "checkpoint.pt")["iteration"]
-            partial.append(f"{name} ({at} of {settings['iterations']})")
+            partial.append(f"{name} ({at} of {cfg.iterations})")
         else:
             new.append(name + _recorded_elsewhere(records, suite, name))
-        per_iteration = pace.get(pace_key(make_config(settings).model_dump()))
+        per_iteration = pace.get(pace_key(cfg.model_dump()))
         if per_iteration is None:
             unknown += 1
         else:
-            left += per_iteration * (settings["iterations"] - at)
+            left += per_iteration * (cfg.iterations - at)
     total = len(recorded) + len(partial) + len(new)
     parts = [f"{suite}: {len(recorded)} of {total} done"]
     if partial:
@@ -277,11 +273,15 @@ def run_suite(suite: str, base: int, args: argparse.Namespace,
 
     failed = []
     for name in _selected(suite, args):
-        settings = run_settings(SUITES[suite][name], base, args)
-        iterations = settings["iterations"]
+        try:
+            cfg = make_config(run_settings(SUITES[suite][name], base, args))
+        except RunError as err:  # e.g. an override this run's settings cannot take
+            print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
+            failed.append(name)
+            continue
+        iterations = cfg.iterations
         run_dir = Path(args.out) / suite / name
-        if not (run_dir / "checkpoint.pt").exists() and _recorded(records, suite, name,
-                                                                   settings):
+        if not (run_dir / "checkpoint.pt").exists() and _recorded(records, suite, name, cfg):
             print(f"{suite}/{name}: recorded in {records / suite / name}, skipped",
                   file=sys.stderr)
             continue
@@ -298,7 +298,7 @@ def run_suite(suite: str, base: int, args: argparse.Namespace,
             print(f"{suite}/{name}: {'resuming' if status == 'partial' else 'starting'} "
                   f"({iterations} iterations)", file=sys.stderr)
             try:
-                train(make_config(settings), run_dir, resume=status == "partial",
+                train(cfg, run_dir, resume=status == "partial",
                       progress=not args.no_progress)
             except RunError as err:  # one bad run does not stop the suite
                 print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
