@@ -169,6 +169,9 @@ def _ordering(worse: str, better: tuple[str, ...], static: str = "hybrid-static"
                            "network", NOT)
         text = f"mean margin over static networks: {worse} {_pct(w)}; " + "; ".join(
             f"{b} {_pct(v)}" for b, v in bs.items() if v is not None)
+        # context, not part of the rule: the margin averages over the grid, the peak does not
+        text += " (peak accuracy: " + ", ".join(
+            f"{s} {max(r.accuracy for r in ev.rows[s]):.4f}" for s in (worse, *bs)) + ")"
         wins = sum(w < v for v in bs.values() if v is not None)
         verdict = REPRODUCED if wins == len(bs) else PARTLY if wins else NOT
         return Finding(text, verdict)

@@ -94,6 +94,9 @@ def test_orderings_and_dynamic_k() -> None:
     actor_better = next(c for c in C.CLAIMS if "better than critic" in c.statement)
     assert optimistic_poor.finding(ev).verdict == C.REPRODUCED
     assert actor_better.finding(ev).verdict == C.REPRODUCED
+    # the finding names each suite's most accurate run beside the margins
+    assert actor_better.finding(ev).measured.endswith(
+        "(peak accuracy: hybrid-critic 0.8900, hybrid-actor 0.9300)")
     ev.rows["hybrid-critic"] = [row("k1", 2e6, 0.86), row("k2", 5e6, 0.92)]  # critic now wins
     assert actor_better.finding(ev).verdict == C.NOT
     assert optimistic_poor.finding(ev).verdict == C.REPRODUCED
