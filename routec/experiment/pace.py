@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from routec.experiment.records import read_record
+from routec.experiment.records import read_record, record_dirs
 
 
 def pace_key(config: dict[str, Any]) -> tuple[Any, ...]:
@@ -25,8 +25,8 @@ def recorded_pace(records_root: Path | None) -> dict[tuple[Any, ...], float]:
     seen: dict[tuple[Any, ...], list[float]] = {}
     if records_root is None or not Path(records_root).is_dir():
         return {}
-    for record in sorted(Path(records_root).glob("*/*/record.json")):
-        rec = read_record(record.parent)
+    for _suite, _run, folder in record_dirs(Path(records_root)):
+        rec = read_record(folder)
         if not rec or not rec.get("training_seconds") or not rec.get("iteration"):
             continue
         seen.setdefault(pace_key(rec["config"]), []).append(
