@@ -84,6 +84,21 @@ class RunError(RoutecError):
     """A training or evaluation run that cannot go on (bad config, NaN loss, bad checkpoint)."""
 
 
+class TrainingDiverged(RunError):
+    """Training produced a non-finite loss or network state at ``iteration``.
+
+    Unlike other run errors this is an outcome of the settings, not a fault to fix:
+    training is deterministic, so resuming from the last good checkpoint (at
+    ``last_good``, or None) diverges again, and an experiment records it as such.
+    """
+
+    def __init__(self, message: str, *, iteration: int, last_good: int | None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.iteration = iteration
+        self.last_good = last_good
+
+
 def _caret_snippet(source: str | None, line: int, column: int, width: int = 100) -> str:
     """The offending line (clipped to one screen width) and a caret under the column."""
     if source is None:

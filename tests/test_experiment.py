@@ -238,3 +238,62 @@ def test_several_suites_run_one_after_another(tmp_path: Path, capsys) -> None:
     assert done == ["hybrid-actor/k0e-9", "hybrid-static/n1"]
     assert main(["experiment", "hybrid-actor", "hybrid-static", "--runs", "n1"]) == 2
     assert "exactly one suite" in capsys.readouterr().err
+
+
+def test_a_diverged_run_is_recorded_as_such_and_not_trained_again(tmp_path: Path, monkeypatch,
+                                                                  capsys) -> None:
+    """A run whose loss goes non-finite has no evaluation, but it is an outcome: its failure
+    record says where, a later pass (or a fresh machine) skips it, and training it again
+    from its last good checkpoint diverges at the same iteration (training is deterministic)."""
+    from routec.experiment.records import read_failure, read_record
+
+    # no clipping and an absurd rate: the loss overflows within a few steps
+    monkeypatch.setitem(SUITES["hybrid-actor"], "k0e-9", {
+        **SUITES["hybrid-actor"]["k0e-9"], "lr": 1e9, "talr": False, "preset": "paper",
+        "checkpoint_every": 1})
+    records, out = tmp_path / "records", tmp_path / "runs"
+    quick = [a for a in QUICK if a != "--no-records"]
+    args = ["experiment", "hybrid-actor", "--runs", "k0e-9", "--iterations", "200",
+            "--out", str(out), "--records", str(records), *quick]
+    assert main(args) == 0  # recorded: the campaign goes on, nothing failed
+    err = capsys.readouterr().err
+    assert "loss became" in err and "failure.json" in err
+    folder = records / "hybrid-actor" / "k0e-9"
+    failure = read_failure(folder)
+    assert failure is not None and read_record(folder) is None
+    last_good = load_checkpoint(out / "hybrid-actor" / "k0e-9" / "checkpoint.pt")["iteration"]
+    assert failure["outcome"] == "diverged" and failure["last_good"] == last_good
+    assert last_good <= failure["iteration"] < 200
+    assert f"iteration {failure['iteration']}" in failure["reason"]
+    assert all((folder / f).is_file() for f in ("config.json", "spec.route", "metrics.jsonl"))
+
+    assert main(args) == 0  # the same settings again: skipped, not resumed
+    assert "diverged at iteration" in capsys.readouterr().err
+    assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "--status", "--iterations",
+                 "200", "--out", str(out), "--records", str(records), *quick]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"hybrid-actor: 0 of 1 done; diverged (recorded as such): k0e-9 at iteration "
+        f"{failure['iteration']}")
+
+    (folder / "failure.json").unlink()  # asked to try again, it diverges where it did
+    assert main(args) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert read_failure(folder)["iteration"] == failure["iteration"]
+
+    assert main([*args[:4], "--iterations", "300", *args[6:]]) == 0  # other settings: trained
+    assert "resuming" in capsys.readouterr().err
+
+    assert main([*args, "--no-records"]) == 2  # with nowhere to record it, it is a failure
+    assert "1 run(s) failed" in capsys.readouterr().err
+
+    # on the page: the suite table and the setup table name the run and how it diverged
+    assert main(["experiment", "hybrid-actor", "--runs", "k4e-9", "--iterations", "2",
+                 "--out", str(out), "--records", str(records), *quick]) == 0
+    failure = read_failure(folder)
+    page = tmp_path / "results.md"
+    assert main(["report", "--experiments", str(records), "-o", str(page)]) == 0
+    text = page.read_text()
+    assert f"| 1 of {len(SUITES['hybrid-actor'])}, 1 diverged (k0e-9) (not yet: " in text
+    assert (f"k0e-9: loss became {failure['reason'].split()[2]} at iteration "
+            f"{failure['iteration']} (last good checkpoint: iteration {failure['last_good']})"
+            in text)

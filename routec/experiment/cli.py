@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from routec.errors import RoutecError, RunError
+from routec.errors import RoutecError, RunError, TrainingDiverged
 from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
 
 
@@ -132,6 +132,38 @@ def keep_record(run_dir: Path, records: Path | None, suite: str, run: str,
         print(f"{suite}/{run}: no record written ({text})", file=sys.stderr)
 
 
+def keep_failure(run_dir: Path, records: Path | None, suite: str, run: str,
+                 err: TrainingDiverged, cfg: Any, args: argparse.Namespace) -> bool:
+    """Write the failure record of a run that diverged; False if none was written."""
+    if records is None:
+        return False
+    from routec.experiment.records import write_failure
+    from routec.train.model import spec_text
+
+    target = records / suite / run
+    try:
+        write_failure(run_dir, target, suite, run, err, cfg.model_dump(),
+                      spec_text(cfg.spec)[1], data_root=args.data_root)
+    except Exception as err2:  # noqa: BLE001 - a record must never stop a suite
+        text = err2.message if isinstance(err2, RoutecError) else \
+            f"{type(err2).__name__}: {err2}"
+        print(f"{suite}/{run}: no failure record written ({text})", file=sys.stderr)
+        return False
+    print(f"{suite}/{run}: its divergence is recorded in {target / 'failure.json'}",
+          file=sys.stderr)
+    return True
+
+
+def _diverged(records: Path | None, suite: str, run: str, cfg: Any) -> dict[str, Any] | None:
+    """The failure record of this run with these settings and spec, if it diverged."""
+    if records is None:
+        return None
+    from routec.experiment.records import failure_answers
+    from routec.train.model import spec_text
+
+    return failure_answers(records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1])
+
+
 def _recorded(records: Path | None, suite: str, run: str, cfg: Any) -> bool:
     """A committed record already answers this run (same settings, same spec), so a
     fresh machine with the records but no run directories skips it."""
@@ -230,7 +262,7 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
     from routec.experiment.pace import hours, pace_key
     from routec.train.config import make_config
 
-    recorded, partial, new = [], [], []
+    recorded, diverged, partial, new = [], [], [], []
     left, unknown = 0.0, 0
     for name in _selected(suite, args):
         cfg = make_config(run_settings(SUITES[suite][name], base, args))
@@ -239,6 +271,9 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
             run_status(run_dir, cfg.iterations)
         if status == "done":  # recorded, or finished here (its record comes on the next run)
             recorded.append(name)
+            continue
+        if (failure := _diverged(records, suite, name, cfg)):
+            diverged.append(f"{name} at iteration {failure['iteration']}")
             continue
         at = 0
         if status == "partial":
@@ -253,8 +288,10 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
             unknown += 1
         else:
             left += per_iteration * (cfg.iterations - at)
-    total = len(recorded) + len(partial) + len(new)
+    total = len(recorded) + len(diverged) + len(partial) + len(new)
     parts = [f"{suite}: {len(recorded)} of {total} done"]
+    if diverged:
+        parts.append(f"diverged (recorded as such): {', '.join(diverged)}")
     if partial:
         parts.append(f"partly trained in {args.out}: {', '.join(partial)}")
     if new:
@@ -286,6 +323,11 @@ def run_suite(suite: str, base: int, args: argparse.Namespace,
                   file=sys.stderr)
             continue
         status = run_status(run_dir, iterations)
+        if status != "done" and (failure := _diverged(records, suite, name, cfg)):
+            print(f"{suite}/{name}: diverged at iteration {failure['iteration']} (recorded in "
+                  f"{records / suite / name}), skipped; delete its failure.json to train it "
+                  "again", file=sys.stderr)
+            continue
         if status == "done":
             print(f"{suite}/{name}: finished, skipped", file=sys.stderr)
             keep_record(run_dir, records, suite, name, args)
@@ -300,6 +342,11 @@ def run_suite(suite: str, base: int, args: argparse.Namespace,
             try:
                 train(cfg, run_dir, resume=status == "partial",
                       progress=not args.no_progress)
+            except TrainingDiverged as err:  # an outcome of the settings: recorded as one
+                print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
+                if not keep_failure(run_dir, records, suite, name, err, cfg, args):
+                    failed.append(name)
+                continue
             except RunError as err:  # one bad run does not stop the suite
                 print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
                 failed.append(name)

@@ -10,7 +10,11 @@ record holds everything the results page reads, and nothing it does not:
                                      accuracy, mean MACs, per-exit and per-class counts,
                                      and the examples reaching every node (Figs. 6, 7)
 
-``record.json`` is written last, so a folder with it is a complete record.
+``record.json`` is written last, so a folder with it is a complete record. A run
+whose training diverged (a non-finite loss or network state) has no evaluation to
+record; its folder holds ``failure.json`` in place of ``record.json`` (where and how it
+diverged, its settings), so the divergence counts as the run's outcome on every
+machine instead of a run that is forever "not yet recorded".
 Paths under the data root are written as ``$ROUTEC_DATA/...``: records read the
 same on every machine.
 """
@@ -25,6 +29,7 @@ from typing import Any
 from routec.errors import RunError
 
 RECORD = "record.json"
+FAILURE = "failure.json"
 FORMAT = 1
 COPIED = ("config.json", "spec.route", "metrics.jsonl")
 SPLIT = "test"
@@ -68,13 +73,25 @@ def record_is_current(record_dir: Path, state: dict[str, Any]) -> bool:
 def record_answers(record_dir: Path, config: dict[str, Any], spec_text: str) -> bool:
     """The record is of a finished run with exactly these settings and spec: a machine
     that has the record but not the run directory need not train the run again."""
+    rec = read_record(record_dir)
+    return bool(rec) and rec["finished"] and _same_settings(rec, config, spec_text)
+
+
+def failure_answers(record_dir: Path, config: dict[str, Any], spec_text: str
+                    ) -> dict[str, Any] | None:
+    """The failure record of a run with exactly these settings and spec, or None.
+    Training is deterministic, so such a run would diverge again where it did."""
+    rec = read_failure(record_dir)
+    return rec if rec and _same_settings(rec, config, spec_text) else None
+
+
+def _same_settings(rec: dict[str, Any], config: dict[str, Any], spec_text: str) -> bool:
     from pydantic import ValidationError
 
     from routec.train.config import saved_config
     from routec.train.model import digest
 
-    rec = read_record(record_dir)
-    if not rec or not rec["finished"] or rec["spec_sha256"] != digest(spec_text):
+    if rec["spec_sha256"] != digest(spec_text):
         return False
     try:  # a record older than a setting was trained with that setting's default
         recorded = saved_config(rec["config"]).model_dump()
@@ -172,29 +189,67 @@ def write_record(run_dir: Path, record_dir: Path, suite: str, run: str, *,
                  data_root: str | None = None, cache_dir: str | None = None,
                  loaded: Any = None) -> Path:
     """Write the record of a finished run; returns its folder."""
-    from routec.files import atomic_write_bytes
-
     run_dir, record_dir = Path(run_dir), Path(record_dir)
     rec = build_record(run_dir, suite, run, data_root=data_root, cache_dir=cache_dir,
                        loaded=loaded)
     if not rec["finished"]:
         raise RunError(f"{run_dir}: the run is not finished (iteration {rec['iteration']} of "
                        f"{rec['config']['iterations']}); records are of finished runs")
+    _write_folder(run_dir, record_dir, RECORD, rec, data_root)
+    return record_dir
+
+
+def read_failure(record_dir: Path) -> dict[str, Any] | None:
+    """The failure.json of a record folder, or None if the run has no failure record."""
+    try:
+        data = json.loads((Path(record_dir) / FAILURE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def write_failure(run_dir: Path, record_dir: Path, suite: str, run: str, err: Any,
+                  config: dict[str, Any], spec_text: str, *, data_root: str | None = None
+                  ) -> Path:
+    """Record that a run diverged (``err`` a :class:`~routec.errors.TrainingDiverged`):
+    its settings, its training log up to the last good checkpoint, the iteration and the
+    message; no evaluation, since no trained network stands for the settings."""
+    from routec.report.results import machines_of, training_seconds
+    from routec.train.model import digest
+
+    run_dir, record_dir = Path(run_dir), Path(record_dir)
+    rec = {
+        "format": FORMAT, "suite": suite, "run": run, "outcome": "diverged",
+        "iteration": int(err.iteration), "last_good": err.last_good, "reason": err.message,
+        "config": portable_config(config, data_root),
+        "spec_sha256": digest(spec_text),
+        "machines": machines_of(run_dir), "training_seconds": training_seconds(run_dir),
+    }
+    _write_folder(run_dir, record_dir, FAILURE, rec, data_root)
+    return record_dir
+
+
+def _write_folder(run_dir: Path, record_dir: Path, name: str, rec: dict[str, Any],
+                  data_root: str | None) -> None:
+    """Copy the run's settings and log into ``record_dir`` and write ``name`` (record.json
+    or failure.json) last; the folder holds one outcome, so the other file goes."""
+    from routec.files import atomic_write_bytes
+
     try:
         record_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunError(f"{record_dir}: cannot create the record folder ({err.strerror})"
                        ) from None
-    (record_dir / RECORD).unlink(missing_ok=True)  # incomplete until record.json is back
-    for name in COPIED:
-        text = (run_dir / name).read_text(encoding="utf-8")
-        if name == "config.json":
+    for outcome in (RECORD, FAILURE):  # incomplete until the new outcome file is back
+        (record_dir / outcome).unlink(missing_ok=True)
+    for copied in COPIED:
+        text = (run_dir / copied).read_text(encoding="utf-8")
+        if copied == "config.json":
             text = json.dumps(portable_config(json.loads(text), data_root), indent=2) + "\n"
-        elif name == "metrics.jsonl":
+        elif copied == "metrics.jsonl":
             text = portable(text, data_root)
-        atomic_write_bytes(record_dir / name, text.encode("utf-8"))
-    atomic_write_bytes(record_dir / RECORD, (json.dumps(rec, indent=1) + "\n").encode("utf-8"))
-    return record_dir
+        atomic_write_bytes(record_dir / copied, text.encode("utf-8"))
+    atomic_write_bytes(record_dir / name, (json.dumps(rec, indent=1) + "\n").encode("utf-8"))
 
 
 def finished_runs(runs_root: Path) -> Iterator[tuple[str, str, Path]]:
@@ -236,6 +291,17 @@ def harvest(runs_root: Path, records_root: Path, *, force: bool = False,
         written.append(write_record(d, target, suite, run, data_root=data_root,
                                     cache_dir=cache_dir))
     return written
+
+
+def failure_dirs(records_root: Path) -> Iterator[tuple[str, str, Path]]:
+    """(suite, run, folder) of every failure record under ``records_root``, in suite order."""
+    from routec.experiment.suites import SUITES
+
+    for suite, runs in SUITES.items():
+        for run in runs:
+            d = Path(records_root) / suite / run
+            if (d / FAILURE).is_file():
+                yield suite, run, d
 
 
 def record_dirs(records_root: Path) -> Iterator[tuple[str, str, Path]]:

@@ -4,8 +4,10 @@ A claim reads only evaluated rows (test accuracy and routed mean MACs per run) a
 logged training curves (and, for the dataflow claims, the records' per-exit
 counts), and returns what was measured and a verdict: reproduced, partly
 reproduced, not reproduced, or pending (a suite it needs has no complete
-records yet: that is no result). The rule is part of the claim, so the results
-page prints it beside the verdict.
+records yet: that is no result). A run whose training diverged has an outcome but
+no evaluation: its suite counts as complete, the rule is applied to the evaluated
+runs, and the finding names the runs left out. The rule is part of the claim, so
+the results page prints it beside the verdict.
 """
 from __future__ import annotations
 
@@ -31,18 +33,30 @@ class Evidence:
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # suite → run → record.json (per-exit and per-node counts)
     expected: dict[str, list[str]] | None = None  # suite → its runs; None: take rows as whole
+    diverged: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # suite → run → failure.json, for runs whose training diverged (no evaluation)
+    consulted: list[str] = field(default_factory=list)  # suites the current check asked for
 
     def absent(self, suite: str) -> str | None:
-        """Why ``suite`` cannot be judged yet, or None if its runs are all recorded."""
+        """Why ``suite`` cannot be judged yet, or None if its runs are all accounted for
+        (evaluated, or diverged)."""
         rows = self.rows.get(suite, [])
         if not rows:
-            return f"suite {suite} not yet run"
+            return f"suite {suite} has no evaluated run (every run diverged)" \
+                if self.diverged.get(suite) else f"suite {suite} not yet run"
         if self.expected is not None and suite in self.expected:
-            have = {r.run for r in rows}
+            have = {r.run for r in rows} | set(self.diverged.get(suite, {}))
             want = self.expected[suite]
             if not set(want) <= have:
                 return f"suite {suite} has {len(have & set(want))} of {len(want)} runs recorded"
         return None
+
+    def left_out(self) -> str:
+        """The diverged runs of the suites the current check asked for, as a clause."""
+        runs = [f"{suite}/{run} (at iteration {f['iteration']})"
+                for suite in dict.fromkeys(self.consulted)
+                for run, f in self.diverged.get(suite, {}).items()]
+        return f"; not evaluated, since training diverged: {', '.join(runs)}" if runs else ""
 
     def points(self, suite: str) -> list[tuple[float, float]]:
         """(mean MACs, accuracy) of a suite, by MACs."""
@@ -63,7 +77,11 @@ class Claim:
     check: Callable[[Evidence], Finding]
 
     def finding(self, ev: Evidence) -> Finding:
-        return self.check(ev)
+        ev.consulted.clear()
+        found = self.check(ev)
+        if found.verdict.startswith(PENDING) or not (note := ev.left_out()):
+            return found
+        return Finding(found.measured + note, found.verdict)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -95,6 +113,7 @@ def _grade(share: float) -> str:
 
 
 def _missing(ev: Evidence, *suites: str) -> Finding | None:
+    ev.consulted.extend(suites)
     why = [w for s in suites if (w := ev.absent(s))]
     if why:
         return Finding("—", f"{PENDING}: {'; '.join(why)}")

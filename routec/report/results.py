@@ -36,7 +36,8 @@ class Suite:
     name: str
     runs: list[RunInfo]  # recorded runs, in the suite's order
     records: dict[str, dict[str, Any]]  # run → its record.json
-    missing: list[str]  # runs of the suite with no record yet
+    missing: list[str]  # runs of the suite with no record yet (and no failure record)
+    diverged: dict[str, dict[str, Any]]  # run → its failure.json (training diverged)
 
     @property
     def data(self) -> str:
@@ -64,7 +65,7 @@ class RecordEvaluations:
 
 def find_suites(root: Path) -> list[Suite]:
     """Suites with at least one record under ``root``, in the order of SUITES."""
-    from routec.experiment.records import read_record
+    from routec.experiment.records import read_failure, read_record
 
     root = Path(root)
     if not root.is_dir():
@@ -72,16 +73,19 @@ def find_suites(root: Path) -> list[Suite]:
                        hint=f"records are written by routec experiment (default {RECORDS})")
     found = []
     for name, runs in SUITES.items():
-        infos, records, missing = [], {}, []
+        infos, records, missing, diverged = [], {}, [], {}
         for run in runs:
             rec = read_record(root / name / run)
             if rec is None:
-                missing.append(run)
+                if (failure := read_failure(root / name / run)) is not None:
+                    diverged[run] = failure
+                else:
+                    missing.append(run)
                 continue
             infos.append(load_run_info(root / name / run, run))
             records[run] = rec
         if infos:
-            found.append(Suite(name, infos, records, missing))
+            found.append(Suite(name, infos, records, missing, diverged))
     if not found:
         raise RunError(f"{root}: no suite has a run record",
                        hint="records come from routec experiment, or routec report --harvest "
@@ -224,6 +228,7 @@ class Page:
             seconds={s.name: {i.name: training_seconds(i.path) for i in s.runs}
                      for s in suites},
             records={s.name: s.records for s in suites},
+            diverged={s.name: s.diverged for s in suites if s.diverged},
             expected={name: list(runs) for name, runs in SUITES.items()})
 
     def figure(self, name: str, make: Callable[[Path], None]) -> str:
@@ -296,6 +301,8 @@ class Page:
                                        for i in s.runs})) if s else \
                 f"{CPU_ITERATIONS * times:,} × 128 (planned)"
             have = f"{len(s.runs)} of {len(runs)}" if s else "none yet"
+            if s and s.diverged:
+                have += f", {len(s.diverged)} diverged ({', '.join(s.diverged)})"
             if s and s.missing:
                 have += f" (not yet: {', '.join(s.missing)})"
             where = ", ".join(ids[m] for m, rs in seen.items()
@@ -312,7 +319,9 @@ class Page:
         lines = ["## The paper's claims (§5–6), side by side with what we measured\n",
                  "A verdict is reached only from recorded runs; a claim whose suites have no "
                  "records yet says *pending* and which suites it waits for (that is not a "
-                 "result).\n",
+                 "result). A run whose training diverged is an outcome with no evaluation: "
+                 "its suite counts as complete, the rule is applied to the suite's evaluated "
+                 "runs, and the measured text names the runs left out.\n",
                  "| § | claim | measured | verdict | rule |", "|---|---|---|---|---|"]
         for c in CLAIMS:
             f = c.finding(self.evidence)
@@ -469,9 +478,21 @@ class Page:
                         "peak during training (peak at iteration → last logged): " + "; ".join(
                             f"{n} {peak:.3f} at {it} → {last:.3f}"
                             for n, (peak, it, last) in falls) + ".\n")
+        if s.diverged:
+            text.append("Diverged, so not evaluated (training stopped at its last good "
+                        "checkpoint; training is deterministic, so it would diverge again): "
+                        + "; ".join(f"{run}: {diverged_text(f)}"
+                                    for run, f in s.diverged.items()) + ".\n")
         if s.missing:
             text.append(f"Not yet recorded: {', '.join(s.missing)}.\n")
         return "\n".join(text)
+
+
+def diverged_text(failure: dict[str, Any]) -> str:
+    """How a run diverged, in a few words, from its failure record."""
+    reason = failure["reason"].split(";")[0]  # the message up to "stopped, and ..."
+    good = failure.get("last_good")
+    return reason + (f" (last good checkpoint: iteration {good})" if good is not None else "")
 
 
 def confidence_points(suites: list[Suite]) -> list[Any]:

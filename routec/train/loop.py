@@ -20,7 +20,7 @@ from torch import Tensor
 
 from routec.data.load import split_table
 from routec.data.splits import sample_indices
-from routec.errors import RunError
+from routec.errors import RunError, TrainingDiverged
 from routec.parse import parse_spec
 from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
@@ -244,11 +244,13 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
         bad = [k for k, v in net.state_dict().items()
                if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:  # e.g. a batch-norm running variance overflowed before the loss did
-            raise RunError(
+            good = _last_good(ckpt_path)
+            raise TrainingDiverged(
                 f"the network's state became non-finite by iteration {iteration} ({bad[0]}"
                 f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); stopped, and the "
-                f"last good checkpoint ({_last_good(ckpt_path)}) is left as it was; lower "
-                "--lr, or check the data for NaN/inf values")
+                f"last good checkpoint ({_good_text(good)}) is left as it was; lower "
+                "--lr, or check the data for NaN/inf values", iteration=iteration,
+                last_good=good)
         save_checkpoint(ckpt_path, {
             "iteration": iteration, "finished": finished, "config": cfg.model_dump(),
             "spec_text": text, "spec_sha256": digest(text), "spec_label": label,
@@ -293,9 +295,11 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
                 group["lr"] = lr
             res = strategy_step(cfg, net, model, x, y, k, tau, sgen, node_cost_dev)
             if not math.isfinite(float(res.loss.detach())):
-                raise RunError(
+                good = _last_good(ckpt_path)
+                raise TrainingDiverged(
                     f"loss became {float(res.loss.detach())} at iteration {it}; stopped, and the last "
-                    f"good checkpoint ({_last_good(ckpt_path)}) is left as it was",
+                    f"good checkpoint ({_good_text(good)}) is left as it was",
+                    iteration=it, last_good=good,
                     hint="lower --lr, or check the data for NaN/inf values")
             opt.zero_grad(set_to_none=True)
             res.loss.backward()
@@ -377,13 +381,18 @@ def missing_checkpoint_message(out_dir: Path) -> str:
             "a new run there")
 
 
-def _last_good(path: Path) -> str:
+def _last_good(path: Path) -> int | None:
+    """The iteration of the checkpoint at ``path``; None if there is none (or it is unreadable)."""
     if not path.exists():
-        return "none written yet"
+        return None
     try:
-        return f"iteration {load_checkpoint(path)['iteration']}"
+        return int(load_checkpoint(path)["iteration"])
     except RunError:
-        return "unreadable"
+        return None
+
+
+def _good_text(iteration: int | None) -> str:
+    return "none readable" if iteration is None else f"iteration {iteration}"
 
 
 class _Progress:

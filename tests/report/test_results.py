@@ -70,6 +70,29 @@ def test_missing_suites_are_pending_rather_than_failed() -> None:
         f"{C.PENDING}: suite hybrid-actor has 1 of 2 runs recorded"
 
 
+def test_a_diverged_run_completes_its_suite_and_is_named_in_the_finding() -> None:
+    """A diverged run is an outcome: the claim is judged on the evaluated runs (the same
+    verdict as a suite of just those runs) and says which run it left out, and why."""
+    expected = {"hybrid-static": [r.run for r in STATIC], "hybrid-actor": ["k0e-9", "k1e-9"]}
+    actor = [row("k0e-9", 5e6, 0.90)]
+    failure = {"iteration": 1677, "reason": "loss became nan at iteration 1677"}
+    ev = C.Evidence(rows={"hybrid-static": STATIC, "hybrid-actor": actor}, expected=expected,
+                    diverged={"hybrid-actor": {"k1e-9": failure}})
+    alone = C.Evidence(rows={"hybrid-static": STATIC, "hybrid-actor": actor})
+    f, f_alone = C.CLAIMS[0].finding(ev), C.CLAIMS[0].finding(alone)
+    assert f.verdict == f_alone.verdict == C.REPRODUCED  # 0.90 > 0.88 at 4M
+    assert f.measured == (f_alone.measured + "; not evaluated, since training diverged: "
+                          "hybrid-actor/k1e-9 (at iteration 1677)")
+    # a claim that does not read hybrid-actor does not name its runs
+    overfit = next(c for c in C.CLAIMS if c.statement.startswith("Static networks of 7"))
+    assert "diverged" not in overfit.finding(ev).measured
+    # a suite whose every run diverged cannot be judged
+    ev = C.Evidence(rows={"hybrid-static": STATIC}, expected=expected,
+                    diverged={"hybrid-actor": {"k0e-9": failure, "k1e-9": failure}})
+    assert C.CLAIMS[0].finding(ev).verdict == \
+        f"{C.PENDING}: suite hybrid-actor has no evaluated run (every run diverged)"
+
+
 def test_efficiency_at_the_static_peak() -> None:
     """§6: the cheapest actor run at least as accurate as the best static network."""
     claim = next(c for c in C.CLAIMS if c.section == "6")
