@@ -321,7 +321,12 @@ class Page:
                  "records yet says *pending* and which suites it waits for (that is not a "
                  "result). A run whose training diverged is an outcome with no evaluation: "
                  "its suite counts as complete, the rule is applied to the suite's evaluated "
-                 "runs, and the measured text names the runs left out.\n",
+                 "runs, and the measured text names the runs left out. Claims that order "
+                 "suites by their margin also give, as context the rules do not use, each "
+                 "suite's peak accuracy and its mean margin against the upper hull of static "
+                 "mixtures (the static side may split images between two of its networks, "
+                 "so a sparse or noisy static grid cannot flatter a point just above a cheap "
+                 "network).\n",
                  "| § | claim | measured | verdict | rule |", "|---|---|---|---|---|"]
         for c in CLAIMS:
             f = c.finding(self.evidence)

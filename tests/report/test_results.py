@@ -118,8 +118,16 @@ def test_orderings_and_dynamic_k() -> None:
     assert optimistic_poor.finding(ev).verdict == C.REPRODUCED
     assert actor_better.finding(ev).verdict == C.REPRODUCED
     # the finding names each suite's most accurate run beside the margins
+    # and, as context, the margins against static mixtures, worked out by hand: at 2M the
+    # best split is 1M/4M (0.80 + 0.08/3), at 5M it is 4M/12M (0.88 + 0.02/8); 13M is
+    # beyond the static range and left out
+    hull_2m, hull_5m = 0.80 + 0.08 / 3, 0.88 + 0.02 / 8
+    critic_hull = ((0.82 - hull_2m) + (0.89 - hull_5m)) / 2
+    actor_hull = ((0.84 - hull_2m) + (0.90 - hull_5m)) / 2
     assert actor_better.finding(ev).measured.endswith(
-        "(peak accuracy: hybrid-critic 0.8900, hybrid-actor 0.9300)")
+        "(peak accuracy: hybrid-critic 0.8900, hybrid-actor 0.9300) (against the upper hull "
+        f"of static mixtures at equal MACs: hybrid-critic {100 * critic_hull:+.2f} pp, "
+        f"hybrid-actor {100 * actor_hull:+.2f} pp)")
     ev.rows["hybrid-critic"] = [row("k1", 2e6, 0.86), row("k2", 5e6, 0.92)]  # critic now wins
     assert actor_better.finding(ev).verdict == C.NOT
     assert optimistic_poor.finding(ev).verdict == C.REPRODUCED
