@@ -55,8 +55,12 @@ def portable(text: str, data_root: str | None = None) -> str:
 
 def read_record(record_dir: Path) -> dict[str, Any] | None:
     """The record.json of a record folder, or None if there is no complete record."""
+    return _read_outcome(Path(record_dir) / RECORD)
+
+
+def _read_outcome(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((Path(record_dir) / RECORD).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) and data.get("format") == FORMAT else None
@@ -201,11 +205,7 @@ def write_record(run_dir: Path, record_dir: Path, suite: str, run: str, *,
 
 def read_failure(record_dir: Path) -> dict[str, Any] | None:
     """The failure.json of a record folder, or None if the run has no failure record."""
-    try:
-        data = json.loads((Path(record_dir) / FAILURE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+    return _read_outcome(Path(record_dir) / FAILURE)
 
 
 def write_failure(run_dir: Path, record_dir: Path, suite: str, run: str, err: Any,
@@ -291,17 +291,6 @@ def harvest(runs_root: Path, records_root: Path, *, force: bool = False,
         written.append(write_record(d, target, suite, run, data_root=data_root,
                                     cache_dir=cache_dir))
     return written
-
-
-def failure_dirs(records_root: Path) -> Iterator[tuple[str, str, Path]]:
-    """(suite, run, folder) of every failure record under ``records_root``, in suite order."""
-    from routec.experiment.suites import SUITES
-
-    for suite, runs in SUITES.items():
-        for run in runs:
-            d = Path(records_root) / suite / run
-            if (d / FAILURE).is_file():
-                yield suite, run, d
 
 
 def record_dirs(records_root: Path) -> Iterator[tuple[str, str, Path]]:
