@@ -128,8 +128,12 @@ def keep_record(run_dir: Path, records: Path | None, suite: str, run: str,
                      cache_dir=args.cache_dir)
         print(f"{suite}/{run}: record written to {target}", file=sys.stderr)
     except Exception as err:  # noqa: BLE001 - a record must never stop a suite
-        text = err.message if isinstance(err, RoutecError) else f"{type(err).__name__}: {err}"
-        print(f"{suite}/{run}: no record written ({text})", file=sys.stderr)
+        print(f"{suite}/{run}: no record written ({_error_text(err)})", file=sys.stderr)
+
+
+def _error_text(err: Exception) -> str:
+    """A record-writing error in one line: routec's own message, else the exception."""
+    return err.message if isinstance(err, RoutecError) else f"{type(err).__name__}: {err}"
 
 
 def keep_failure(run_dir: Path, records: Path | None, suite: str, run: str,
@@ -144,10 +148,9 @@ def keep_failure(run_dir: Path, records: Path | None, suite: str, run: str,
     try:
         write_failure(run_dir, target, suite, run, err, cfg.model_dump(),
                       spec_text(cfg.spec)[1], data_root=args.data_root)
-    except Exception as err2:  # noqa: BLE001 - a record must never stop a suite
-        text = err2.message if isinstance(err2, RoutecError) else \
-            f"{type(err2).__name__}: {err2}"
-        print(f"{suite}/{run}: no failure record written ({text})", file=sys.stderr)
+    except Exception as write_err:  # noqa: BLE001 - a record must never stop a suite
+        print(f"{suite}/{run}: no failure record written ({_error_text(write_err)})",
+              file=sys.stderr)
         return False
     print(f"{suite}/{run}: its divergence is recorded in {target / 'failure.json'}",
           file=sys.stderr)
