@@ -90,11 +90,16 @@ class TrainingDiverged(RunError):
     Unlike other run errors this is an outcome of the settings, not a fault to fix:
     training is deterministic, so resuming from the last good checkpoint (at
     ``last_good``, or None) diverges again, and an experiment records it as such.
+    ``cause`` says what went non-finite, in a few words, for tables that have no room
+    for the whole message.
     """
 
-    def __init__(self, message: str, *, iteration: int, last_good: int | None,
+    def __init__(self, cause: str, *, iteration: int, last_good: int | None,
                  hint: str | None = None) -> None:
-        super().__init__(message, hint)
+        good = f"iteration {last_good}" if last_good is not None else "none readable"
+        super().__init__(f"{cause}; stopped, and the last good checkpoint ({good}) is left "
+                         "as it was", hint)
+        self.cause = cause
         self.iteration = iteration
         self.last_good = last_good
 

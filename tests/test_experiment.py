@@ -297,3 +297,32 @@ def test_a_diverged_run_is_recorded_as_such_and_not_trained_again(tmp_path: Path
     assert (f"k0e-9: loss became {failure['reason'].split()[2]} at iteration "
             f"{failure['iteration']} (last good checkpoint: iteration {failure['last_good']})"
             in text)
+
+
+def test_a_suite_whose_every_run_diverged_is_on_the_page_as_such(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """With no evaluated run a suite has no table of its own, but it has been run: the setup
+    table gives its budget, its diverged runs and the machine, and its claims say why they
+    cannot be judged rather than "not yet run"."""
+    from routec.experiment.records import read_failure
+
+    monkeypatch.setitem(SUITES, "hybrid-actor-notalr", {"k0e-9": {
+        **SUITES["hybrid-actor-notalr"]["k0e-9"], "lr": 1e9, "preset": "paper",
+        "checkpoint_every": 1}})
+    records, out = tmp_path / "records", tmp_path / "runs"
+    quick = [a for a in QUICK if a != "--no-records"]
+    common = ["--iterations", "200", "--out", str(out), "--records", str(records), *quick]
+    assert main(["experiment", "hybrid-actor-notalr", *common]) == 0
+    failure = read_failure(records / "hybrid-actor-notalr" / "k0e-9")
+    assert failure is not None
+    assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", *common]) == 0  # evaluated
+
+    page = tmp_path / "results.md"
+    assert main(["report", "--experiments", str(records), "-o", str(page)]) == 0
+    row = next(line for line in page.read_text().splitlines()
+               if line.startswith("| hybrid-actor-notalr |"))
+    assert row.endswith("| 200 × 8 | 0 of 1, 1 diverged (k0e-9) | M1 |"), row
+    claim = next(line for line in page.read_text().splitlines()
+                 if "TALR improves actor networks" in line)
+    assert "pending: suite hybrid-actor-notalr has no evaluated run (every run diverged)" \
+        in claim

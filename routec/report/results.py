@@ -65,22 +65,22 @@ class RecordEvaluations:
 
 def find_suites(root: Path) -> list[Suite]:
     """Suites with at least one record under ``root``, in the order of SUITES."""
-    from routec.experiment.records import read_failure, read_record
+    from routec.experiment.records import read_record
 
     root = Path(root)
     if not root.is_dir():
         raise RunError(f"{root}: no such records folder",
                        hint=f"records are written by routec experiment (default {RECORDS})")
+    failures = find_failures(root)
     found = []
     for name, runs in SUITES.items():
-        infos, records, missing, diverged = [], {}, [], {}
+        infos, records, missing = [], {}, []
+        diverged = failures.get(name, {})
         for run in runs:
-            rec = read_record(root / name / run)
-            if rec is None:
-                if (failure := read_failure(root / name / run)) is not None:
-                    diverged[run] = failure
-                else:
-                    missing.append(run)
+            if run in diverged:
+                continue
+            if (rec := read_record(root / name / run)) is None:
+                missing.append(run)
                 continue
             infos.append(load_run_info(root / name / run, run))
             records[run] = rec
@@ -90,6 +90,20 @@ def find_suites(root: Path) -> list[Suite]:
         raise RunError(f"{root}: no suite has a run record",
                        hint="records come from routec experiment, or routec report --harvest "
                             "RUNS -o " + str(root))
+    return found
+
+
+def find_failures(root: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """suite → run → failure.json of every run recorded as diverged, including suites with
+    no evaluated run at all (which :func:`find_suites` leaves out)."""
+    from routec.experiment.records import RECORD, read_failure
+
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, runs in SUITES.items():
+        for run in runs:
+            folder = Path(root) / name / run
+            if not (folder / RECORD).is_file() and (f := read_failure(folder)) is not None:
+                found.setdefault(name, {})[run] = f
     return found
 
 
@@ -160,19 +174,22 @@ def machines_of(run_dir: Path) -> list[dict[str, Any]]:
             if r.get("event") in ("start", "resume") and "machine" in r]
 
 
-def machines(suites: list[Suite]) -> tuple[dict[str, list[str]], list[str]]:
-    """Machine description → runs trained (partly) on it; runs with no machine logged."""
+def machines(suites: list[Suite], diverged: dict[str, Path] | None = None
+             ) -> tuple[dict[str, list[str]], list[str]]:
+    """Machine description → runs trained (partly) on it; runs with no machine logged.
+    ``diverged`` adds the record folders (by "suite/run") of runs that diverged."""
+    folders = {f"{s.name}/{info.name}": info.path for s in suites for info in s.runs}
+    folders.update(diverged or {})
     seen: dict[str, list[str]] = {}
     unknown = []
-    for s in suites:
-        for info in s.runs:
-            descs = machines_of(info.path)
-            if not descs:
-                unknown.append(f"{s.name}/{info.name}")
-            for d in descs:
-                runs = seen.setdefault(machine_text(d), [])
-                if f"{s.name}/{info.name}" not in runs:
-                    runs.append(f"{s.name}/{info.name}")
+    for name, folder in folders.items():
+        descs = machines_of(folder)
+        if not descs:
+            unknown.append(name)
+        for d in descs:
+            runs = seen.setdefault(machine_text(d), [])
+            if name not in runs:
+                runs.append(name)
     return seen, unknown
 
 
@@ -215,6 +232,7 @@ class Page:
         self.suites, self.root, self.figs, self.rel = suites, root, figs, rel
         self.fmt, self.draw, self.say = fmt, draw, say
         self.by_name = {s.name: s for s in suites}
+        self.failures = find_failures(root)  # also of suites with no evaluated run
         self.written: list[Path] = []
         self.rows: dict[str, list[SummaryRow]] = {
             s.name: [r for info in s.runs
@@ -228,7 +246,7 @@ class Page:
             seconds={s.name: {i.name: training_seconds(i.path) for i in s.runs}
                      for s in suites},
             records={s.name: s.records for s in suites},
-            diverged={s.name: s.diverged for s in suites if s.diverged},
+            diverged=self.failures,
             expected={name: list(runs) for name, runs in SUITES.items()})
 
     def figure(self, name: str, make: Callable[[Path], None]) -> str:
@@ -252,7 +270,9 @@ class Page:
         suites = self.suites
         its = sorted({i.config.iterations for s in suites for i in s.runs})
         batches = sorted({i.config.batch for s in suites for i in s.runs})
-        seen, unknown = machines(suites)
+        seen, unknown = machines(suites, {f"{name}/{run}": self.root / name / run
+                                          for name, runs in self.failures.items()
+                                          for run in runs})
         sources: dict[str, set[str]] = {}  # where each dataset's files came from
         for s in suites:
             for rec in s.records.values():
@@ -288,25 +308,29 @@ class Page:
                   "| suite | command | budget (iterations × batch) | recorded runs | "
                   "trained on |", "|---|---|---|---|---|"]
         for name, runs in SUITES.items():
-            s = self.by_name.get(name)
+            s, failed = self.by_name.get(name), self.failures.get(name, {})
+            trained = [(i.name, i.config.iterations, i.config.batch) for i in s.runs] if s \
+                else []  # (run, iterations, batch) of every run that trained, diverged or not
+            trained += [(run, f["config"]["iterations"], f["config"]["batch"])
+                        for run, f in failed.items()]
             # the command names the suite's budget; a run may train a multiple of it
-            budgets = sorted({(i.config.iterations // split_budget(runs[i.name])[1],
-                               i.config.batch) for i in s.runs}) if s \
-                else [(CPU_ITERATIONS, 128)]
+            budgets = sorted({(n // split_budget(runs[run])[1], b) for run, n, b in trained}) \
+                or [(CPU_ITERATIONS, 128)]
             cmd = "<br>".join(f"`routec experiment {name} --iterations {n}"
                               + ("" if b == 128 else f" --batch {b}") + " --out runs`"
                               for n, b in budgets)
             times = max(split_budget(r)[1] for r in runs.values())
-            budget = ", ".join(sorted({f"{i.config.iterations:,} × {i.config.batch}"
-                                       for i in s.runs})) if s else \
+            budget = ", ".join(sorted({f"{n:,} × {b}" for _, n, b in trained})) or \
                 f"{CPU_ITERATIONS * times:,} × 128 (planned)"
-            have = f"{len(s.runs)} of {len(runs)}" if s else "none yet"
-            if s and s.diverged:
-                have += f", {len(s.diverged)} diverged ({', '.join(s.diverged)})"
-            if s and s.missing:
-                have += f" (not yet: {', '.join(s.missing)})"
+            have = f"{len(s.runs) if s else 0} of {len(runs)}" if trained else "none yet"
+            if failed:
+                have += f", {len(failed)} diverged ({', '.join(failed)})"
+            missing = s.missing if s else [r for r in runs if r not in failed]
+            if trained and missing:
+                have += f" (not yet: {', '.join(missing)})"
             where = ", ".join(ids[m] for m, rs in seen.items()
-                              if any(r.split("/", 1)[0] == name for r in rs)) if s else "—"
+                              if any(r.split("/", 1)[0] == name for r in rs)) if trained \
+                else "—"
             lines.append(f"| {name} | {cmd} | {budget} | {have} | {where} |")
         lines += ["", "Records of runs trained before records were written automatically "
                   f"come from `routec report --harvest runs -o {RECORDS}`; the throughput "
@@ -495,9 +519,8 @@ class Page:
 
 def diverged_text(failure: dict[str, Any]) -> str:
     """How a run diverged, in a few words, from its failure record."""
-    reason = failure["reason"].split(";")[0]  # the message up to "stopped, and ..."
     good = failure.get("last_good")
-    return reason + (f" (last good checkpoint: iteration {good})" if good is not None else "")
+    return failure["cause"] + (f" (last good checkpoint: iteration {good})" if good is not None else "")
 
 
 def confidence_points(suites: list[Suite]) -> list[Any]:

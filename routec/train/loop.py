@@ -247,10 +247,9 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
             good = _last_good(ckpt_path)
             raise TrainingDiverged(
                 f"the network's state became non-finite by iteration {iteration} ({bad[0]}"
-                f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); stopped, and the "
-                f"last good checkpoint ({_good_text(good)}) is left as it was; lower "
-                "--lr, or check the data for NaN/inf values", iteration=iteration,
-                last_good=good)
+                f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})",
+                iteration=iteration, last_good=good,
+                hint="lower --lr, or check the data for NaN/inf values")
         save_checkpoint(ckpt_path, {
             "iteration": iteration, "finished": finished, "config": cfg.model_dump(),
             "spec_text": text, "spec_sha256": digest(text), "spec_label": label,
@@ -297,8 +296,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
             if not math.isfinite(float(res.loss.detach())):
                 good = _last_good(ckpt_path)
                 raise TrainingDiverged(
-                    f"loss became {float(res.loss.detach())} at iteration {it}; stopped, and the last "
-                    f"good checkpoint ({_good_text(good)}) is left as it was",
+                    f"loss became {float(res.loss.detach())} at iteration {it}",
                     iteration=it, last_good=good,
                     hint="lower --lr, or check the data for NaN/inf values")
             opt.zero_grad(set_to_none=True)
@@ -389,10 +387,6 @@ def _last_good(path: Path) -> int | None:
         return int(load_checkpoint(path)["iteration"])
     except RunError:
         return None
-
-
-def _good_text(iteration: int | None) -> str:
-    return "none readable" if iteration is None else f"iteration {iteration}"
 
 
 class _Progress:
