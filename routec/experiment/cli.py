@@ -157,25 +157,20 @@ def keep_failure(run_dir: Path, records: Path | None, suite: str, run: str,
     return True
 
 
-def _diverged(records: Path | None, suite: str, run: str, cfg: Any) -> dict[str, Any] | None:
-    """The failure record of this run with these settings and spec, if it diverged."""
+def _outcome(records: Path | None, suite: str, run: str, cfg: Any
+             ) -> tuple[bool, dict[str, Any] | None]:
+    """(a committed record answers this run, its failure record if it diverged), both for
+    these exact settings and spec: a fresh machine with the records but no run
+    directories skips recorded runs, and does not train diverged ones again."""
     if records is None:
-        return None
-    from routec.experiment.records import failure_answers
+        return False, None
+    from routec.experiment.records import failure_answers, record_answers
     from routec.train.model import spec_text
 
-    return failure_answers(records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1])
-
-
-def _recorded(records: Path | None, suite: str, run: str, cfg: Any) -> bool:
-    """A committed record already answers this run (same settings, same spec), so a
-    fresh machine with the records but no run directories skips it."""
-    if records is None:
-        return False
-    from routec.experiment.records import record_answers
-    from routec.train.model import spec_text
-
-    return record_answers(records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1])
+    folder, config, text = records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1]
+    if record_answers(folder, config, text):
+        return True, None
+    return False, failure_answers(folder, config, text)
 
 
 def run_settings(run: dict[str, Any], base: int, args: argparse.Namespace
@@ -270,12 +265,12 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
     for name in _selected(suite, args):
         cfg = make_config(run_settings(SUITES[suite][name], base, args))
         run_dir = Path(args.out) / suite / name
-        status = "done" if _recorded(records, suite, name, cfg) else \
-            run_status(run_dir, cfg.iterations)
-        if status == "done":  # recorded, or finished here (its record comes on the next run)
-            recorded.append(name)
+        answered, failure = _outcome(records, suite, name, cfg)
+        status = "done" if answered else run_status(run_dir, cfg.iterations)
+        if status == "done":
+            recorded.append(name)  # recorded, or finished here (recorded on the next pass)
             continue
-        if (failure := _diverged(records, suite, name, cfg)):
+        if failure:
             diverged.append(f"{name} at iteration {failure['iteration']}")
             continue
         at = 0
@@ -321,12 +316,13 @@ def run_suite(suite: str, base: int, args: argparse.Namespace,
             continue
         iterations = cfg.iterations
         run_dir = Path(args.out) / suite / name
-        if not (run_dir / "checkpoint.pt").exists() and _recorded(records, suite, name, cfg):
+        answered, failure = _outcome(records, suite, name, cfg)
+        if not (run_dir / "checkpoint.pt").exists() and answered:
             print(f"{suite}/{name}: recorded in {records / suite / name}, skipped",
                   file=sys.stderr)
             continue
         status = run_status(run_dir, iterations)
-        if status != "done" and (failure := _diverged(records, suite, name, cfg)):
+        if status != "done" and failure:
             print(f"{suite}/{name}: diverged at iteration {failure['iteration']} (recorded in "
                   f"{records / suite / name}), skipped; delete its failure.json to train it "
                   "again", file=sys.stderr)

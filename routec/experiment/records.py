@@ -67,11 +67,11 @@ def _read_outcome(path: Path) -> dict[str, Any] | None:
 
 
 def record_is_current(record_dir: Path, state: dict[str, Any]) -> bool:
-    """The record describes this checkpoint: same iteration, config and spec."""
+    """The record describes this checkpoint: same iteration, settings and spec (compared
+    as :func:`record_answers` compares them)."""
     rec = read_record(record_dir)
     return bool(rec) and rec["iteration"] == state["iteration"] and \
-        rec["config"] == portable_config(state["config"]) and \
-        rec["spec_sha256"] == state["spec_sha256"]
+        _same_settings(rec, state["config"], state["spec_text"])
 
 
 def record_answers(record_dir: Path, config: dict[str, Any], spec_text: str) -> bool:
