@@ -206,11 +206,27 @@ def rows_for(info: RunInfo, ev: Evaluator, split: str) -> list[SummaryRow]:
 COLUMNS = ("run", "strategy", "k_cpt", "iterations", "accuracy", "mean MACs", "exit fractions")
 
 
+LISTED_EXITS = 8  # up to this many exits a row lists every fraction, in the exits' order
+
+
+def exit_fractions_text(names: list[str], fractions: list[float]) -> str:
+    """Every exit's share, in order; for a network with many exits (a tree has dozens,
+    most of them idle) only the exits that take ≥ 0.5%, by name, and what the rest take."""
+    if len(fractions) <= LISTED_EXITS:
+        return " / ".join(f"{f:.2f}" for f in fractions)
+    shown = [(n.removeprefix("exit_"), f) for n, f in zip(names, fractions) if f >= 0.005]
+    rest = [f for f in fractions if f < 0.005]
+    text = ", ".join(f"{n} {f:.2f}" for n, f in shown)
+    if rest:
+        text += (f"; {len(rest)} other exits under 0.005 each"
+                 + (f" ({sum(rest):.3f} in all)" if sum(rest) > 0 else ", all idle"))
+    return text
+
+
 def _cells(row: SummaryRow) -> list[str]:
     its = f"{row.iterations}" + ("" if row.finished else " (unfinished)")
-    fr = " / ".join(f"{f:.2f}" for f in row.exit_fraction)
     return [row.run, row.strategy, row.k_cpt, its, f"{row.accuracy:.4f}",
-            f"{row.mean_macs:,.0f}", fr]
+            f"{row.mean_macs:,.0f}", exit_fractions_text(row.exit_names, row.exit_fraction)]
 
 
 def markdown_table(rows: list[SummaryRow], split: str = "test") -> str:
