@@ -114,6 +114,26 @@ SUITES["hybrid-actor-latency"] = {
 # lr warm-up, no gradient clipping), not routec's defaults for new networks.
 SUITES = {suite: {name: {"preset": "paper", **run} for name, run in runs.items()}
           for suite, runs in SUITES.items()}
+# Beyond the paper: every other point of the page is one training seed (0). These twins
+# of four points, the same settings at seeds 1 and 2, measure how far a point moves with
+# the seed alone, the yardstick for differences between single runs.
+SEED_TWINS: dict[str, tuple[str, ...]] = {"hybrid-static": ("n2", "n4"),
+                                          "hybrid-actor": ("k2e-9", "k8e-9")}
+EXTRA_SEEDS = (1, 2)
+SEED_SUITES = {f"{base}-seeds": base for base in SEED_TWINS}  # seeds suite → its base suite
+SUITES.update({
+    suite: {f"{run}-s{seed}": {**SUITES[base][run], "seed": seed}
+            for run in SEED_TWINS[base] for seed in EXTRA_SEEDS}
+    for suite, base in SEED_SUITES.items()})
+
+
+def seed_twin(suite: str, run: str) -> tuple[str, str, int] | None:
+    """(base suite, base run, seed) of a run of a seeds suite; None for any other run."""
+    base = SEED_SUITES.get(suite)
+    if base is None or "-s" not in run:
+        return None
+    twin, seed = run.rsplit("-s", 1)
+    return base, twin, int(seed)
 
 
 # -- the paper's figures, and the suites each of their panels shows ----------------------

@@ -258,7 +258,10 @@ class Page:
         return f"{self.rel}/{name}"
 
     def render(self, command: str) -> str:
-        parts = [self.intro(command), self.claims(), self.throughput(), self.clock()]
+        from routec.report.seeds import render_seeds
+
+        parts = [self.intro(command), self.claims(), render_seeds(self.rows),
+                 self.throughput(), self.clock()]
         parts += self.figure_sections()
         parts.append("## Every recorded run\n")
         for s in self.suites:
@@ -445,9 +448,11 @@ class Page:
     def heatmap_panels(self, fig: Any) -> list[str]:
         from routec.report import plots
 
+        from routec.experiment.suites import SEED_SUITES
+
         out = []
         for s in self.suites:
-            if not s.routed:
+            if not s.routed or s.name in SEED_SUITES:  # seed twins add no new picture
                 continue
             panels = [(i.name, _heatmap(i.path)) for i in s.runs]
             panels = [(n, h) for n, h in panels if h.iterations]

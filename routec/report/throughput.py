@@ -156,10 +156,13 @@ def pick_pair(actor: list[SummaryRow], static: list[SummaryRow]
 
 def pairs(rows: dict[str, list[SummaryRow]]) -> list[Pair]:
     """One pair per (actor suite, static suite) of the same data and network width."""
+    from routec.experiment.suites import SEED_SUITES
+
     out = []
     for name, rs in rows.items():
         static = name.replace("-actor", "-static", 1)
-        if "-actor" not in name or static == name or not rs or not rows.get(static):
+        if "-actor" not in name or static == name or not rs or not rows.get(static) \
+                or name in SEED_SUITES:  # seed twins of points already timed
             continue
         a, s, matched = pick_pair(rs, rows[static])
         out.append(Pair(name, a, static, s, matched))
