@@ -271,8 +271,11 @@ class Page:
     # -- setup ---------------------------------------------------------------------------
     def intro(self, command: str) -> str:
         suites = self.suites
-        its = sorted({i.config.iterations for s in suites for i in s.runs})
-        batches = sorted({i.config.batch for s in suites for i in s.runs})
+        budgets: dict[tuple[int, int], list[str]] = {}  # (iterations, batch) → suites
+        for s in suites:
+            for b in sorted({(i.config.iterations, i.config.batch) for i in s.runs}):
+                budgets.setdefault(b, []).append(s.name)
+        common = max(budgets, key=lambda b: len(budgets[b]))
         seen, unknown = machines(suites, {f"{name}/{run}": self.root / name / run
                                           for name, runs in self.failures.items()
                                           for run in runs})
@@ -289,9 +292,10 @@ class Page:
             "counts; no weights); do not edit it by hand. Regenerate it anywhere with:\n",
             f"```\n{command or f'routec report --experiments {RECORDS} -o {PAGE}'}\n```\n",
             "## Setup\n",
-            f"- Budget: {', '.join(f'{n:,}' for n in its)} iterations of batch "
-            f"{', '.join(map(str, batches))} per network (the paper trains 80,000; "
-            "`routec experiment SUITE --full` runs that).",
+            f"- Budget: {common[0]:,} iterations of batch {common[1]} per network"
+            + "".join(f"; {n:,} × {b} for {', '.join(names)}"
+                      for (n, b), names in sorted(budgets.items()) if (n, b) != common)
+            + " (the paper trains 80,000 × 128; `routec experiment SUITE --full` runs that).",
             *_schedules(suites),
             "- Accuracy: test split, routed inference with argmax routing; mean MACs: counted "
             "by routed inference (the multiply-accumulates each test example's own path runs).",
