@@ -170,12 +170,40 @@ def heatmap_data(run_dir: Path, source: str = "auto") -> Heatmap:
                    list(start.get("path_macs", [])))
 
 
+FOLD_EXITS = 8  # runs with more exits than this show their busy exits, the rest as one row
+BUSY = 0.05  # an exit is busy in a run if it takes this fraction at some logged point
+
+
+def fold_idle_exits(panels: list[tuple[str, Heatmap]]) -> list[tuple[str, Heatmap]]:
+    """For networks of many exits (a tree has dozens, most of them idle): each run keeps
+    the exits that take ≥ BUSY at some logged point, in order, and sums the others into
+    one row, so a panel stays readable and still adds up to 1."""
+    if all(len(h.exits) <= FOLD_EXITS for _, h in panels):
+        return panels
+    out = []
+    for name, h in panels:
+        busy = [max(row, default=0.0) >= BUSY for row in h.fractions]
+        keep = [e for e, b in enumerate(busy) if b]
+        rest = [e for e, b in enumerate(busy) if not b]
+        exits = [h.exits[e] for e in keep]
+        fractions = [list(h.fractions[e]) for e in keep]
+        macs = [h.path_macs[e] for e in keep] if h.path_macs else []
+        if rest:
+            exits.append(f"{len(rest)} other exits")
+            fractions.append([sum(h.fractions[e][t] for e in rest)
+                              for t in range(len(h.iterations))])
+            macs = macs + [0] if macs else []
+        out.append((name, Heatmap(exits, h.iterations, fractions, h.source, macs)))
+    return out
+
+
 def dataflow_heatmap(h: Heatmap, path: Path, title: str = "") -> None:
     """Fig. 8: fraction of examples classified at each exit over training."""
     import numpy as np
 
     if not h.iterations:
         raise RunError(f"no logged exit fractions to plot for {title or path}")
+    h = fold_idle_exits([("", h)])[0][1]
     its = np.asarray(h.iterations, dtype=float)
     mids = (its[1:] + its[:-1]) / 2
     first = its[0] - (mids[0] - its[0] if len(its) > 1 else max(its[0], 1.0) / 2)
@@ -205,6 +233,7 @@ def dataflow_heatmaps(panels: list[tuple[str, Heatmap]], path: Path, title: str 
 
     if not panels:
         raise RunError(f"no runs with logged exit fractions to plot for {title or path}")
+    panels = fold_idle_exits(panels)
     heights = [0.35 + 0.22 * max(len(h.exits), 2) for _, h in panels]
     fig = Figure(figsize=(7.0, 0.6 + sum(heights)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True,

@@ -465,7 +465,10 @@ class Page:
             link = self.figure(f"fig8_{s.name}.{self.fmt}", lambda p: plots.dataflow_heatmaps(
                 panels, p, title=f"{s.name}: fraction of examples classified at each exit "
                 "over training"))
-            out.append(f"### {s.name}\n\nFrom {_heatmap_source(panels)}.\n\n"
+            folded = "" if all(len(h.exits) <= plots.FOLD_EXITS for _, h in panels) else (
+                f" In each run, the exits that never take {plots.BUSY:.0%} at a logged point "
+                "are summed into one row.")
+            out.append(f"### {s.name}\n\nFrom {_heatmap_source(panels)}.{folded}\n\n"
                        f"![Fig. 8: {s.name}]({link})\n")
         if not out:
             out.append(self._pending(["hybrid-actor"]))

@@ -41,3 +41,25 @@ def test_idle_exits_are_called_idle() -> None:
     fractions = [0.5, 0.5] + [0.0] * LISTED_EXITS
     text = exit_fractions_text([f"exit_{i}" for i in range(len(fractions))], fractions)
     assert text == f"0 0.50, 1 0.50; {LISTED_EXITS} other exits under 0.005 each, all idle"
+
+
+def test_fig8_folds_a_trees_idle_exits_into_one_row_that_keeps_the_sums() -> None:
+    from routec.report.plots import BUSY, FOLD_EXITS, Heatmap, fold_idle_exits
+
+    gen = torch.Generator().manual_seed(2)
+    n, t = 30, 12
+    share = torch.rand(n, t, generator=gen) ** 10
+    share /= share.sum(0, keepdim=True)
+    names = [f"exit_{i}" for i in range(n)]
+    tree = Heatmap(names, list(range(0, 100 * t, 100)), share.tolist(), "train",
+                   list(range(n)))
+    chain = Heatmap(names[:FOLD_EXITS], tree.iterations,
+                    (share[:FOLD_EXITS] / share[:FOLD_EXITS].sum(0)).tolist(), "train")
+    (_, folded), = fold_idle_exits([("tree", tree)])
+    busy = [i for i in range(n) if float(share[i].max()) >= BUSY]
+    assert 0 < len(busy) < n
+    assert folded.exits == [names[i] for i in busy] + [f"{n - len(busy)} other exits"]
+    assert folded.fractions[:-1] == [tree.fractions[i] for i in busy]
+    assert torch.allclose(torch.tensor(folded.fractions).sum(0), torch.ones(t))
+    assert folded.path_macs == busy + [0]
+    assert fold_idle_exits([("chain", chain)])[0][1] is chain  # few exits: all shown
