@@ -220,7 +220,8 @@ def write_failure(run_dir: Path, record_dir: Path, suite: str, run: str, err: An
     run_dir, record_dir = Path(run_dir), Path(record_dir)
     rec = {
         "format": FORMAT, "suite": suite, "run": run, "outcome": "diverged",
-        "iteration": int(err.iteration), "last_good": err.last_good, "cause": err.cause, "reason": err.message,
+        "iteration": int(err.iteration), "last_good": err.last_good, "cause": err.cause,
+        "reason": err.message,
         "config": portable_config(config, data_root),
         "spec_sha256": digest(spec_text),
         "machines": machines_of(run_dir), "training_seconds": training_seconds(run_dir),
