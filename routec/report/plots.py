@@ -187,12 +187,13 @@ def fold_idle_exits(panels: list[tuple[str, Heatmap]]) -> list[tuple[str, Heatma
         rest = [e for e, b in enumerate(busy) if not b]
         exits = [h.exits[e] for e in keep]
         fractions = [list(h.fractions[e]) for e in keep]
-        macs = [h.path_macs[e] for e in keep] if h.path_macs else []
+        macs = [h.path_macs[e] for e in keep] if h.path_macs else []  # none logged: none
         if rest:
             exits.append(f"{len(rest)} other exits")
             fractions.append([sum(h.fractions[e][t] for e in rest)
                               for t in range(len(h.iterations))])
-            macs = macs + [0] if macs else []
+            if h.path_macs:
+                macs.append(0)  # a folded row has no one path's MACs
         out.append((name, Heatmap(exits, h.iterations, fractions, h.source, macs)))
     return out
 

@@ -450,9 +450,8 @@ class Page:
         return out
 
     def heatmap_panels(self, fig: Any) -> list[str]:
-        from routec.report import plots
-
         from routec.experiment.suites import SEED_SUITES
+        from routec.report import plots
 
         out = []
         for s in self.suites:
@@ -532,7 +531,8 @@ class Page:
 def diverged_text(failure: dict[str, Any]) -> str:
     """How a run diverged, in a few words, from its failure record."""
     good = failure.get("last_good")
-    return failure["cause"] + (f" (last good checkpoint: iteration {good})" if good is not None else "")
+    return failure["cause"] + (f" (last good checkpoint: iteration {good})"
+                               if good is not None else "")
 
 
 def confidence_points(suites: list[Suite]) -> list[Any]:
