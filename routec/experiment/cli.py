@@ -255,12 +255,14 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
                  pace: dict[tuple[Any, ...], float]) -> tuple[str, float, int]:
     """One line: how many of the suite's runs are recorded at this budget, which are
     partly trained under --out (and how far), which are not started, and how long the
-    rest should take at the pace recorded runs of the same kind trained at; with the
-    seconds left and the number of runs that pace cannot price."""
-    from routec.experiment.pace import hours, pace_key
+    rest should take at the pace recorded runs of the same kind trained at (or, for a
+    kind not yet recorded, of one that differs only in its spec, scaled by MACs); with
+    the seconds left and the number of runs no record can price."""
+    from routec.experiment.pace import hours, pace_key, scaled_pace
     from routec.train.config import make_config
 
     recorded, diverged, partial, new = [], [], [], []
+    estimated: set[str] = set()
     left, unknown = 0.0, 0
     for name in _selected(suite, args):
         cfg = make_config(run_settings(SUITES[suite][name], base, args))
@@ -282,6 +284,9 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
         else:
             new.append(name + _recorded_elsewhere(records, suite, name))
         per_iteration = pace.get(pace_key(cfg.model_dump()))
+        if per_iteration is None and (scaled := scaled_pace(cfg.model_dump(), pace)):
+            per_iteration, source = scaled
+            estimated.add(source)
         if per_iteration is None:
             unknown += 1
         else:
@@ -295,7 +300,9 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
     if new:
         parts.append(f"not started: {', '.join(new)}")
     if partial or new:
-        parts.append(f"about {hours(left)} left" if not unknown else
+        scaled = (f" (estimated from {', '.join(sorted(estimated))} by MACs)"
+                  if estimated else "")
+        parts.append(f"about {hours(left)} left{scaled}" if not unknown else
                      f"no recorded run of this kind to price {unknown} of them")
     return "; ".join(parts), left, unknown
 

@@ -3,14 +3,18 @@
 A suite's runs take hours each on a CPU, so a campaign is spread over sittings and
 machines; the records of finished runs say how many seconds an iteration took for
 each kind of run (same spec, strategy, static prefix and batch cost the same), which
-prices the runs still to train.
+prices the runs still to train. A kind with no record yet (a wider spec, say) is priced
+from a recorded kind that differs only in its spec, scaled by the two networks' MACs:
+an estimate, and said to be one.
 """
 from __future__ import annotations
 
 import statistics
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from routec.errors import RoutecError
 from routec.experiment.records import read_record, record_dirs
 
 
@@ -32,6 +36,36 @@ def recorded_pace(records_root: Path | None) -> dict[tuple[Any, ...], float]:
         seen.setdefault(pace_key(rec["config"]), []).append(
             float(rec["training_seconds"]) / int(rec["iteration"]))
     return {k: statistics.median(v) for k, v in seen.items()}
+
+
+@lru_cache(maxsize=None)
+def network_macs(spec: str, static_columns: int | None) -> int:
+    """MACs of every node of ``spec`` (its first ``static_columns`` columns when given):
+    the work one training example costs, up to the layers' relative speeds."""
+    from routec.graph import build_graph, static_prefix
+    from routec.parse import load_spec
+
+    parsed = load_spec(spec)
+    if static_columns:
+        parsed = static_prefix(parsed, static_columns)
+    return sum(node.macs for node in build_graph(parsed).nodes)
+
+
+def scaled_pace(config: dict[str, Any], pace: dict[tuple[Any, ...], float]
+                ) -> tuple[float, str] | None:
+    """Seconds per iteration for a kind with no record, from the recorded kind that
+    differs from it only in its spec, scaled by MACs; with that recorded spec's name.
+    None when no recorded kind is that close."""
+    key = pace_key(config)
+    for other, seconds in sorted(pace.items(), key=lambda kv: str(kv[0])):
+        if other[1:] != key[1:] or other[0] == key[0]:
+            continue
+        try:
+            ratio = network_macs(key[0], key[2]) / network_macs(other[0], other[2])
+        except (RoutecError, OSError):  # a spec file gone or broken since: no estimate
+            continue
+        return seconds * ratio, str(other[0])
+    return None
 
 
 def hours(seconds: float) -> str:
