@@ -283,8 +283,9 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
             partial.append(f"{name} ({at} of {cfg.iterations})")
         else:
             new.append(name + _recorded_elsewhere(records, suite, name))
-        per_iteration = pace.get(pace_key(cfg.model_dump()))
-        if per_iteration is None and (scaled := scaled_pace(cfg.model_dump(), pace)):
+        config = cfg.model_dump()
+        per_iteration = pace.get(pace_key(config))
+        if per_iteration is None and (scaled := scaled_pace(config, pace)):
             per_iteration, source = scaled
             estimated.add(source)
         if per_iteration is None:

@@ -48,7 +48,7 @@ def network_macs(spec: str, static_columns: int | None) -> int:
     parsed = load_spec(spec)
     if static_columns:
         parsed = static_prefix(parsed, static_columns)
-    return sum(node.macs for node in build_graph(parsed).nodes)
+    return build_graph(parsed).total_macs
 
 
 def scaled_pace(config: dict[str, Any], pace: dict[tuple[Any, ...], float]

@@ -102,6 +102,11 @@ class RoutingGraph:
         return sum(f * m for f, m in zip(leaf_fractions, self.path_macs()))
 
     @property
+    def total_macs(self) -> int:
+        """MACs of every node: what evaluating the whole tree costs per example."""
+        return sum(n.macs for n in self.nodes)
+
+    @property
     def total_params(self) -> int:
         return sum(n.params for n in self.nodes)
 

@@ -21,7 +21,7 @@ def node_table(g: RoutingGraph) -> Table:
         t.add_row(str(i), n.id, kind, src, out, f"{n.params:,}", f"{n.macs:,}")
     t.add_section()
     t.add_row("", "total", "", "", "", f"{g.total_params:,}",
-              f"{sum(n.macs for n in g.nodes):,}")
+              f"{g.total_macs:,}")
     return t
 
 
