@@ -326,3 +326,42 @@ def test_a_suite_whose_every_run_diverged_is_on_the_page_as_such(tmp_path: Path,
                  if "TALR improves actor networks" in line)
     assert "pending: suite hybrid-actor-notalr has no evaluated run (every run diverged)" \
         in claim
+
+
+@pytest.mark.parametrize("suite,run,static", [("cifar10-actor", "k0e-9", None),
+                                              ("cifar10-static", "n3", 3)])
+def test_status_prices_a_wider_kind_from_the_recorded_one_by_measured_macs(
+        tmp_path: Path, capsys, suite: str, run: str, static: int | None) -> None:
+    """A ×2 run with no record of its kind is priced from the ×1 record of the same run,
+    scaled by what the two networks cost: checked against torch's own FLOP count of a
+    dense pass through every node of each network."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from helpers import compile_bundled
+
+    committed = Path(__file__).parents[1] / "results" / "records" / suite / run
+    if not (committed / "record.json").is_file():
+        pytest.skip(f"no committed record of {suite}/{run}")
+    records = tmp_path / "records"
+    shutil.copytree(committed, records / suite / run)
+    rec_file = records / suite / run / "record.json"
+    rec = json.loads(rec_file.read_text())
+    rec["training_seconds"] = 3600.0 * rec["iteration"]  # an hour an iteration
+    rec_file.write_text(json.dumps(rec))
+
+    def dense_macs(spec: str) -> float:
+        _, net = compile_bundled(spec, static=static)
+        net.train()  # training evaluates every node: what an iteration pays for
+        with FlopCounterMode(display=False) as counter:
+            net(torch.rand(2, 3, 32, 32))
+        return counter.get_total_flops() / 4  # two images, two FLOPs a MAC
+
+    ratio = dense_macs("paper_chain_x2") / dense_macs("paper_chain")
+    assert main(["experiment", f"{suite}-x2", "--runs", run, "--status", "--iterations", "2",
+                 "--out", str(tmp_path / "runs"), "--records", str(records)]) == 0
+    line = capsys.readouterr().out.strip()
+    head = f"{suite}-x2: 0 of 1 done; not started: {run}; about "
+    tail = " h left (estimated from paper_chain by MACs)"
+    assert line.startswith(head) and line.endswith(tail), line
+    assert float(line[len(head):-len(tail)]) == pytest.approx(2 * ratio, abs=0.051)
+    assert 3 < ratio < 4.2  # ×2 wide: convolutions' MACs ×4, routers and exits less
