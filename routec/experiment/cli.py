@@ -16,10 +16,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routec.errors import RoutecError, RunError, TrainingDiverged
 from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
+
+if TYPE_CHECKING:
+    from routec.experiment.pace import PaceKey
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -252,7 +255,7 @@ def _recorded_elsewhere(records: Path | None, suite: str, run: str) -> str:
 
 
 def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path | None,
-                 pace: dict[tuple[Any, ...], float]) -> tuple[str, float, int]:
+                 pace: dict[PaceKey, float]) -> tuple[str, float, int]:
     """One line: how many of the suite's runs are recorded at this budget, which are
     partly trained under --out (and how far), which are not started, and how long the
     rest should take at the pace recorded runs of the same kind trained at (or, for a

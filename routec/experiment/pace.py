@@ -12,21 +12,32 @@ from __future__ import annotations
 import statistics
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from routec.errors import RoutecError
 from routec.experiment.records import read_record, record_dirs
 
 
-def pace_key(config: dict[str, Any]) -> tuple[Any, ...]:
-    """Runs with the same key do the same work per iteration."""
-    return (config.get("spec"), config.get("strategy"), config.get("static_columns"),
-            config.get("batch"), config.get("device", "cpu"))
+class PaceKey(NamedTuple):
+    """What decides the work of one training iteration: runs with equal keys cost alike."""
+    spec: str | None
+    strategy: str | None
+    static_columns: int | None
+    batch: int | None
+    device: str
+
+    def but_spec(self) -> tuple[Any, ...]:
+        return self[1:]
 
 
-def recorded_pace(records_root: Path | None) -> dict[tuple[Any, ...], float]:
+def pace_key(config: dict[str, Any]) -> PaceKey:
+    return PaceKey(config.get("spec"), config.get("strategy"), config.get("static_columns"),
+                   config.get("batch"), config.get("device", "cpu"))
+
+
+def recorded_pace(records_root: Path | None) -> dict[PaceKey, float]:
     """Median training seconds per iteration of the recorded runs, by :func:`pace_key`."""
-    seen: dict[tuple[Any, ...], list[float]] = {}
+    seen: dict[PaceKey, list[float]] = {}
     if records_root is None or not Path(records_root).is_dir():
         return {}
     for _suite, _run, folder in record_dirs(Path(records_root)):
@@ -51,20 +62,23 @@ def network_macs(spec: str, static_columns: int | None) -> int:
     return build_graph(parsed).total_macs
 
 
-def scaled_pace(config: dict[str, Any], pace: dict[tuple[Any, ...], float]
+def scaled_pace(config: dict[str, Any], pace: dict[PaceKey, float]
                 ) -> tuple[float, str] | None:
     """Seconds per iteration for a kind with no record, from the recorded kind that
     differs from it only in its spec, scaled by MACs; with that recorded spec's name.
     None when no recorded kind is that close."""
     key = pace_key(config)
     for other, seconds in sorted(pace.items(), key=lambda kv: str(kv[0])):
-        if other[1:] != key[1:] or other[0] == key[0]:
+        if other.but_spec() != key.but_spec() or other.spec == key.spec:
+            continue
+        if key.spec is None or other.spec is None:
             continue
         try:
-            ratio = network_macs(key[0], key[2]) / network_macs(other[0], other[2])
+            ratio = (network_macs(key.spec, key.static_columns)
+                     / network_macs(other.spec, other.static_columns))
         except (RoutecError, OSError):  # a spec file gone or broken since: no estimate
             continue
-        return seconds * ratio, str(other[0])
+        return seconds * ratio, other.spec
     return None
 
 
