@@ -1,7 +1,8 @@
-"""Shared helpers for the tests: compile bundled specs and randomise networks."""
+"""Shared helpers for the tests: compile bundled specs, randomise networks, count MACs."""
 from __future__ import annotations
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from routec.codegen import build_class
 from routec.graph import RoutingGraph, build_graph, static_prefix
@@ -74,3 +75,11 @@ def assert_deployed_routes_as_torch(net: RoutedNetwork, deployed: object, x: tor
     assert leaf.tolist() == ref.leaf.tolist()
     assert np.allclose(logits, ref.logits.numpy(), atol=2e-4)
     assert macs.tolist() == ref.macs.tolist()
+
+
+def counted_macs(fn) -> int:
+    """MACs as torch counts them: FLOPs / 2 (one multiply and one add per MAC)."""
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
+            fn()
+    return counter.get_total_flops() // 2

@@ -335,9 +335,7 @@ def test_status_prices_a_wider_kind_from_the_recorded_one_by_measured_macs(
     """A ×2 run with no record of its kind is priced from the ×1 record of the same run,
     scaled by what the two networks cost: checked against torch's own FLOP count of a
     dense pass through every node of each network."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from helpers import compile_bundled
+    from helpers import compile_bundled, counted_macs
 
     committed = Path(__file__).parents[1] / "results" / "records" / suite / run
     if not (committed / "record.json").is_file():
@@ -350,11 +348,9 @@ def test_status_prices_a_wider_kind_from_the_recorded_one_by_measured_macs(
     rec_file.write_text(json.dumps(rec))
 
     def dense_macs(spec: str) -> float:
-        _, net = compile_bundled(spec, static=static)
+        g, net = compile_bundled(spec, static=static)
         net.train()  # training evaluates every node: what an iteration pays for
-        with FlopCounterMode(display=False) as counter:
-            net(torch.rand(2, 3, 32, 32))
-        return counter.get_total_flops() / 4  # two images, two FLOPs a MAC
+        return counted_macs(lambda: net(torch.rand(2, *g.input_shape))) / 2  # two images
 
     ratio = dense_macs("paper_chain_x2") / dense_macs("paper_chain")
     assert main(["experiment", f"{suite}-x2", "--runs", run, "--status", "--iterations", "2",

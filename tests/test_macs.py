@@ -3,19 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from routec.graph import build_graph, static_depth
 from routec.parse import load_spec
-from helpers import compile_bundled, randomise
-
-
-def counted_macs(fn) -> int:
-    """MACs as torch counts them: FLOPs / 2 (one multiply and one add per MAC)."""
-    with FlopCounterMode(display=False) as counter:
-        with torch.no_grad():
-            fn()
-    return counter.get_total_flops() // 2
+from helpers import compile_bundled, counted_macs, randomise
 
 
 def always(way_from_end: int):

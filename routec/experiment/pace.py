@@ -26,9 +26,6 @@ class PaceKey(NamedTuple):
     batch: int | None
     device: str
 
-    def but_spec(self) -> tuple[Any, ...]:
-        return self[1:]
-
 
 def pace_key(config: dict[str, Any]) -> PaceKey:
     return PaceKey(config.get("spec"), config.get("strategy"), config.get("static_columns"),
@@ -69,9 +66,8 @@ def scaled_pace(config: dict[str, Any], pace: dict[PaceKey, float]
     None when no recorded kind is that close."""
     key = pace_key(config)
     for other, seconds in sorted(pace.items(), key=lambda kv: str(kv[0])):
-        if other.but_spec() != key.but_spec() or other.spec == key.spec:
-            continue
-        if key.spec is None or other.spec is None:
+        if (None in (key.spec, other.spec) or other.spec == key.spec
+                or other._replace(spec=key.spec) != key):  # must differ in the spec alone
             continue
         try:
             ratio = (network_macs(key.spec, key.static_columns)
