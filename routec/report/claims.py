@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from routec.report.summary import SummaryRow
+from routec.report.summary import SummaryRow, macs_saving_text
 
 REPRODUCED, PARTLY, NOT, PENDING = ("reproduced", "partly reproduced", "not reproduced",
                                     "pending")
@@ -270,12 +270,12 @@ def _cheaper_at_static_peak(data: str, need: float, partly: float, what: str
             return Finding(f"no {suite} run reaches the static peak {peak.accuracy:.4f} "
                            f"({peak.run}); best {best.accuracy:.4f} ({best.run}, "
                            f"{_pct(best.accuracy - peak.accuracy)}) with "
-                           f"{peak.mean_macs / best.mean_macs:.2f}x fewer MACs", NOT)
+                           f"{macs_saving_text(peak.mean_macs / best.mean_macs)}", NOT)
         cheapest = min(good, key=lambda r: r.mean_macs)
         ratio = peak.mean_macs / cheapest.mean_macs
         verdict = REPRODUCED if ratio >= need else PARTLY if ratio >= partly else NOT
         return Finding(f"{cheapest.run} reaches {cheapest.accuracy:.4f} (static peak "
-                       f"{peak.accuracy:.4f}, {peak.run}) with {ratio:.2f}x fewer MACs "
+                       f"{peak.accuracy:.4f}, {peak.run}) with {macs_saving_text(ratio)} "
                        f"({what})", verdict)
     return check
 

@@ -209,6 +209,13 @@ COLUMNS = ("run", "strategy", "k_cpt", "iterations", "accuracy", "mean MACs", "e
 LISTED_EXITS = 8  # up to this many exits a row lists every fraction, in the exits' order
 
 
+def macs_saving_text(ratio: float) -> str:
+    """``ratio`` = baseline MACs / routed MACs, worded so a ratio below 1 is not
+    called "0.89x fewer" (that network uses more)."""
+    return (f"{ratio:.2f}x fewer MACs" if ratio >= 1
+            else f"{1 / ratio:.2f}x more MACs")
+
+
 def exit_fractions_text(names: list[str], fractions: list[float]) -> str:
     """Every exit's share, in order; for a network with many exits (a tree has dozens,
     most of them idle) only the exits that take ≥ 0.5%, by name, and what the rest take."""

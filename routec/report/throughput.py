@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routec.report.summary import SummaryRow
+from routec.report.summary import SummaryRow, macs_saving_text
 
 TIMING_PASSES, TIMING_SECONDS = 5, 5.0
 MAX_IMAGES = 2000  # images per timing pass (the recorded exit mix, scaled to this many)
@@ -215,7 +215,7 @@ def render_rows(chosen: list[Pair], stored: dict[str, Any],
             ra, rs = ea["actor"]["images_per_second"], es["static"]["images_per_second"]
             best.append(f"{p.label}: routed {ra:,.0f} images/s ({ea['engine']}) against "
                         f"static {rs:,.0f} ({es['engine']}), {ra / rs:.2f}x at "
-                        f"{1 / macs:.2f}x fewer MACs")
+                        f"{macs_saving_text(1 / macs)}")
         note = "" if p.matched else " (no static network is as accurate)"
         if not entries:
             unmeasured.append(p.label)

@@ -84,3 +84,8 @@ def test_throughput_summary_takes_each_side_in_its_fastest_engine() -> None:
         {"k_cpt": None, "dataflow": {"exit_count": [1]}}]})
     assert ("x: routed 300 images/s (fused) against static 250 (onnx), 1.20x at 4.00x "
             "fewer MACs") in text
+    # a routed network that costs more than its baseline is said to, not "0.80x fewer"
+    dearer = Pair("x-actor", row("k1", 50e6), "x-static", row("n3", 40e6), False)
+    text = render_rows([dearer], stored, lambda suite, run: {"evaluations": [
+        {"k_cpt": None, "dataflow": {"exit_count": [1]}}]})
+    assert "1.20x at 1.25x more MACs" in text and "fewer MACs" not in text
