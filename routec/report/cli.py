@@ -331,7 +331,7 @@ def curve_points(infos: list[Any], rows: list[Any]) -> list[Any]:
         if r.strategy == "static":
             label = f"n={r.static_columns}" if r.static_columns else r.network
         else:
-            label = "" if r.k_value is None else f"{r.k_value:g}"
+            label = "" if r.k_value is None else f"{r.k_value:.3g}"  # ÷9 widths: 8.89e-10
         points.append(CurvePoint(curve, r.mean_macs, r.accuracy, label, r.run))
     return points
 
