@@ -70,3 +70,24 @@ def test_demo_reuses_finished_runs(demo: tuple[Path, str], capsys) -> None:
                  "--no-progress"]) == 0
     assert "reusing the finished run" in capsys.readouterr().err
     assert (out / "routed" / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+def test_demo_table_words_a_dearer_slower_routed_network_as_such(capsys) -> None:
+    """A routed network that costs more or runs slower than its baseline is said to,
+    rather than "0.80x fewer" or "0.50x faster"."""
+    from types import SimpleNamespace
+
+    from routec.demo.cli import _print_comparison
+
+    settings = SimpleNamespace(iterations=10, batch=8, lr=0.1, warmup=0, k_cpt=1e-9)
+    side = lambda macs, speed: SimpleNamespace(  # noqa: E731
+        eval={"accuracy": 0.5, "mean_macs": macs}, images_per_second=speed, engine="eager",
+        train_seconds=0.0, speeds={"eager": speed})
+    _print_comparison("synthetic", settings, side(4e6, 200.0), side(5e6, 100.0))
+    out = capsys.readouterr().out
+    assert _row(out, "mean MACs per image")[-1] == "1.25x more"
+    assert _row(out, "images per second")[-1] == "2.00x slower"
+    _print_comparison("synthetic", settings, side(5e6, 100.0), side(4e6, 200.0))
+    out = capsys.readouterr().out
+    assert _row(out, "mean MACs per image")[-1] == "1.25x fewer"
+    assert _row(out, "images per second")[-1] == "2.00x faster"

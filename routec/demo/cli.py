@@ -96,6 +96,8 @@ def _print_comparison(data: str, settings: Any, static: Any, routed: Any) -> Non
     from rich.console import Console
     from rich.table import Table
 
+    from routec.report.summary import ratio_text
+
     console = Console(width=100, highlight=False)
     console.print(f"\n[bold]routed vs static[/bold] on the {data} set, "
                   f"test split, {settings.iterations} training iterations each "
@@ -107,10 +109,11 @@ def _print_comparison(data: str, settings: Any, static: Any, routed: Any) -> Non
     t.add_row("test accuracy", f"{s['accuracy']:.3f}", f"{r['accuracy']:.3f}",
               f"{(r['accuracy'] - s['accuracy']) * 100:+.1f} pp")
     t.add_row("mean MACs per image", _fmt_macs(s["mean_macs"]), _fmt_macs(r["mean_macs"]),
-              f"{s['mean_macs'] / r['mean_macs']:.2f}x fewer")
+              ratio_text(s["mean_macs"] / r["mean_macs"], "fewer", "more"))
     t.add_row("images per second", f"{static.images_per_second:,.0f} ({static.engine})",
               f"{routed.images_per_second:,.0f} ({routed.engine})",
-              f"{routed.images_per_second / static.images_per_second:.2f}x faster")
+              ratio_text(routed.images_per_second / static.images_per_second,
+                         "faster", "slower"))
     if static.train_seconds or routed.train_seconds:
         t.add_row("training time", f"{static.train_seconds:.0f} s", f"{routed.train_seconds:.0f} s",
                   "")

@@ -270,7 +270,7 @@ def _cheaper_at_static_peak(data: str, need: float, partly: float, what: str
             return Finding(f"no {suite} run reaches the static peak {peak.accuracy:.4f} "
                            f"({peak.run}); best {best.accuracy:.4f} ({best.run}, "
                            f"{_pct(best.accuracy - peak.accuracy)}) with "
-                           f"{macs_saving_text(peak.mean_macs / best.mean_macs)}", NOT)
+                           + macs_saving_text(peak.mean_macs / best.mean_macs), NOT)
         cheapest = min(good, key=lambda r: r.mean_macs)
         ratio = peak.mean_macs / cheapest.mean_macs
         verdict = REPRODUCED if ratio >= need else PARTLY if ratio >= partly else NOT

@@ -209,11 +209,15 @@ COLUMNS = ("run", "strategy", "k_cpt", "iterations", "accuracy", "mean MACs", "e
 LISTED_EXITS = 8  # up to this many exits a row lists every fraction, in the exits' order
 
 
+def ratio_text(ratio: float, above: str, below: str) -> str:
+    """``ratio`` (baseline over routed) as "2.85x fewer", or, below 1, as its inverse
+    with the opposite word ("1.12x more"): never "0.89x fewer"."""
+    return f"{ratio:.2f}x {above}" if ratio >= 1 else f"{1 / ratio:.2f}x {below}"
+
+
 def macs_saving_text(ratio: float) -> str:
-    """``ratio`` = baseline MACs / routed MACs, worded so a ratio below 1 is not
-    called "0.89x fewer" (that network uses more)."""
-    return (f"{ratio:.2f}x fewer MACs" if ratio >= 1
-            else f"{1 / ratio:.2f}x more MACs")
+    """``ratio`` = baseline MACs / routed MACs."""
+    return ratio_text(ratio, "fewer MACs", "more MACs")
 
 
 def exit_fractions_text(names: list[str], fractions: list[float]) -> str:

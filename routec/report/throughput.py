@@ -215,7 +215,7 @@ def render_rows(chosen: list[Pair], stored: dict[str, Any],
             ra, rs = ea["actor"]["images_per_second"], es["static"]["images_per_second"]
             best.append(f"{p.label}: routed {ra:,.0f} images/s ({ea['engine']}) against "
                         f"static {rs:,.0f} ({es['engine']}), {ra / rs:.2f}x at "
-                        f"{macs_saving_text(1 / macs)}")
+                        + macs_saving_text(1 / macs))
         note = "" if p.matched else " (no static network is as accurate)"
         if not entries:
             unmeasured.append(p.label)
