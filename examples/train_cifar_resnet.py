@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
             opt.step()
             sched.step()
             step += 1
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
             if time.monotonic() - last_save > 300:

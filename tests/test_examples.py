@@ -14,7 +14,7 @@ import routec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TESTED = {"compile_and_route.py", "custom_tree.py", "own_training_loop.py",
-          "dynamic_kcpt_budgets.py"}
+          "dynamic_kcpt_budgets.py", "cifar_resnet.py", "train_cifar_resnet.py"}
 
 
 def load(name: str):
@@ -100,3 +100,73 @@ def test_examples_run_from_the_command_line(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "loss" in done.stdout and "test accuracy" in done.stdout
+
+
+def test_cifar_resnet20_counts_as_he_et_al_say() -> None:
+    """ResNet-20 on 32×32: about 41 M multiply-accumulates (He et al. 2016, Table 6: 0.27 M
+    parameters), counted independently by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = load("cifar_resnet").resnet20().eval()
+    params = sum(p.numel() for p in model.parameters())
+    assert 0.26e6 < params < 0.29e6, params
+    with FlopCounterMode(display=False) as counter:
+        out = model(torch.zeros(1, 3, 32, 32))
+    assert out.shape == (1, 10)
+    assert 39e6 < counter.get_total_flops() / 2 < 43e6
+
+
+def _fake_cifar_batches(root: Path, per_batch: int = 40) -> None:
+    """A tiny cifar-10-batches-py folder in the official pickle layout."""
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, per_batch)
+        data = rng.integers(0, 256, (per_batch, 3 * 32 * 32), dtype=np.uint8)
+        data[:, :1024] = (labels[:, None] * 25).astype(np.uint8)  # red encodes the class
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": labels.tolist()}, f)
+
+
+def test_backbone_training_script_writes_weights_that_reproduce_its_accuracy(
+        tmp_path: Path) -> None:
+    """The plain-PyTorch script (no routec import) trains, resumes finished runs as done,
+    and its saved state_dict scores the accuracy its summary reports."""
+    import json
+
+    import ast
+
+    for name in ("train_cifar_resnet.py", "cifar_resnet.py"):
+        tree = ast.parse((EXAMPLES / name).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                    for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
+                     if isinstance(n, ast.ImportFrom)}
+        assert "routec" not in imported, name
+    _fake_cifar_batches(tmp_path / "data")
+    args = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--epochs", "2",
+            "--batch", "20"]
+    summary = load("train_cifar_resnet").main(args)
+    lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    module = load("cifar_resnet")
+    model = module.resnet20().eval()
+    model.load_state_dict(torch.load(tmp_path / "out" / "resnet20_cifar10.pt",
+                                     weights_only=True))
+    mean = torch.tensor(summary["input"]["mean"])[:, None, None]
+    std = torch.tensor(summary["input"]["std"])[:, None, None]
+    import pickle
+    with open(tmp_path / "data" / "cifar-10-batches-py" / "test_batch", "rb") as f:
+        test = pickle.load(f, encoding="bytes")
+    x = torch.from_numpy(test[b"data"].reshape(-1, 3, 32, 32)).float() / 255
+    y = torch.tensor(test[b"labels"])
+    with torch.no_grad():
+        acc = float((model((x - mean) / std).argmax(1) == y).float().mean())
+    assert acc == pytest.approx(summary["test_accuracy"], abs=1e-9)
+    again = load("train_cifar_resnet").main(args)  # finished: nothing retrained
+    assert again["train_seconds"] == summary["train_seconds"]
