@@ -2,12 +2,19 @@
 
     from routec import deploy
     net = deploy.load("exported/")          # manifest.json + nodes/*.onnx, verified
-    logits, exit_index, macs = net.route(images)   # images: N×C×H×W float32, preprocessed
+    pred, exit_index, macs = net.predict(images)   # raw images, as the manifest's input says
 
-Write the directory with ``routec export RUN -o DIR``.
+``images`` are raw: float32 N×C×H×W pixel values in [0, 1] as routec's dataset loader
+gives them before normalisation (or uint8 for datasets stored as 8-bit values); the
+network's normalisation is applied by the runner. ``net.route(x)`` takes network inputs
+already preprocessed (``net.preprocess(images)``). Write the directory with
+``routec export RUN -o DIR``.
 """
-from routec.deploy.loader import DeployedNetwork, ManifestError, load
+from routec.deploy.inputs import InputConvention, InputError
+from routec.deploy.loader import DeployedNetwork, load
+from routec.deploy.manifest import ManifestError
 from routec.deploy.runner import SegmentRunner
 from routec.deploy.topology import Segment, Topology
 
-__all__ = ["load", "DeployedNetwork", "ManifestError", "SegmentRunner", "Segment", "Topology"]
+__all__ = ["load", "DeployedNetwork", "ManifestError", "InputError", "InputConvention",
+           "SegmentRunner", "Segment", "Topology"]

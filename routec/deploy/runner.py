@@ -52,6 +52,8 @@ class SegmentRunner:
         if k.shape != (n,):
             raise RunError(f"k_cpt must be a number or an array of shape ({n},), "
                            f"got {tuple(k.shape)}")
+        if not np.isfinite(k).all():
+            raise RunError("k_cpt must be finite")
         return k
 
     def route(self, x: np.ndarray, k_cpt: Any = None, policy: ArrayPolicy | None = None

@@ -108,10 +108,63 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def uint8_decoding(data: str, pixels: str) -> dict[str, Any] | None:
+    """How a dataset's 8-bit stored values become its float pixels, as a 256-entry table
+    made by the dataset's own decoder (so the runner reproduces it bit for bit); None
+    for a dataset that has no 8-bit form (synthetic, recoloured MNIST, a mix of sources).
+    """
+    import numpy as np
+
+    from routec.data.folders import GAMMA
+    from routec.data.named import NAMED, check_name
+    from routec.data.preprocess import gamma_decode
+
+    values = torch.arange(256, dtype=torch.uint8)
+    kind = check_name(data)
+    if kind == "folder":  # routec.data.folders.decode_image: v/255, then ^GAMMA in numpy
+        unit = np.arange(256, dtype=np.float32) / 255.0
+        decode, table = (("srgb", np.power(unit, GAMMA, dtype=np.float32)) if pixels == "linear"
+                         else ("unit", unit))
+    elif kind == "named" and NAMED[data].native:  # routec.data.derive._images: v/255
+        decode, table = "unit", values.to(torch.float32).div_(255.0).numpy()
+    elif kind == "named" and {m.source for m in NAMED[data].members} == {"cifar10"}:
+        decode, table = "srgb", gamma_decode(values).numpy()
+    else:
+        return None
+    return {"decode": decode, "table": [float(v) for v in table]}
+
+
+def input_record(shape: tuple[int, ...], k_cpt: bool, data: str | None = None,
+                 info: Any = None) -> dict[str, Any]:
+    """The manifest's ``input``: the network input's layout and how raw images become it.
+
+    With the run's dataset (``data`` name and its ``DatasetInfo``): pixels in [0, 1] by
+    ``info.pixels``, the 8-bit decoding where the dataset has one, and the per-channel
+    normalisation the run trained with. Without it, inputs are taken as they are.
+    """
+    rec: dict[str, Any] = {"name": "x", "layout": "NCHW", "shape": list(shape),
+                           "dtype": "float32", "k_cpt": k_cpt, "pixels": None, "range": None,
+                           "normalization": None, "uint8": None}
+    if info is None:
+        return rec
+    assert data is not None, "a DatasetInfo comes with its dataset's name"
+    rec.update(pixels=info.pixels, range=[0.0, 1.0], uint8=uint8_decoding(data, info.pixels))
+    if info.normalization is not None:
+        mean, std = info.normalization
+        rec["normalization"] = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    return rec
+
+
 def export_network(net: Any, out_dir: str | Path, *, class_names: list[str] | None = None,
-                   extra: dict[str, Any] | None = None) -> Path:
-    """Write one ONNX file per node and manifest.json to ``out_dir``; returns the manifest."""
-    from routec.deploy.loader import FORMAT, MANIFEST, VERSION
+                   extra: dict[str, Any] | None = None, data: str | None = None,
+                   info: Any = None) -> Path:
+    """Write one ONNX file per node and manifest.json to ``out_dir``; returns the manifest.
+
+    ``data`` and ``info`` (the dataset's name and ``DatasetInfo``) record how raw images
+    become the network's input, so the runner can take raw images; without them the
+    manifest says inputs are used as given.
+    """
+    from routec.deploy.manifest import FORMAT, MANIFEST, VERSION
 
     out = Path(out_dir)
     (out / "nodes").mkdir(parents=True, exist_ok=True)
@@ -133,8 +186,7 @@ def export_network(net: Any, out_dir: str | Path, *, class_names: list[str] | No
         "format": FORMAT, "version": VERSION,
         "network": topo.as_dict(),
         "class_names": class_names or [str(c) for c in range(topo.classes)],
-        "input": {"name": "x", "shape": list(topo.input_shape), "dtype": "float32",
-                  "k_cpt": topo.dynamic_kcpt},
+        "input": input_record(topo.input_shape, topo.dynamic_kcpt, data, info),
         "exits": [topo.nodes[i] for i in topo.leaves],
         "path_macs": list(topo.leaf_macs),
         "nodes": sorted(nodes, key=lambda d: d["index"]),

@@ -56,10 +56,13 @@ def test_runner_reproduces_eval_without_torch(exported, trained_run, tmp_path) -
     from routec.train.evaluate import evaluate
     from routec.train.runs import load_run
 
-    _, net, data, _ = load_run(trained_run)
+    from routec.data.load import load_dataset
+
+    cfg, net, data, _ = load_run(trained_run)
     test = data.test
     ref = evaluate(net, test.images, test.labels)
-    np.save(tmp_path / "x.npy", test.images.numpy())
+    raw = load_dataset(cfg.data, seed=cfg.seed).test  # the pixels before normalisation
+    np.save(tmp_path / "x.npy", raw.images.numpy())
     np.save(tmp_path / "y.npy", test.labels.numpy())
     proc = subprocess.run([sys.executable, "-c", RUNNER, str(exported), str(tmp_path / "x.npy"),
                            str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
@@ -75,7 +78,7 @@ def test_runner_reproduces_eval_without_torch(exported, trained_run, tmp_path) -
 def test_deploy_module_cli(exported, tmp_path) -> None:
     rng = np.random.default_rng(0)
     m = json.loads((exported / "manifest.json").read_text())
-    x = rng.standard_normal((5, *m["input"]["shape"])).astype(np.float32)
+    x = rng.random((5, *m["input"]["shape"]), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     proc = subprocess.run([sys.executable, "-m", "routec.deploy", str(exported),
                            "--images", str(tmp_path / "x.npy")],
