@@ -48,11 +48,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "export", help="write a deployable routed network: ONNX per node + manifest",
         description="One ONNX file per node (dynamic batch axis) and manifest.json "
-                    "(topology, ways, exits, classes, input shape, MACs per node, k_cpt "
-                    "input). Run it without torch: `python -m routec.deploy DIR --images "
-                    "X.npy`, or routec.deploy.load(DIR) in Python.")
+                    "(topology, ways, exits, classes, input shape and preprocessing, MACs "
+                    "per node, k_cpt input, sha256 per file). Run it without torch on raw "
+                    "images: `python -m routec.deploy DIR --images X.npy`, or "
+                    "routec.deploy.load(DIR) in Python.")
     e.add_argument("run", help="a run directory or a checkpoint file")
     e.add_argument("-o", "--out", required=True, help="output directory")
+    e.add_argument("--data-root", help="where the run's dataset is (its normalisation is "
+                                       "recorded in the manifest)")
+    e.add_argument("--cache-dir")
     e.set_defaults(func=run_export)
 
 
@@ -195,10 +199,16 @@ def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
 def run_export(args: argparse.Namespace) -> int:
     from routec.engine.engines import _require_onnx
     from routec.engine.onnx_export import export_network
+    from routec.train.runs import load_data
 
     _require_onnx()
     cfg, net, state = load_network(args.run)
+    # the dataset's pixel convention and normalisation go into the manifest, so the
+    # torch-free runner turns raw images into the inputs the network was trained on
+    data = load_data(cfg, tuple(net.INPUT_SHAPE), args.data_root, args.cache_dir,
+                     classes=list(state["classes"]))
     path = export_network(net, args.out, class_names=list(state["classes"]),
+                          data=cfg.data, info=data.info,
                           extra={"source": {"run": str(args.run),
                                             "iteration": state["iteration"],
                                             "data": cfg.data}})
