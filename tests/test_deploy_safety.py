@@ -144,6 +144,26 @@ def test_uint8_decoding_matches_the_datasets_own(tmp_path) -> None:
     assert input_record((3, 32, 32), False, "synthetic", info)["uint8"] is None
 
 
+@pytest.mark.parametrize("pixels", ["linear", "unit"])
+def test_uint8_table_of_a_folder_is_its_decoder(tmp_path, pixels) -> None:
+    """An image folder's table gives what routec's folder decoder gives for a PNG holding
+    every 8-bit value."""
+    from PIL import Image
+
+    from routec.data.folders import ImageFile, decode_image
+    from routec.engine.onnx_export import uint8_decoding
+
+    v = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    rgb = np.stack([v, v[::-1], v.T], axis=2)
+    for c in "ab":
+        (tmp_path / c).mkdir()
+        Image.fromarray(rgb).save(tmp_path / c / "x.png")
+    want = decode_image(ImageFile(tmp_path / "a" / "x.png", "a/x.png", 0, None), (3, 16, 16),
+                        pixels, False)
+    table = np.asarray(uint8_decoding(str(tmp_path), pixels)["table"], dtype=np.float32)
+    assert np.array_equal(table[rgb.transpose(2, 0, 1)], want)
+
+
 # ---------------------------------------------------------------- manifest faults
 
 def _edited(exported: Path, tmp_path: Path, edit) -> Path:
