@@ -10,7 +10,6 @@ import pytest
 
 from routec.cli import main
 from routec.errors import RunError
-from routec.experiment.cli import RunLock
 import torch
 
 from routec.experiment.suites import FIGURES, SUITES, split_budget
@@ -130,17 +129,28 @@ def test_shards_split_the_runs(tmp_path: Path) -> None:
 
 
 def test_a_locked_run_is_left_to_its_owner(tmp_path: Path, capsys) -> None:
+    """A run whose lock a live process holds is skipped, naming the holder; once the holder
+    is killed (no cleanup runs) the kernel has dropped its flock and the run trains."""
+    import subprocess
+    import sys
+
     run = tmp_path / "hybrid-actor" / "k0e-9"
-    run.mkdir(parents=True)
-    (run / ".lock").write_text(str(os.getpid()))  # a live process holds it
-    assert main(["experiment", "hybrid-actor", "--runs", "k0e-9", "--out", str(tmp_path),
-                 "--iterations", "1", *QUICK]) == 0
-    assert "another process is training it" in capsys.readouterr().err
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from routec.train.lock import RunLock; "
+         "l = RunLock(sys.argv[1]); l.__enter__(); print('held', flush=True); "
+         "time.sleep(600)", str(run)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    argv = ["experiment", "hybrid-actor", "--runs", "k0e-9", "--out", str(tmp_path),
+            "--iterations", "1", *QUICK]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "another process is training it" in err and f"pid {holder.pid}" in err
     assert not (run / "checkpoint.pt").exists()
-    (run / ".lock").write_text("999999999")  # its process is gone: the lock is stale
-    with RunLock(run) as got:
-        assert got and (run / ".lock").read_text() == str(os.getpid())
-    assert not (run / ".lock").exists()
+    holder.kill()
+    holder.wait()
+    (run / ".lock").write_text(f"pid {holder.pid}\n")  # a pid in the file is no lock
+    assert main(argv) == 0
+    assert (run / "checkpoint.pt").exists()
 
 
 def test_unknown_suite_or_run(tmp_path: Path, capsys) -> None:

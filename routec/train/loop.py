@@ -20,7 +20,7 @@ from torch import Tensor
 
 from routec.data.load import split_table
 from routec.data.splits import sample_indices
-from routec.errors import RunError, TrainingDiverged
+from routec.errors import RoutecError, RunError, TrainingDiverged
 from routec.parse import parse_spec
 from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
@@ -31,6 +31,8 @@ from routec.train.device import resolve_device
 from routec.train.costs import StepResult, node_params
 from routec.train.critic import critic_loss
 from routec.train.evaluate import evaluate
+from routec.train.interrupt import Interrupted, StopOnSignal
+from routec.train.lock import RunLock, remove_stale_temporaries
 from routec.train.machine import describe
 from routec.train.model import build_network, digest, spec_text, to_device
 from routec.train.runs import load_data, make_augmenter
@@ -136,26 +138,70 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     ``resume`` continues the checkpoint in ``out_dir``; when there is none it is an
     error unless ``start_if_missing`` (a run killed before its first checkpoint, or
     never started, then starts from iteration 0).
+
+    The writing process holds the run directory's lock throughout (a second writer is
+    refused with the holder's pid), and SIGINT or SIGTERM end the run at the next
+    iteration boundary with a checkpoint written (:class:`Interrupted`).
     """
+    out_dir = Path(out_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # only the leader writes the run directory
+        return _train(cfg, out_dir, resume=resume, progress=progress, stop_after=stop_after,
+                      start_if_missing=start_if_missing)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"--out {out_dir} is a file; a run needs a folder")
+    with RunLock(out_dir):
+        remove_stale_temporaries(out_dir)
+        with StopOnSignal() as stop:
+            return _train(cfg, out_dir, resume=resume, progress=progress,
+                          stop_after=stop_after, start_if_missing=start_if_missing, stop=stop)
+
+
+def _resume_checks(state: dict[str, Any], cfg: RunConfig, spec_label: str | None,
+                   spec_now: str | None) -> None:
+    """Refuse a resume that would silently do something else than continue the run."""
+    changed = changed_settings(saved_config(state["config"]), cfg)
+    if changed:
+        raise RunError("the checkpoint was written with another configuration: " + "; ".join(
+            f"{flag_name(k)} was {a!r}, now {b!r}" for k, a, b in changed)
+            + " (a resume may change only --iterations and where the data lives)")
+    at = int(state["iteration"])
+    if cfg.iterations < at:
+        raise RunError(f"--iterations {cfg.iterations} is below the checkpoint's iteration "
+                       f"{at}; a resume can only go on (pass --iterations {at} or more)")
+    if spec_now is not None and digest(spec_now) != state["spec_sha256"]:
+        raise RunError(f"the spec {spec_label} changed since the run started (sha256 "
+                       f"{state['spec_sha256'][:12]} in the checkpoint, "
+                       f"{digest(spec_now)[:12]} now); a resume continues the network "
+                       "that was trained", hint="restore the spec file, or start a new run "
+                       "with another --out")
+
+
+def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
+           stop_after: int | None, start_if_missing: bool,
+           stop: StopOnSignal | None = None) -> RunResult:
     device = resolve_device(cfg.device)  # before any data is decoded
     dist = D.setup()
     torch.manual_seed(cfg.seed)
-    out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise RunError(f"{out_dir} already holds a run; pass --resume to continue it, or "
                        "choose another --out")
     if resume and not ckpt_path.exists() and not start_if_missing:
         raise RunError(missing_checkpoint_message(out_dir))
-    label, text = spec_text(cfg.spec)
     state = load_checkpoint(ckpt_path) if (resume and ckpt_path.exists()) else None
     if state is not None:
-        text = state["spec_text"]  # resume the network that was trained, even if the file moved
-        changed = changed_settings(saved_config(state["config"]), cfg)
-        if changed:
-            raise RunError("the checkpoint was written with another configuration: " + "; ".join(
-                f"{flag_name(k)} was {a!r}, now {b!r}" for k, a, b in changed)
-                + " (a resume may change only --iterations and where the data lives)")
+        try:
+            label, now = spec_text(cfg.spec)
+        except RoutecError:  # the file moved: resume the network that was trained
+            label, now = state.get("spec_label", cfg.spec), None
+        _resume_checks(state, cfg, label, now)
+        if int(state["iteration"]) == cfg.iterations and state.get("finished"):
+            print(f"{out_dir} is already complete at iteration {cfg.iterations}; nothing to "
+                  "train (raise --iterations to train on)", file=sys.stderr)
+            return RunResult(out_dir, cfg.iterations, True, last_validation(out_dir / METRICS))
+        text = state["spec_text"]
+    else:
+        label, text = spec_text(cfg.spec)
     # the spec's input shape is checked against the dataset before anything is decoded
     data = load_data(cfg, parse_spec(text, label).input_shape)
     classes = len(data.info.classes)
@@ -274,6 +320,10 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     net.train()
     try:
         for it in range(start, cfg.iterations):
+            if stop is not None and stop.requested:
+                if it > start:  # the work since the last checkpoint is kept
+                    save(it, False)
+                raise Interrupted(stop.requested, iteration=it, out_dir=out_dir)
             if stop_after is not None and it >= stop_after:
                 return RunResult(out_dir, it, False, val)
             idx = order.next()
@@ -364,6 +414,23 @@ def run_cost_table(cfg: RunConfig, net: RoutedNetwork, run_dir: Path | None
     table = load_cost_table(path)
     seconds = node_seconds(table, list(net.NODES), str(net.NAME), source=f"cost table {path}")
     return node_costs(seconds), table
+
+
+def last_validation(metrics: Path) -> dict[str, Any] | None:
+    """The last validation result logged in ``metrics`` (val_* keys, prefix dropped)."""
+    found = None
+    try:
+        lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "val_accuracy" in record:
+            found = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+    return found
 
 
 def missing_checkpoint_message(out_dir: Path) -> str:
