@@ -16,6 +16,9 @@ one a tenth of that, its inputs are large), deterministic (``derandomize=True``)
 The default run takes about 40 s on one core. The deep mode (about 6 minutes) is::
 
     .venv/bin/python -m pytest tests/test_fuzz.py --fuzz-examples 10000
+
+Its training mode, in which random specs that compile also take a training step
+with every strategy, route in every engine and export, is tests/test_fuzz_training.py.
 """
 from __future__ import annotations
 
@@ -187,24 +190,37 @@ def token_soup(draw) -> str:
 UNLUCKY = [0, -1, 2, 65536, 65537, 1 << 24, 2.5, 1e-9]
 
 
-def _num(draw, lucky: tuple[int, ...] = (1, 2, 3, 4, 8, 16)) -> str:
+def number(draw, lucky: tuple[int, ...] = (1, 2, 3, 4, 8, 16), unlucky: bool = True) -> str:
     """Mostly a good number; one in ten is unlucky (zero, negative, even, huge, float)."""
-    if draw(st.integers(0, 9)) == 9:  # not 0: Hypothesis favours small draws
+    if unlucky and draw(st.integers(0, 9)) == 9:  # not 0: Hypothesis favours small draws
         return str(draw(st.sampled_from(UNLUCKY)))
     return str(draw(st.sampled_from(lucky)))
 
 
-def _nums(draw, low: int = 1, high: int = 4) -> str:
-    return ", ".join(_num(draw) for _ in range(draw(st.integers(low, high))))
+def numbers(draw, low: int = 1, high: int = 4, unlucky: bool = True) -> str:
+    return ", ".join(number(draw, unlucky=unlucky) for _ in range(draw(st.integers(low, high))))
+
+
+# Sizes for specs that are meant to train: small images, no unlucky numbers
+SMALL = {"channels": [1, 3], "sides": [8, 8, 16, 4, 1], "depth": 2, "unlucky": False}
 
 
 @st.composite
-def random_specs(draw) -> str:
+def random_specs(draw, channels: list[int] = [1, 3, 3, 4096],  # noqa: B006 - read only
+                 sides: list[int] = [8, 16, 32, 32, 1, 4096], depth: int = 3,  # noqa: B006
+                 unlucky: bool = True) -> str:
     """Well-formed specs with random trees, heads, templates and defs, and now and then
-    an unlucky number, an unused declaration or a mismatched shape."""
-    c = draw(st.sampled_from([1, 3, 3, 4096]))
-    h = draw(st.sampled_from([8, 16, 32, 32, 1, 4096]))
-    w = draw(st.sampled_from([h, h, h, 1, 16]))
+    an unlucky number, an unused declaration or a mismatched shape.
+
+    ``channels`` and ``sides`` are the input sizes drawn from, ``depth`` the deepest
+    nesting of junctions in the route; ``unlucky=False`` (with :data:`SMALL`) gives
+    specs meant to compile and train: never an unlucky number, and junctions twice as
+    often as exits wherever a chain ends."""
+    _num = functools.partial(number, unlucky=unlucky)
+    _nums = functools.partial(numbers, unlucky=unlucky)
+    c = draw(st.sampled_from(channels))
+    h = draw(st.sampled_from(sides))
+    w = draw(st.sampled_from([h, h, h, 1, 16] if unlucky else [h, h, h, 1]))
     classes = draw(st.sampled_from([", classes = 10"] * 8 + ["", ", classes = 1"]))
     head = [f"network n (input = {c}x{h}x{w}{classes}) {{"]
     stem = draw(st.sampled_from(["to_pyramid(scales = {})"] * 3 + ["", "identity"]))
@@ -243,7 +259,8 @@ def random_specs(draw) -> str:
             name = draw(st.sampled_from(sorted(params)))
             used.add(name)
             steps.append(f"{name}({_num(draw)})" if params[name] else name)
-        end = draw(st.sampled_from(["exit", "either"] + (["def"] if defs else [])))
+        ends = ["exit", "either"] if unlucky else ["either", "either", "exit"]
+        end = draw(st.sampled_from(ends + (["def"] if defs else [])))
         if end == "either" and depth > 0:
             router = draw(st.sampled_from(["", "", "r0", "r1"]))
             used.add(router)
@@ -267,7 +284,7 @@ def random_specs(draw) -> str:
         uses[f"d{i}"] = used
         defs.append(f"d{i}")
     used = set()
-    route = "route " + chain(3, defs, used)
+    route = "route " + chain(depth, defs, used)
     todo = [n for n in used if n in uses]
     while todo:
         for n in uses[todo.pop()]:
