@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from routec.cli import number
+
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="with --dynamic-kcpt, how routers read k_cpt: paper (default: "
                         "k_cpt × 1e7 at the first layer) or every-layer (log1p(k_cpt / "
                         "--kcpt-unit) beside every layer's input)")
-    p.add_argument("--kcpt-unit", type=float, default=1e-9, metavar="K",
+    p.add_argument("--kcpt-unit", type=number(float, above=0), default=1e-9, metavar="K",
                    help="every-layer conditioning: the k_cpt that maps to log 2 (default "
                         "1e-9, the smallest positive k_cpt of the default grid)")
     p.add_argument("--static", type=int, metavar="N",

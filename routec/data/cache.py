@@ -70,7 +70,10 @@ def load(path: Path, key: str, only: Sequence[str] | None = None) -> dict[str, n
     The arrays are copy-on-write memory maps of the file: pages are read on first
     touch, and writing to them never changes the file.
     """
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return None
+    except OSError:  # a cache folder whose name is too long, say: no entry; save() says why
         return None
     try:
         stored = torch.load(path, map_location="cpu", mmap=True, weights_only=True)

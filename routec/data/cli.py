@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from routec.data.root import CACHE_ENV, DATA_ENV, resolve_cache_dir, resolve_data_root
+from routec.cli import number
 from routec.errors import DataError
 
 # The parser is built on every command, so this module imports no torch, numpy
@@ -42,7 +43,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     show.add_argument("--out", required=True, type=Path, help="PNG file to write")
     show.add_argument("--split", choices=SPLIT_NAMES, default="train")
     show.add_argument("--augment", action="store_true", help="apply training augmentation first")
-    show.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    show.add_argument("--n", type=number(int, at_least=1, at_most=1024), default=64,
+                      help="number of samples (default 64, at most 1024)")
     show.add_argument("--download", action="store_true", help="fetch missing canonical files (needs internet)")
     _common(show)
     show.set_defaults(func=cmd_show)

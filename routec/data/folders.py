@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from routec.data.readers import DataNotFound
+from routec.data.readers import DataNotFound, check_image_size
 from routec.errors import DataError
 
 FOLDER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -206,7 +206,10 @@ def read_header(path: Path) -> Header:
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 width, height = img.size
+                check_image_size(path, width, height)
                 return Header(height, width, _is_colour(img))
+    except Image.DecompressionBombError as err:  # PIL refuses the largest headers itself
+        raise DataError(f"{path}: refused before decoding ({err})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{path}: not a readable image ({err})") from err
 
@@ -356,7 +359,10 @@ def decode_image(f: ImageFile, shape: tuple[int, int, int], pixels: str, resize:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(f.path) as img:
+                check_image_size(f.path, *img.size)
                 arr = _unit_pixels(img, c)
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{f.path}: refused before decoding ({err})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{f.path}: not a readable image ({err})") from err
     if pixels == "linear":

@@ -244,10 +244,27 @@ def _check_classes(source: Path, members: Iterable[_Member], classes: Sequence[s
     return wanted
 
 
+# A header may claim any size: a 60000×60000 PNG is a few hundred bytes, and decoding
+# it would allocate 10 GB. No training image comes near this many pixels (8192×8192),
+# so a larger header is a corrupt file or a decompression bomb, refused before decoding.
+MAX_IMAGE_PIXELS = 1 << 26
+
+
+def check_image_size(where: object, width: int, height: int) -> None:
+    """Refuse (DataError naming ``where``) an image whose header claims too many pixels."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{where}: its header claims a {width}×{height} image; routec decodes "
+                        f"at most {MAX_IMAGE_PIXELS:,} pixels (a corrupt file or a "
+                        "decompression bomb?)")
+
+
 def _decode(member: _Member, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(member.load())) as img:
+            check_image_size(member.where, *img.size)
             arr = np.asarray(img.convert("RGB"))
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{member.where}: refused before decoding ({err})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{member.where}: not a readable image ({err})") from err
     if arr.shape[:2] != size:

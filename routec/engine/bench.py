@@ -125,9 +125,13 @@ def spec_workload(spec: str, mix: Sequence[float] | None = None, batch: int = 25
     from routec.graph import static_depth
     from routec.parse import load_spec
 
+    from routec.graph.memory import check_inference_fits
+
     torch.manual_seed(seed)
     parsed = load_spec(spec)
-    routed = compile_network(parsed).build().eval()
+    compiled = compile_network(parsed)
+    check_inference_fits(compiled.graph, batch, "routec bench", images=max(batch, images or 0))
+    routed = compiled.build().eval()
     static = compile_network(parsed, static=static_depth(parsed)).build().eval()
     leaves = len(routed.LEAVES)
     if mix is None:

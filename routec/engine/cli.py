@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.cli import number
 from routec.errors import RoutecError, RunError
 
 ENGINE_CHOICES = ["eager", "fused", "compiled", "onnx"]
@@ -25,20 +26,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--mix", help="percent of examples leaving at each exit, in exit order "
                                  "(SPEC only; default 50,10,10,10,5,5,5,5 for 8 exits, else "
                                  "equal)")
-    b.add_argument("--batch", type=int, default=256, help="batch for throughput (default 256)")
+    b.add_argument("--batch", type=number(int, at_least=1), default=256,
+                   help="batch for throughput (default 256)")
     b.add_argument("--engines", help="comma-separated engines to time (default: eager, fused "
                                      "and onnx when installed; compiled on request)")
     b.add_argument("--static", metavar="RUN|DIR",
                    help="RUN only: a static run or a folder of them to choose the baseline "
                         "from (default: the sibling suite named *-static)")
-    b.add_argument("--images", type=int, default=2048,
+    b.add_argument("--images", type=number(int, at_least=0), default=2048,
                    help="images per throughput pass (default 2048, whole batches)")
-    b.add_argument("--repeats", type=int, default=7, help="passes per network, at least")
-    b.add_argument("--seconds", type=float, default=3.0,
+    b.add_argument("--repeats", type=number(int, at_least=1), default=7,
+                   help="passes per network, at least")
+    b.add_argument("--seconds", type=number(float, at_least=0), default=3.0,
                    help="timing per network, at least (default 3)")
-    b.add_argument("--latency-images", type=int, default=100)
+    b.add_argument("--latency-images", type=number(int, at_least=1), default=100)
     b.add_argument("--no-nodes", action="store_true", help="skip the time-per-node table")
-    b.add_argument("--threads", type=int, default=0,
+    b.add_argument("--threads", type=number(int, at_least=0), default=0,
                    help="torch and ONNX Runtime threads (default: torch's default)")
     b.add_argument("--data-root")
     b.add_argument("--cache-dir")
@@ -57,7 +60,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data-root", help="where the run's dataset is (its normalisation is "
                                        "recorded in the manifest)")
     e.add_argument("--cache-dir")
-    e.set_defaults(func=run_export)
+    e.set_defaults(func=_export)
 
 
 def _parse_mix(text: str | None) -> list[float] | None:
@@ -100,7 +103,7 @@ def run_bench(args: argparse.Namespace) -> int:
             raise RoutecError("--mix applies to a SPEC; a RUN is timed with its own routing "
                               "on its test images")
         work, pick = run_workload(args.target, args.static, args.data_root, args.cache_dir,
-                                  images=max(args.images, args.batch))
+                                  images=max(args.images, args.batch), batch=args.batch)
     else:
         work = bench.spec_workload(args.target, _parse_mix(args.mix), batch=args.batch,
                                    images=args.images)
@@ -121,7 +124,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_workload(run: str, static: str | None, data_root: str | None,
-                 cache_dir: str | None, images: int) -> tuple[Any, dict[str, Any]]:
+                 cache_dir: str | None, images: int, batch: int = 256
+                 ) -> tuple[Any, dict[str, Any]]:
     """A trained run on its test images against the cheapest static run at least as
     accurate (test accuracy, routed evaluation cached in each run directory)."""
     from routec.api import compile_network
@@ -131,6 +135,7 @@ def run_workload(run: str, static: str | None, data_root: str | None,
     from routec.train.runs import checkpoint_path, load_run
 
     cfg, net, data, state = load_run(run, data_root, cache_dir)
+    check_run_fits(state, cfg, batch, "routec bench", images)  # before any timing pass
     if cfg.dynamic:
         raise RunError("routec bench times runs with a fixed k_cpt",
                        hint="bench a dynamic-k_cpt network as a SPEC with --mix")
@@ -196,6 +201,18 @@ def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
     return []
 
 
+def _export(args: argparse.Namespace) -> int:
+    """``routec export``, its output folder named when the system refuses a write (no
+    space, read-only): those errors come from inside the ONNX writer without a path."""
+    try:
+        return run_export(args)
+    except OSError as err:
+        if err.filename is not None:  # a named path: routec.cli reports it as it is
+            raise
+        raise RoutecError(f"{args.out}: cannot write the export ({err.strerror or err})"
+                          ) from None
+
+
 def run_export(args: argparse.Namespace) -> int:
     from routec.engine.engines import _require_onnx
     from routec.engine.onnx_export import export_network
@@ -218,12 +235,32 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_network(run: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    """(config, network with weights, checkpoint) of a run, without loading its data."""
+def load_network(run: str | Path, batch: int = 1, images: int = 0,
+                 command: str = "routec export") -> tuple[Any, Any, dict[str, Any]]:
+    """(config, network with weights, checkpoint) of a run, without loading its data;
+    refused (RunError) before the network is built where ``command`` could not run it
+    at ``batch`` with ``images`` images in this machine's memory."""
     from routec.train.checkpoint import load_checkpoint
     from routec.train.config import saved_config
     from routec.train.runs import checkpoint_path, trained_network
 
     state = load_checkpoint(checkpoint_path(run))
     cfg = saved_config(state["config"])
+    check_run_fits(state, cfg, batch, command, images)
     return cfg, trained_network(state, cfg), state
+
+
+def check_run_fits(state: dict[str, Any], cfg: Any, batch: int, command: str,
+                   images: int = 0) -> None:
+    """Estimate a checkpoint's network from its spec (no tensor allocated) and refuse
+    one this machine cannot run at ``batch``; see routec.graph.memory."""
+    from routec.graph import build_graph, static_prefix
+    from routec.graph.memory import check_inference_fits
+    from routec.parse import parse_spec
+
+    spec = parse_spec(state["spec_text"], state["spec_label"])
+    if cfg.static_columns is not None:
+        spec = static_prefix(spec, cfg.static_columns)
+    g = build_graph(spec, classes=len(state["classes"]), dynamic_kcpt=cfg.dynamic,
+                    kcpt_unit=cfg.router_kcpt_unit)
+    check_inference_fits(g, batch, command, images)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.cli import number
 from routec.errors import RoutecError
 
 
@@ -24,12 +25,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", metavar="SPEC|RUN", help="a spec (file or bundled name) or a run")
     p.add_argument("--engine", choices=["fused", "onnx"], default="fused",
                    help="engine to time in (default fused: eager layers, batch-norm folded)")
-    p.add_argument("--batch", type=int, nargs="+", default=[256],
+    p.add_argument("--batch", type=number(int, at_least=1), nargs="+", default=[256],
                    help="batch size(s) (default 256); training prices with the first")
-    p.add_argument("--images", type=int, default=0,
+    p.add_argument("--images", type=number(int, at_least=0), default=0,
                    help="images per pass (default: one batch, at least 32)")
-    p.add_argument("--repeats", type=int, default=5, help="passes per exit's path (default 5)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--repeats", type=number(int, at_least=1), default=5,
+                   help="passes per exit's path (default 5)")
+    p.add_argument("--threads", type=number(int, at_least=0), default=0,
                    help="torch threads (default: torch's default); time with the thread "
                         "count training and deployment will use")
     p.add_argument("-o", "--out", metavar="FILE", help="write the cost table (JSON) here")
@@ -37,22 +39,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_profile)
 
 
-def _networks(target: str) -> tuple[Any, Any, str]:
-    """(routed network, its static chain, label) of a spec or a run."""
+def _networks(target: str, batch: int, images: int) -> tuple[Any, Any, str]:
+    """(routed network, its static chain, label) of a spec or a run, refused before
+    it is built where it cannot run at ``batch`` with ``images`` images here."""
     from routec.api import compile_network
     from routec.engine.cli import _is_run, load_network
     from routec.graph import static_depth
+    from routec.graph.memory import check_inference_fits
     from routec.parse import load_spec, parse_spec
 
     if _is_run(target):
-        cfg, net, state = load_network(target)
+        cfg, net, state = load_network(target, batch=batch, images=images,
+                                       command="routec profile")
         spec = parse_spec(state["spec_text"], state["spec_label"])
         static = compile_network(spec, classes=len(state["classes"]),
                                  static=static_depth(spec)).build()
         return net, static, f"run {target}"
     spec = load_spec(target)
-    return compile_network(spec).build(), compile_network(spec, static=static_depth(spec)
-                                                          ).build(), f"spec {target}"
+    compiled = compile_network(spec)
+    check_inference_fits(compiled.graph, batch, "routec profile", images=images)
+    return compiled.build(), compile_network(spec, static=static_depth(spec)
+                                             ).build(), f"spec {target}"
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -64,15 +71,21 @@ def run_profile(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if any(b < 1 for b in args.batch):
         raise RoutecError("--batch values must be at least 1")
+    if args.out and Path(args.out).is_dir():  # said before minutes of timing, not after
+        raise RoutecError(f"{args.out}: is a folder; -o names the cost table's file")
     torch.manual_seed(0)
-    routed, static, label = _networks(args.target)
+    biggest = max(args.batch)
+    routed, static, label = _networks(args.target, biggest,
+                                      max(biggest, args.images or 0, 32))
     say = None if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
     table = profile(routed, static, batches=args.batch, engine=args.engine,
                     repeats=max(1, args.repeats), images=args.images or None, label=label,
                     progress=say)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
+        from routec.files import atomic_write
+
+        text = (json.dumps(table, indent=2) + "\n").encode("utf-8")
+        atomic_write(Path(args.out), lambda f: f.write(text), make_parents=True)
     if args.json:
         print(json.dumps(table, indent=2))
     else:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from routec.cli import number
 from routec.errors import RoutecError, RunError, TrainingDiverged
 from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
 
@@ -37,7 +38,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="say, per suite (all of them if none is named), which runs are done "
                         "(recorded at this budget), partly trained in OUT, or not started")
     p.add_argument("--out", default="runs", help="output root (default: runs)")
-    p.add_argument("--iterations", type=int, default=CPU_ITERATIONS,
+    p.add_argument("--iterations", type=number(int, at_least=1), default=CPU_ITERATIONS,
                    help=f"iterations per run (default {CPU_ITERATIONS}, a CPU budget)")
     p.add_argument("--full", action="store_true",
                    help=f"the paper's protocol: {FULL_ITERATIONS} iterations per run")
@@ -45,7 +46,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", nargs="+", help="only these runs of the suite")
     p.add_argument("--data", help="override the suite's dataset (e.g. synthetic for a try)")
     p.add_argument("--spec", help="override the suite's spec")
-    p.add_argument("--batch", type=int, help="override the batch size (default 128)")
+    p.add_argument("--batch", type=number(int, at_least=2),
+                   help="override the batch size (default 128)")
     p.add_argument("--records", metavar="DIR",
                    help="where finished runs' records go (default: results/records beside "
                         "OUT, so --out runs writes results/records)")

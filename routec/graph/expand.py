@@ -223,6 +223,12 @@ class _Expander:
                                   kind="too-deep",
                                   hint="a path of the routed network may pass at most "
                                        f"{MAX_DEPTH} junctions")
+        if len(j.branches) > MAX_NODES:  # say which limit, where, before expanding them
+            raise self.spec.error(f"this junction has {len(j.branches):,} branches, but the "
+                                  f"expanded network may have at most {MAX_NODES:,} nodes", j,
+                                  kind="too-large",
+                                  hint=f"a junction's branches are nodes of the network; use "
+                                       f"fewer than {MAX_NODES:,} in all")
         use = JunctionUse(j.router, j)
         use.branches = [self.segment(b) for b in j.branches]
         self.depth -= 1

@@ -52,19 +52,34 @@ def _layer_activations(layers: tuple[LayerConfig, ...], inp: Pyramid) -> int:
     return total
 
 
-def estimate(g: Any, batch: int | None = None) -> MemoryEstimate:
-    """Memory of ``g`` (a RoutingGraph): weights alone, or training at ``batch``."""
-    params = g.total_params
-    weights = params * BYTES
-    if batch is None:
-        return MemoryEstimate(params, weights, 0, 0)
+def _per_example(g: Any) -> int:
+    """Elements of the input and of every layer's output, for one example."""
     per_example = _elements((g.input_shape,))
     for n in g.nodes:
         if n.kind == "column":
             per_example += _layer_activations(n.layers, n.in_shape)
         elif n.head is not None:
             per_example += sum(n.head.hidden) * 3 + n.head.out_features
-    return MemoryEstimate(params, weights, 2 * weights, 2 * per_example * batch * BYTES)
+    return per_example
+
+
+def estimate(g: Any, batch: int | None = None) -> MemoryEstimate:
+    """Memory of ``g`` (a RoutingGraph): weights alone, or training at ``batch``."""
+    params = g.total_params
+    weights = params * BYTES
+    if batch is None:
+        return MemoryEstimate(params, weights, 0, 0)
+    return MemoryEstimate(params, weights, 2 * weights, 2 * _per_example(g) * batch * BYTES)
+
+
+def inference_estimate(g: Any, batch: int, images: int = 0) -> MemoryEstimate:
+    """Memory of running ``g`` at ``batch`` (bench, profile, eval, export): the weights,
+    every layer's output once (a dense pass keeps them for the routed children), and
+    ``images`` input images held alongside."""
+    params = g.total_params
+    inputs = images * _elements((g.input_shape,)) * BYTES
+    return MemoryEstimate(params, params * BYTES, 0,
+                          _per_example(g) * batch * BYTES + inputs)
 
 
 def available_memory(device: str = "cpu") -> tuple[int, str] | None:
@@ -117,6 +132,23 @@ def check_fits(g: Any, batch: int, device: str = "cpu") -> MemoryEstimate:
         raise RunError(f"{describe(g, est, batch)}, but this machine has "
                        f"{fmt_bytes(have[0])} {have[1]}; use fewer or narrower layers"
                        f"{' or a smaller --batch' if est.activation_bytes > have[0] / 2 else ''}")
+    return est
+
+
+def check_inference_fits(g: Any, batch: int, command: str, images: int = 0,
+                         device: str = "cpu") -> MemoryEstimate:
+    """Refuse (RunError, one line) to run ``g`` at ``batch`` where it cannot fit, before
+    any of its tensors is allocated; ``command`` names what would have run it."""
+    est = inference_estimate(g, batch, images)
+    have = available_memory(device)
+    if have is not None and est.total > have[0]:
+        raise RunError(f"{command}: network '{g.name}' at batch {batch} needs about "
+                       f"{fmt_bytes(est.total)} ({est.params:,} parameters: "
+                       f"{fmt_bytes(est.weight_bytes)}; activations and images "
+                       f"{fmt_bytes(est.activation_bytes)}), but this machine has "
+                       f"{fmt_bytes(have[0])} {have[1]}; use fewer or narrower layers"
+                       + (f" or a smaller --batch{' or --images' if images > batch else ''}"
+                          if est.activation_bytes > have[0] / 2 else ""))
     return est
 
 

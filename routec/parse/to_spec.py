@@ -225,8 +225,10 @@ class _Builder(Transformer):
     def chain(self, children: list[Any]) -> S.Chain:
         first = children[0]
         if isinstance(first, S.Chain):
-            return S.Chain(line=first.line, column=first.column, steps=(*first.steps, children[1]))
-        return S.Chain(line=first.line, column=first.column, steps=(first,))
+            return S.Chain(line=first.line, column=first.column,
+                           steps=(*first.steps, *children[1:]))
+        # flattened by _splice_lists: every step at once (a step is never a Chain)
+        return S.Chain(line=first.line, column=first.column, steps=tuple(children))
 
     def reference(self, children: list[Any]) -> S.Reference:
         name, args = children
@@ -355,10 +357,37 @@ class _Builder(Transformer):
         return network
 
 
+# `a | b | c` and `a -> b -> c` (routes and columns) are left-recursive rules: Lark nests
+# one tree per item, so 10,000 branches of one junction made a tree 10,000 deep, whose
+# recursive conversion overflowed Python's stack: "nested too deeply" at 1:1.
+# Spliced into one node per list, the tree is only as deep as the route's nesting, and
+# a long list meets the limit it really exceeds (the expanded network's node count).
+_LEFT_RECURSIVE = frozenset({"branches", "chain", "layers"})
+
+
+def _splice_lists(tree: Tree) -> None:
+    """Turn every left-recursive list of ``tree`` into one node holding all its items
+    (in order), without recursion."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if node.data in _LEFT_RECURSIVE:
+            tails = []
+            head = node
+            while (head.children and isinstance(head.children[0], Tree)
+                   and head.children[0].data == node.data):
+                tails.append(head.children[1:])
+                head = head.children[0]
+            if tails:
+                node.children = [*head.children, *(c for t in reversed(tails) for c in t)]
+        stack.extend(c for c in node.children if isinstance(c, Tree))
+
+
 def to_spec(tree: Tree, file: str, source: str) -> S.NetworkSpec:
     """Convert a parse tree; raises :class:`SpecError` for faults visible locally."""
     from lark.exceptions import VisitError
 
+    _splice_lists(tree)
     try:
         return _Builder(file, source).transform(tree)
     except VisitError as err:  # Lark wraps exceptions raised inside callbacks

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.cli import number
 from routec.errors import RoutecError, RunError
 from routec.report.draw import COLOUR_BY, FORMATS
 
@@ -30,13 +31,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="run: colour exits by accuracy (default), origin (MNIST vs CIFAR "
                         "share) or dominant class")
     d.add_argument("--split", choices=SPLITS, default=None, help="run: data split (test)")
-    d.add_argument("--k-cpt", type=float, default=None,
+    d.add_argument("--k-cpt", type=number(float, at_least=0), default=None,
                    help="run trained with dynamic k_cpt: route at this k_cpt (default 4e-9)")
     d.add_argument("--json", metavar="FILE", help="run: also write the measured numbers")
     d.add_argument("--classes", type=int, help="spec: number of classes, if it leaves it open")
     d.add_argument("--static", type=int, metavar="N",
                    help="spec: draw the static baseline, the first N columns and one exit")
-    d.add_argument("--dpi", type=int, default=96, help="PNG resolution (default 96)")
+    d.add_argument("--dpi", type=number(int, at_least=1, at_most=2400), default=96,
+                   help="PNG resolution (default 96, at most 2400)")
     d.add_argument("--data-root")
     d.add_argument("--cache-dir")
     d.set_defaults(func=run_draw)

@@ -140,6 +140,8 @@ def read_metrics(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:
         raise RunError(f"{path}: cannot read the run's metrics ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not a text file, so not a routec training log") from None
     start: dict[str, Any] = {}
     records: dict[int, dict[str, Any]] = {}
     for line in lines:
@@ -147,6 +149,8 @@ def read_metrics(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             rec = json.loads(line)
         except json.JSONDecodeError:  # a line cut short by a kill
             continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("iteration", 0), int):
+            continue  # not a record routec writes
         if rec.get("event") == "start":
             start = rec
         elif "event" not in rec and "iteration" in rec:  # not a start/resume event

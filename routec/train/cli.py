@@ -120,10 +120,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Test accuracy, mean MACs per example as counted by "
                                    "routed inference, per-exit fractions and accuracies.")
     e.add_argument("run", help="a run directory or a checkpoint file")
-    e.add_argument("--k-cpt", type=float, nargs="+", help="k_cpt values (dynamic networks; "
-                                                          "per ms for --cost latency runs)")
+    from routec.cli import number
+
+    e.add_argument("--k-cpt", type=number(float, at_least=0), nargs="+",
+                   help="k_cpt values (dynamic networks; per ms for --cost latency runs)")
     e.add_argument("--policy", choices=["argmax", "confidence"], default="argmax")
-    e.add_argument("--threshold", type=float, default=0.9,
+    e.add_argument("--threshold", type=number(float, at_least=0, at_most=1), default=0.9,
                    help="confidence policy: exit when the top softmax probability reaches it")
     e.add_argument("--split", choices=["test", "val"], default="test")
     e.add_argument("--data-root")
@@ -232,6 +234,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
     cfg, net, data, state = load_run(args.run, args.data_root, args.cache_dir)
     split = data.test if args.split == "test" else data.val
+    from routec.engine.cli import check_run_fits
+
+    # evaluate() runs batches of 500: refuse before the first where they cannot fit
+    check_run_fits(state, cfg, min(500, len(split.images)), "routec eval")
     if cfg.dynamic:
         ks: list[float | None] = list(args.k_cpt or cfg.k_cpt_grid)
     else:

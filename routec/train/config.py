@@ -42,14 +42,16 @@ PRESETS: dict[str, dict[str, float | int | bool]] = {
 
 
 class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every number finite: `lr = inf` (a flag or a TOML file) is refused here, not by a
+    # run that goes non-finite at its first step
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     spec: str
     strategy: Strategy = "actor"
     data: str = "synthetic"
     data_root: str | None = None
     cache_dir: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="torch seeds are 64-bit")
     iterations: int = Field(80_000, ge=1)
     batch: int = Field(128, ge=2)
     lr: float = Field(0.1, gt=0)

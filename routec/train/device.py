@@ -16,6 +16,8 @@ def resolve_device(name: str) -> torch.device:
     except (RuntimeError, ValueError):
         raise RunError(f"unknown device '{name}': use cpu, cuda, cuda:N or mps") from None
     if device.type == "cpu":
+        if device.index not in (None, 0):  # torch takes cpu:99 and runs on the CPU anyway
+            raise RunError(f"--device {name}: there is one CPU device; use --device cpu")
         return device
     if device.type == "cuda":
         if not torch.backends.cuda.is_built():
