@@ -47,8 +47,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     from routec.data import load_dataset
     from routec.data.splits import sample_indices
-    from routec.demo.run import COLUMNS, Side, draw_dataflow, evaluate_side, settings_for, \
-        time_sides, train_side
+    from routec.demo.run import COLUMNS, Side, accuracy_difference, draw_dataflow, \
+        evaluate_side, settings_for, time_sides, train_side
     from routec.train.cli import _resolve_data
 
     t_start = time.perf_counter()
@@ -77,10 +77,13 @@ def _demo(args: argparse.Namespace) -> int:
     sample = sample_indices(len(data.test.images), 4096)  # a mix of every kind of image
     time_sides(nets, {"static": static, "routed": routed}, data.test.images[sample])
     with torch.inference_mode():
-        leaf = nets["routed"].route(data.test.images).leaf
+        routes = {k: net.route(data.test.images) for k, net in nets.items()}
+    leaf = routes["routed"].leaf
+    right = {k: r.logits.argmax(1) == data.test.labels for k, r in routes.items()}
+    difference = accuracy_difference(right["routed"], right["static"])
     picture = draw_dataflow(routed.run, out / "dataflow.png")
 
-    _print_comparison(data_name, settings, static, routed)
+    _print_comparison(data_name, settings, static, routed, difference)
     _print_exits(routed, data, leaf)
     print(f"\ndataflow picture: {picture}")
     print(f"runs: {static.run}, {routed.run}  (routec eval RUN, routec draw RUN)")
@@ -92,7 +95,8 @@ def _fmt_macs(v: float) -> str:
     return f"{v / 1e6:.2f} M"
 
 
-def _print_comparison(data: str, settings: Any, static: Any, routed: Any) -> None:
+def _print_comparison(data: str, settings: Any, static: Any, routed: Any,
+                      difference: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -120,6 +124,8 @@ def _print_comparison(data: str, settings: Any, static: Any, routed: Any) -> Non
     console.print(t)
     console.print("speed: batches of 256 test images, one torch thread, round-robin "
                   "medians; each side in its fastest of: " + ", ".join(sorted(static.speeds)))
+    if difference is not None:
+        console.print(f"accuracy: {difference.verdict()}")
 
 
 def _print_exits(routed: Any, data: Any, leaf: Any) -> None:

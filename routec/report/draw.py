@@ -199,9 +199,7 @@ def _add_exit(d: graphviz.Digraph, g: RoutingGraph, i: int, style: _Style,
         return
     e = flow.leaves.index(i)
     frac, count = flow.exit_fraction[e], flow.exit_count[e]
-    acc = flow.exit_accuracy[e]
-    text = f"{n.id}: {100 * frac:.1f}%" + ("" if acc is None else f", acc {acc:.2f}") + \
-        f"\nΣ {fmt_macs(path_macs)}"
+    text = _exit_text(n.id, flow, e, style.by, path_macs)
     tip += f"; {count} of {flow.examples} examples"
     if count == 0:
         attrs.update(width=f"{EMPTY_EXIT:.4f}", style="filled", fillcolor="white",
@@ -209,9 +207,15 @@ def _add_exit(d: graphviz.Digraph, g: RoutingGraph, i: int, style: _Style,
     else:
         attrs.update(width=f"{exit_diameter(frac):.6f}", color="#333333", penwidth="0.6",
                      **_exit_fill(flow, e, style.by))
-        extra = _exit_note(flow, e, style.by)
-        text += extra
     _exit_nodes(d, i, text, tip, attrs)
+
+
+def _exit_text(name: str, flow: Dataflow, e: int, by: str, path_macs: int) -> str:
+    """The lines under a measured exit: share, accuracy, path MACs, colouring note."""
+    frac, acc = flow.exit_fraction[e], flow.exit_accuracy[e]
+    text = f"{name}: {100 * frac:.1f}%" + ("" if acc is None else f", acc {acc:.2f}") + \
+        f"\nΣ {fmt_macs(path_macs)}"
+    return text + (_exit_note(flow, e, by) if flow.exit_count[e] else "")
 
 
 def text_id(i: int) -> str:
@@ -350,3 +354,247 @@ def write_bytes(path: Path, data: bytes) -> None:
     """Write atomically; an unwritable place is a one-line user error."""
     atomic_write_bytes(path, data)
 
+
+
+# -- without Graphviz: the same picture drawn by matplotlib ---------------------------------
+def dot_available() -> bool:
+    """Whether Graphviz's ``dot`` program is on PATH (the graphviz package calls it so)."""
+    import shutil
+
+    return shutil.which("dot") is not None
+
+
+_DX = 0.85  # inches between ranks
+_BOX = (0.62, 0.36)  # inches: a column's box
+_DIAMOND = 0.3  # inches: a junction's diamond, corner to corner
+_HANG = 0.3  # inches between a junction's centre and the top of its exit circles
+_TEXT_LINE = 0.16  # inches per line of 8-point text
+_SWATCH = 1.3  # inches per legend entry
+
+
+def _mpl_places(g: RoutingGraph) -> tuple[dict[int, tuple[int, int]], set[int]]:
+    """(rank, row) of every node, and the exits that hang under their junction.
+
+    As in the Graphviz layout: ranks run left to right, a chain stays on one row, an
+    exit sits under its junction; a junction's second and later subtrees open new rows
+    below everything drawn before them.
+    """
+    place: dict[int, tuple[int, int]] = {}
+    hanging: set[int] = set()
+    rows = [0]
+
+    def visit(i: int, rank: int, row: int) -> None:
+        place[i] = (rank, row)
+        first = True
+        for c in _children(g, i):
+            if g.nodes[c].kind == "exit" and g.nodes[i].kind == "junction":
+                place[c] = (rank, row)
+                hanging.add(c)
+                continue
+            if first:
+                visit(c, rank + 1, row)
+                first = False
+            else:
+                rows[0] += 1
+                visit(c, rank + 1, rows[0])
+
+    visit(0, 0, 0)
+    return place, hanging
+
+
+def render_matplotlib(g: RoutingGraph, path: Path, flow: Dataflow | None = None,
+                      by: str = "accuracy", title: str | None = None, dpi: int = 110) -> Path:
+    """Draw what :func:`diagram` describes with matplotlib alone, for machines without
+    Graphviz: boxes (columns, MACs), diamonds (junctions), exit circles of area ∝ share
+    of examples, edges of width ∝ examples on them. Format from the suffix (png, svg, pdf).
+    """
+    import io
+
+    path = Path(path)
+    fmt = output_format(path)
+    if fmt == "dot":
+        raise RoutecError("matplotlib draws pictures, not DOT source",
+                          hint="end the file name in .png, .svg or .pdf")
+    fig = figure(g, flow, by, title, dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, facecolor="white")
+    write_bytes(path, buf.getvalue())
+    return path
+
+
+def figure(g: RoutingGraph, flow: Dataflow | None = None, by: str = "accuracy",
+           title: str | None = None, dpi: int = 110):
+    """The matplotlib Figure of :func:`render_matplotlib`; one data unit is one inch, so
+    exit circles and edge widths keep the Graphviz picture's sizes. Each node's patch
+    carries its DOT name as its ``gid``, each edge's line ``parent->child``."""
+    import textwrap
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle, FancyBboxPatch, Polygon, Rectangle, Wedge
+
+    if by not in COLOUR_BY:
+        raise RoutecError(f"unknown colouring '{by}'", hint="use " + ", ".join(COLOUR_BY))
+    if flow is not None and flow.nodes != [n.id for n in g.nodes]:
+        raise RoutecError("the dataflow was measured on another network")
+    path_macs = dict(zip(g.leaves, g.path_macs()))
+    place, hanging = _mpl_places(g)
+
+    def diameter(i: int) -> float:
+        if flow is None:
+            return SPEC_EXIT
+        f = flow.exit_fraction[flow.leaves.index(i)]
+        return exit_diameter(f) if f > 0 else EMPTY_EXIT
+
+    def text_of(i: int) -> str:
+        n = g.nodes[i]
+        if flow is None:
+            return f"{n.id} {fmt_macs(n.macs)}\nΣ {fmt_macs(path_macs[i])}"
+        return _exit_text(n.id, flow, flow.leaves.index(i), by, path_macs[i])
+
+    exits = [i for i, n in enumerate(g.nodes) if n.kind == "exit"]
+    lines_under = max((text_of(i).count("\n") + 1 for i in exits), default=0)
+    drop = max((diameter(i) for i in hanging), default=0.0)
+    row_h = max(_BOX[1] + lines_under * _TEXT_LINE + 0.5,
+                _HANG + drop + lines_under * _TEXT_LINE + 0.45)
+    n_rows = 1 + max(r for _, r in place.values())
+    n_ranks = 1 + max(k for k, _ in place.values())
+    width = max(6.0, n_ranks * _DX + 1.0)
+    head = title if title is not None else _title(g, flow)
+    chars = int(width * 14)  # about 14 nine-point characters to the inch
+    head_lines = [w for line in head.replace("\\l", "\n").strip().split("\n")
+                  for w in (textwrap.wrap(line, chars) or [""])]
+    head_h = 0.2 + 0.17 * len(head_lines)
+    per_row = max(1, int((width - 0.3) / _SWATCH))
+    swatches = 0 if flow is None or by == "accuracy" else \
+        2 if by == "origin" else len(flow.exit_class[0]) if flow.exit_class else 0
+    legend_h = 0.0 if flow is None else 0.55 + 0.22 * max(1, -(-swatches // per_row))
+    height = head_h + n_rows * row_h + legend_h + 0.1
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(-height, 0)  # one data unit is one inch, y down from the top
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.text(0.1, -0.12, "\n".join(head_lines), va="top", ha="left", fontsize=9,
+            linespacing=1.3)
+
+    def xy(i: int) -> tuple[float, float]:
+        rank, row = place[i]
+        x, y = 0.5 + rank * _DX, -(head_h + row * row_h + _BOX[1] / 2 + 0.1)
+        if i in hanging:
+            y -= _HANG + diameter(i) / 2
+        return x, y
+
+    # edges first, under the nodes
+    for i, n in enumerate(g.nodes):
+        if n.parent < 0:
+            continue
+        (x0, y0), (x1, y1) = xy(n.parent), xy(i)
+        xs, ys = [x0, x1], [y0, y1]
+        if i not in hanging and y1 != y0:  # a branch to a lower row: an elbow, clear of
+            bend = x1 - _BOX[0] / 2 - 0.1  # the exits hanging under the junction
+            xs, ys = [x0, bend, bend, x1], [y0, y0, y1, y1]
+        gid = f"{node_id(n.parent)}->{node_id(i)}"
+        if flow is None:
+            ax.plot(xs, ys, color="#555555", lw=0.8, zorder=1, gid=gid)
+            continue
+        count = flow.node_count[i]
+        if count == 0:
+            ax.plot(xs, ys, color="#aaaaaa", lw=0.5, ls="--", zorder=1, gid=gid)
+        else:
+            ax.plot(xs, ys, color="#555555", zorder=1, solid_capstyle="butt", gid=gid,
+                    solid_joinstyle="miter", lw=edge_penwidth(count, flow.examples))
+        if g.nodes[n.parent].kind == "junction":
+            clear = edge_penwidth(count, flow.examples) / 144 + 0.03  # half the line, inches
+            if i in hanging:
+                at, ha, va = (x0 + clear, y0 - _DIAMOND / 2 - 0.02), "left", "top"
+            else:
+                at, ha, va = (x0 + _DIAMOND / 2 + 0.05, y0 + clear), "left", "bottom"
+            ax.text(*at, str(count), fontsize=7, ha=ha, va=va, color="#333333", zorder=3)
+
+    for i, n in enumerate(g.nodes):
+        x, y = xy(i)
+        if n.kind in ("stem", "column"):
+            column = n.kind == "column"
+            label = (f"{n.id}\n{fmt_macs(n.macs)}" if column
+                     else f"{n.template}\n" + "×".join(map(str, g.input_shape)))
+            w = max(_BOX[0], 0.075 * max(map(len, label.split("\n"))) + 0.1)
+            h = _BOX[1]
+            ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h,
+                                        boxstyle="round,pad=0,rounding_size=0.06",
+                                        fc="#dde8f4" if column else "white",
+                                        ec="#4a6fa5" if column else "black", lw=0.8, zorder=2,
+                                        gid=node_id(i)))
+            ax.text(x, y, label, ha="center", va="center", fontsize=8, zorder=3)
+        elif n.kind == "junction":
+            r = _DIAMOND / 2
+            ax.add_patch(Polygon([(x - r, y), (x, y + r), (x + r, y), (x, y - r)],
+                                 fc="#f6d7a7", ec="#a0702a", lw=0.8, zorder=2, gid=node_id(i)))
+            ax.text(x, y, str(n.ways), ha="center", va="center", fontsize=7, zorder=3)
+            ax.text(x, y + r + 0.03, fmt_macs(n.macs), ha="center", va="bottom", fontsize=7,
+                    color="#555555", zorder=3)
+        else:
+            _mpl_exit(ax, g, i, (x, y), diameter(i), flow, by, (Circle, Wedge))
+            ax.text(x, y - diameter(i) / 2 - 0.05, text_of(i), ha="center", va="top",
+                    fontsize=8, linespacing=1.15, zorder=3)
+    if flow is not None:
+        _mpl_legend(ax, flow, by, -(height - legend_h + 0.05), per_row, Rectangle)
+    return fig
+
+
+def _mpl_exit(ax, g: RoutingGraph, i: int, at: tuple[float, float], d: float,
+              flow: Dataflow | None, by: str, patches: tuple) -> None:
+    """An exit's circle: filled as in the Graphviz picture, wedged by origin share."""
+    Circle, Wedge = patches
+    r, gid = d / 2, node_id(i)
+    if flow is None:
+        ax.add_patch(Circle(at, r, fc="#a5d6a7", ec="#2e7d32", lw=0.8, zorder=2, gid=gid))
+        return
+    e = flow.leaves.index(i)
+    if flow.exit_count[e] == 0:
+        ax.add_patch(Circle(at, r, fc="white", ec="#999999", lw=0.8, zorder=2, gid=gid))
+        return
+    if by == "origin":
+        share = flow.exit_cifar_share[e] or 0.0
+        # origin 0 from twelve o'clock anticlockwise, origin 1 the rest
+        split = 90.0 + 360.0 * (1.0 - share)
+        if share < 1.0:
+            ax.add_patch(Wedge(at, r, 90.0, split, fc=ORIGIN_COLOURS[0], lw=0, zorder=2,
+                               gid=f"{gid}:0"))
+        if share > 0.0:
+            ax.add_patch(Wedge(at, r, split, 450.0, fc=ORIGIN_COLOURS[1], lw=0, zorder=2,
+                               gid=f"{gid}:1"))
+        ax.add_patch(Circle(at, r, fill=False, ec="#333333", lw=0.6, zorder=2, gid=gid))
+        return
+    ax.add_patch(Circle(at, r, fc=_exit_fill(flow, e, by)["fillcolor"], ec="#333333",
+                        lw=0.6, zorder=2, gid=gid))
+
+
+def _mpl_legend(ax, flow: Dataflow, by: str, y: float, per_row: int, Rectangle) -> None:
+    """Swatches (origin, class) or a colour bar (accuracy) along the bottom."""
+    x = 0.15
+    if by == "accuracy":
+        ax.text(x, y, "exit accuracy", fontsize=8, va="top")
+        for k in range(11):
+            ax.add_patch(Rectangle((x + 0.15 * k, y - 0.38), 0.15, 0.13,
+                                   fc=accuracy_colour(k / 10), lw=0))
+        for v, at in ((0, 0.0), (0.5, 0.75), (1, 1.5)):
+            ax.text(x + at + 0.075, y - 0.42, f"{v:g}", fontsize=7, ha="center", va="top")
+        return
+    if by == "origin":
+        names = list(origin_names(flow.data))
+        colours = list(ORIGIN_COLOURS)
+        head = "examples classified at the exit"
+    else:
+        n_classes = len(flow.exit_class[0]) if flow.exit_class else 0
+        names = flow.classes or [str(c) for c in range(n_classes)]
+        colours = [class_colour(c, n_classes) for c in range(n_classes)]
+        head = "dominant true class"
+    ax.text(x, y, head, fontsize=8, va="top")
+    for k, (name, colour) in enumerate(zip(names, colours)):
+        cx, cy = x + _SWATCH * (k % per_row), y - 0.4 - 0.22 * (k // per_row)
+        ax.add_patch(Rectangle((cx, cy), 0.15, 0.15, fc=colour, lw=0))
+        ax.text(cx + 0.2, cy + 0.075, name, fontsize=7, va="center")

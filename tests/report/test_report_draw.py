@@ -18,7 +18,7 @@ import pytest
 import torch
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
-from PIL import Image
+from PIL import Image, ImageChops
 
 from routec.errors import RoutecError, RunError
 from routec.graph import build_graph
@@ -414,3 +414,62 @@ def test_wired_into_routec_cli(tmp_path: Path) -> None:
     assert main_cli.main(["draw", "paper_chain", "-o", str(out)]) == 0
     ET.fromstring(out.read_bytes())
     assert main_cli.main(["draw", "tiny", "-o", str(tmp_path / "x.bad")]) == 2
+
+
+# -- without Graphviz -------------------------------------------------------------------------
+def test_matplotlib_draws_the_dataflow_to_scale_without_dot(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh machine has no Graphviz; its picture, drawn by matplotlib, must still
+    show the numbers: exit circle area ∝ share of examples, wedges ∝ origin mix, edge
+    width ∝ examples on the edge, every column with its MACs."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert not draw.dot_available()
+    test, g = measure_run(run_dir)
+    val, _ = measure_run(run_dir, split="val")
+    fig = draw.figure(g, test, by="origin")
+    ax = fig.axes[0]
+    patches = {p.get_gid(): p for p in ax.patches if p.get_gid()}
+    lines = {line.get_gid(): line for line in ax.lines if line.get_gid()}
+    assert sum(1 for c in test.exit_count if c) >= 3, "fixture should use most exits"
+    mixed = 0
+    for e, leaf in enumerate(test.leaves):
+        f, circle = test.exit_fraction[e], patches[draw.node_id(leaf)]
+        assert circle.radius == pytest.approx((draw.exit_diameter(f) if f else draw.EMPTY_EXIT)
+                                              / 2)
+        share = test.exit_cifar_share[e]
+        if f and 0 < share < 1:
+            mixed += 1
+            w0, w1 = patches[f"{draw.node_id(leaf)}:0"], patches[f"{draw.node_id(leaf)}:1"]
+            assert (w0.theta2 - w0.theta1) / 360 == pytest.approx(1 - share)
+            assert (w1.theta2 - w1.theta1) / 360 == pytest.approx(share)
+    assert mixed, "fixture should mix origins at some exit"
+    for p, c, count in test.edges():
+        line = lines[f"{draw.node_id(p)}->{draw.node_id(c)}"]
+        if count:
+            assert line.get_linewidth() == pytest.approx(draw.EDGE_PEN * count / test.examples)
+        else:
+            assert line.get_linestyle() == "--"
+    texts = {t.get_text() for t in ax.texts}
+    for n in g.nodes:
+        if n.kind == "column":
+            assert f"{n.id}\n{draw.fmt_macs(n.macs)}" in texts
+    # files: a PNG that changes with the flow, SVG and PDF too; no DOT from matplotlib
+    a, b = tmp_path / "test.png", tmp_path / "val.png"
+    draw.render_matplotlib(g, a, test, by="origin")
+    draw.render_matplotlib(g, b, val, by="origin")
+    with Image.open(a) as im_a, Image.open(b) as im_b:
+        assert im_a.format == "PNG" and im_a.size[0] > 300
+        assert im_a.size != im_b.size or \
+            ImageChops.difference(im_a.convert("RGB"), im_b.convert("RGB")).getbbox()
+    draw.render_matplotlib(g, tmp_path / "f.svg", test, by="class")
+    ET.fromstring((tmp_path / "f.svg").read_bytes())
+    draw.render_matplotlib(g, tmp_path / "f.pdf", test, by="accuracy")
+    assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(RoutecError, match="not DOT source"):
+        draw.render_matplotlib(g, tmp_path / "f.dot", test)
+    # the spec alone, and a tree, draw too
+    draw.render_matplotlib(build_graph(load_spec("tiny"), classes=10), tmp_path / "tiny.png")
+    with Image.open(tmp_path / "tiny.png") as im:
+        im.load()
