@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RoutecError as err:
         print(err.render(), file=sys.stderr)
-        return 2
+        return int(getattr(err, "exit_code", 2))  # e.g. 130 after Ctrl-C, checkpoint saved
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

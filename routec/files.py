@@ -32,6 +32,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], *,
     unless ``make_parents``, as for a run directory's checkpoint."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise RoutecError(f"{path}: is a folder; name a file to write")
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO, a socket: renaming over
+        raise RoutecError(f"{path}: not a regular file; routec writes only files it can "
+                          "replace whole")  # it would replace the device itself
     try:
         if make_parents:
             folder.mkdir(parents=True, exist_ok=True)

@@ -142,16 +142,8 @@ def _argv(command: str, out: Path, run: Path) -> list[str]:
             for a in args]
 
 
-# routec/train/loop.py writes a run's config.json and spec.route with Path.write_text,
-# whose "no space" error names no file; they belong with routec.files.atomic_write.
-FULL_TRAIN = pytest.param("full", "train --out", marks=pytest.mark.xfail(
-    strict=True, reason="train writes config.json without naming it on ENOSPC"))
-
-
 @pytest.mark.parametrize("kind, command", [
-    *((kind, command) for kind in ("read-only", "full") for command in WRITERS
-      if (kind, command) != ("full", "train --out")),
-    FULL_TRAIN])
+    (kind, command) for kind in ("read-only", "full") for command in WRITERS])
 def test_unwritable_output_folder(command: str, kind: str, hostile_folder: Callable[[str], Path],
                                   run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A read-only or full disk is the user's to fix: say which path, and why."""

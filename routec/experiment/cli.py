@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from routec.cli import number
 from routec.errors import RoutecError, RunError, TrainingDiverged
+from routec.train.interrupt import Interrupted
+from routec.train.lock import RunLock, holder
 from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
 
 if TYPE_CHECKING:
@@ -67,38 +69,6 @@ def _shard(text: str) -> tuple[int, int]:
     if not (n >= 1 and 0 <= k < n):
         raise RoutecError(f"--shard {text}: need 0 <= K < N")
     return k, n
-
-
-class RunLock:
-    """An exclusive lock file per run; a lock left by a dead process is taken over."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / ".lock"
-
-    def __enter__(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or "0")
-                    os.kill(pid, 0)
-                    return False  # held by a live process
-                except (ValueError, ProcessLookupError):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                except PermissionError:
-                    return False
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self.held = True
-            return True
-        return False
-
-    def __exit__(self, *exc: Any) -> None:
-        if getattr(self, "held", False):
-            self.path.unlink(missing_ok=True)
 
 
 def run_status(run_dir: Path, iterations: int) -> str:
@@ -344,11 +314,12 @@ def run_suite(suite: str, base: int, args: argparse.Namespace,
             print(f"{suite}/{name}: finished, skipped", file=sys.stderr)
             keep_record(run_dir, records, suite, name, args)
             continue
-        with RunLock(run_dir) as got:
-            if not got:
-                print(f"{suite}/{name}: another process is training it, skipped",
-                      file=sys.stderr)
-                continue
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            print(f"{suite}/{name}: another process is training it ({holder(run_dir)}), "
+                  "skipped", file=sys.stderr)
+            continue
+        try:
             print(f"{suite}/{name}: {'resuming' if status == 'partial' else 'starting'} "
                   f"({iterations} iterations)", file=sys.stderr)
             try:
@@ -359,9 +330,13 @@ def run_suite(suite: str, base: int, args: argparse.Namespace,
                 if not keep_failure(run_dir, records, suite, name, err, cfg, args):
                     failed.append(name)
                 continue
+            except Interrupted:  # Ctrl-C or SIGTERM stops the suite, its checkpoint written
+                raise
             except RunError as err:  # one bad run does not stop the suite
                 print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
                 failed.append(name)
                 continue
             keep_record(run_dir, records, suite, name, args)
+        finally:
+            lock.release()
     return failed

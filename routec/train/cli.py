@@ -203,6 +203,16 @@ def saved_settings(out: Path) -> dict[str, Any] | None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from routec.train.lock import RunLock
+
+    if args.resume and args.out and Path(args.out).is_dir() and \
+            int(os.environ.get("RANK", "0")) == 0:
+        with RunLock(Path(args.out)):  # a live writer is named before anything else is said
+            return _run_train(args)
+    return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from routec.train.loop import missing_checkpoint_message, train
 
     saved = None

@@ -21,6 +21,7 @@ from torch import Tensor
 from routec.data.load import split_table
 from routec.data.splits import sample_indices
 from routec.errors import RoutecError, RunError, TrainingDiverged
+from routec.files import atomic_write_text
 from routec.parse import parse_spec
 from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
@@ -112,9 +113,12 @@ def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x:
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    try:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+    except OSError as err:  # a full disk names no file: say which one
+        raise RunError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
@@ -128,7 +132,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:  # a line cut short by a kill
             continue
-    path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
 
 
 def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool = True,
@@ -144,6 +148,7 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     iteration boundary with a checkpoint written (:class:`Interrupted`).
     """
     out_dir = Path(out_dir)
+    resolve_device(cfg.device)  # a device that is not there creates no run directory
     if int(os.environ.get("RANK", "0")) != 0:  # only the leader writes the run directory
         return _train(cfg, out_dir, resume=resume, progress=progress, stop_after=stop_after,
                       start_if_missing=start_if_missing)
@@ -248,10 +253,10 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
     leader = dist.rank == 0
     if leader:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / CONFIG).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
-        (out_dir / "spec.route").write_text(text, encoding="utf-8")
+        atomic_write_text(out_dir / CONFIG, json.dumps(cfg.model_dump(), indent=2) + "\n")
+        atomic_write_text(out_dir / "spec.route", text)
         if table is not None:
-            (out_dir / COST_TABLE).write_text(json.dumps(table, indent=2) + "\n")
+            atomic_write_text(out_dir / COST_TABLE, json.dumps(table, indent=2) + "\n")
         if start == 0:  # a fresh start (perhaps of a run killed before its first checkpoint)
             (out_dir / METRICS).unlink(missing_ok=True)
         else:
