@@ -19,6 +19,9 @@ _API = {
     "compile_network": "routec.api", "CompiledNetwork": "routec.api",
     "emit_module": "routec.codegen",
     "register_layer": "routec.graph.registry", "LayerParam": "routec.graph.arguments:Param",
+    # models the user already has
+    "register_model": "routec.backbone.registry", "supply_model": "routec.backbone.supplied:supply",
+    "load_weights": "routec.backbone.registry",
     # run
     "RoutedNetwork": "routec.runtime.routing", "DenseOutput": "routec.runtime.routing",
     "RoutedOutput": "routec.runtime.routing", "argmax_policy": "routec.runtime.routing",

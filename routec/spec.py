@@ -35,6 +35,13 @@ class Name(Node):
     value: str
 
 
+class String(Node):
+    """A quoted name: a cut point or submodule of a supplied model (``"blocks.5"``)."""
+
+    kind: Literal["string"] = "string"
+    value: str
+
+
 class ListValue(Node):
     kind: Literal["list"] = "list"
     items: tuple["Value", ...]
@@ -47,7 +54,8 @@ class LayersValue(Node):
     calls: tuple["Call", ...]
 
 
-Value = Annotated[Union[Number, Name, ListValue, LayersValue], Field(discriminator="kind")]
+Value = Annotated[Union[Number, String, Name, ListValue, LayersValue],
+                  Field(discriminator="kind")]
 
 
 class Argument(Node):
@@ -132,6 +140,8 @@ class NetworkSpec(BaseModel):
     columns: dict[str, ColumnTemplate]
     macros: dict[str, Macro]
     route: Chain
+    # ``model NAME(leaves = [...])``: models supplied at run time, by name
+    models: dict[str, Call] = {}
 
     def error(
         self, message: str, at: Node | None, hint: str | None = None, kind: str = "spec"

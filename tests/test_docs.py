@@ -129,14 +129,29 @@ def _named(text: str) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+def supply_models(claims: list[tuple[str, str]]) -> None:
+    """``#> supply: NAME = FACTORY``: a model from tests/models.py, as a user supplies one."""
+    import models
+    import torch
+
+    from routec.backbone.supplied import supply
+
+    for key, value in claims:
+        if key == "supply":
+            name, factory = (v.strip() for v in value.split("="))
+            torch.manual_seed(0)
+            supply(name, getattr(models, factory)())
+
+
 def check_claims(block: Block) -> None:
     claims = directives(block.body, "#>")
     options = [v for k, v in claims if k == "option"]
+    supply_models(claims)
     net = compile_snippet(block.body, options)
     g = net.graph
     nodes = {n.id: n for n in g.nodes}
     for key, value in claims:
-        if key == "option":
+        if key in ("option", "supply"):
             continue
         if key == "nodes":
             assert [n.id for n in g.nodes] == [v.strip() for v in value.split(",")], \
@@ -202,7 +217,8 @@ def test_every_construct_appears_in_a_snippet() -> None:
 
     text = "\n".join(b.body for b in ROUTE_BLOCKS if b.path == DSL)
     specs = [routec.parse_spec(b.body) for b in ROUTE_BLOCKS if b.path == DSL]
-    layers = {call.name for s in specs for c in s.columns.values() for call in c.layers}
+    layers = {call.name for s in specs for c in s.columns.values() for call in c.layers
+              if call.name not in s.models}
     stems = {s.stem.name for s in specs if s.stem}
     routers = {c.name for s in specs for c in s.routers.values()}
     exits = {c.name for s in specs for c in s.exits.values()}
@@ -210,7 +226,7 @@ def test_every_construct_appears_in_a_snippet() -> None:
     assert stems == set(C.STEM_SIGNATURES)
     assert routers == set(C.ROUTER_SIGNATURES)
     assert exits == set(C.EXIT_SIGNATURES)
-    for word in ("network", "stem", "router", "exit", "column", "def", "route", "either",
+    for word in ("network", "stem", "router", "exit", "column", "def", "route", "either", "model",
                  "either(router =", "exit(", "multiscale[", "multiscale(channels", "#"):
         assert word in text, word
     assert any(s.macros for s in specs) and any(c.params for s in specs
@@ -238,7 +254,17 @@ def expected_error(block: Block) -> tuple[str, str | None, list[str], str]:
     return errors[0], hints[0] if hints else None, options, files[0] if files else SNIPPET_FILE
 
 
+@pytest.fixture(autouse=True)
+def no_models_left_supplied():
+    """A snippet's supplied models must not leak into the next snippet's hints."""
+    yield
+    from routec.backbone.supplied import withdraw_all
+
+    withdraw_all()
+
+
 def raised_by(body: str, options: list[str], file: str = SNIPPET_FILE) -> RoutecError:
+    supply_models(directives(body, "#>"))
     with pytest.raises(RoutecError) as info:
         compile_snippet(body, options, file)
     return info.value
@@ -306,6 +332,10 @@ GENERATED = {
     "specs: not a file": _from_path("specs"),
     "binary.route: not a UTF-8 text file": _from_path("binary.route"),
     "locked.route: cannot read (Permission denied)": _unreadable,
+    "this junction has 10,000 branches, but the expanded network may have at most 5,000 "
+    "nodes": _from_text("network n (input = 3x32x32, classes = 10) {\n    column c = conv(4)"
+                        "\n    route c -> either { " + " | ".join(["exit"] * 10_000)
+                        + " }\n}\n"),
 }
 
 

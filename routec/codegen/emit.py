@@ -9,12 +9,16 @@ are built from computed facts (shapes, MACs).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from routec import __version__
 from routec.graph.build import NodeInfo, RoutingGraph
 from routec.graph.registry import LayerConfig, Make, fmt_pyramid, layer_make
+
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 
 
 class _Writer:
@@ -66,7 +70,9 @@ def _value(v: object, depth: int) -> str:
     if isinstance(v, float):
         return repr(float(v))
     if isinstance(v, str):
-        assert v.isidentifier(), v  # layer kind names: validated identifiers
+        # layer kind names (validated identifiers), or a supplied model's cut points,
+        # resolved against the model's own dotted module names ("layer1.0")
+        assert _DOTTED.fullmatch(v), v
         return repr(v)
     if isinstance(v, tuple):
         items = [_value(x, depth) for x in v]
@@ -187,6 +193,10 @@ def _emit_init(w: _Writer, n: NodeInfo) -> None:
         w(f"self.{n.id} = L.router({int(head.in_features)}, hidden={_tuple(head.hidden)}, "
           f"ways={int(head.out_features)}{extra})")
     else:
+        if head.logits:
+            w(f"# {n.id}: the column's own logits, read as they are")
+            w(f"self.{n.id} = L.logits({int(head.out_features)})")
+            return
         w(f"# {n.id}: classifier, {n.macs:,} MACs")
         pooled = f", pooled={int(head.pooled)}" if head.pooled else ""
         w(f"self.{n.id} = L.classifier({int(head.in_features)}, hidden={_tuple(head.hidden)}, "

@@ -12,10 +12,12 @@ from typing import Any, Literal
 
 from routec import spec as S
 
-Kind = Literal["count", "counts", "counts0", "size", "fraction", "number", "layers"]
+Kind = Literal["count", "counts", "counts0", "size", "fraction", "number", "layers", "name",
+               "names"]
 # count, size: a whole number from 1 to LIMIT; counts: a non-empty list of them (counts0:
 # possibly empty); fraction: a number p with 0 ≤ p < 1; number: any number; layers: a
-# chain of layers (`conv(16) -> bn`), bound to its calls and resolved by routec.graph.build.
+# chain of layers (`conv(16) -> bn`), bound to its calls and resolved by routec.graph.build;
+# name: a quoted name ("blocks.5"); names: a list of them (possibly empty).
 
 LIMIT = 1 << 16  # per-dimension limit: channels, hidden units, kernel sizes
 
@@ -64,6 +66,20 @@ def _check(value: S.Value, param: Param, call: str) -> Any:
             raise BindError(f"{what} must be a chain of layers", value, kind="bad-argument",
                             hint=f"e.g. {call}(conv(16) -> bn -> relu -> conv(16) -> bn)")
         return value.calls
+    if param.kind == "name":
+        if not isinstance(value, S.String):
+            raise BindError(f"{what} must be a quoted name", value, kind="bad-argument",
+                            hint=f'e.g. {param.name} = "layer2"')
+        return value.value
+    if param.kind == "names":
+        items = value.items if isinstance(value, S.ListValue) else None
+        if items is None or not all(isinstance(v, S.String) for v in items):
+            raise BindError(f"{what} must be a list of quoted names", value,
+                            kind="bad-argument", hint=f'e.g. {param.name} = ["blocks.0"]')
+        return tuple(v.value for v in items)  # type: ignore[union-attr]
+    if isinstance(value, S.String):
+        raise BindError(f"{what} takes numbers, not a quoted name", value,
+                        kind="bad-argument", hint="quoted names are cut points of models")
     if param.kind in ("fraction", "number"):
         if not isinstance(value, S.Number):
             raise BindError(f"{what} must be a number", value, kind="bad-number",

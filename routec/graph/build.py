@@ -19,7 +19,7 @@ from routec import spec as S
 from routec.errors import RunError, SourcePos, SpecError
 from routec.graph import catalogue as C
 from routec.graph import registry as R
-from routec.graph.arguments import BindError, bind
+from routec.graph.arguments import BindError, Param, bind
 from routec.graph.expand import ColumnUse, JunctionUse, LeafUse, Segment, expand
 
 
@@ -37,9 +37,12 @@ class HeadConfig:
     # every-layer k_cpt conditioning: log1p(k_cpt / k_cpt_unit) beside every linear
     # layer's input (runtime/layers.py Head); None: the paper's single first-layer input
     k_cpt_unit: float | None = None
+    logits: bool = False  # an exit that reads its column's output as the logits
 
     def cost(self) -> tuple[int, int]:
         """(MACs, params), counting the k_cpt column every layer reads when it does."""
+        if self.logits:
+            return 0, 0
         macs, params = C.mlp_cost(self.in_features, self.hidden, self.out_features)
         if self.k_cpt_unit is not None:
             extra = sum((*self.hidden, self.out_features)[1:])  # a weight per later unit
@@ -173,12 +176,38 @@ class _Builder:
         except BindError as err:
             raise self.fail(err.message, err.at, err.hint, kind=err.kind) from None
 
+    def models(self) -> None:
+        """Each ``model NAME`` must be supplied to this process; pieces are then layers."""
+        if not self.spec.models:
+            return
+        from routec.backbone.cut import CutError
+        from routec.backbone.supplied import supplied, supply
+
+        for name, call in self.spec.models.items():
+            args = self.bind(call, (Param("leaves", "names", ()),))
+            entry = supplied(name)
+            if entry is None:
+                raise self.fail(f"model '{name}' is not supplied", call, kind="unknown-name",
+                                hint=f"pass --model {name}=MODULE:CALLABLE, or call "
+                                     f"routec.supply_model({name!r}, model) first")
+            if tuple(args["leaves"]) != entry.leaves:  # the spec says what to keep whole
+                try:
+                    entry = supply(name, entry.model, leaves=tuple(args["leaves"]),
+                                   origin=entry.origin)
+                except CutError as err:
+                    raise self.fail(err.message, call, err.hint, kind="bad-argument") from None
+            entry.input_shape = tuple(self.spec.input_shape)
+
     def layer(self, call: S.Call, env: dict[str, S.Value]) -> C.LayerConfig:
         """Bind one layer call (and the layers of chain arguments, recursively)."""
         kind = C.LAYERS.get(call.name)
+        if kind is not None and not kind.builtin and kind.module is None \
+                and call.name not in self.spec.models:  # a model supplied for another spec
+            kind = None
         if kind is None:
             raise self.fail(f"unknown layer '{call.name}'", call, kind="unknown-name",
-                            hint="layers: " + ", ".join(C.LAYERS))
+                            hint="layers: " + ", ".join(
+                                k for k, v in C.LAYERS.items() if v.builtin or v.module))
         args = self.bind(call, kind.params, env)
         for param in kind.params:
             if param.kind == "layers":
@@ -191,6 +220,7 @@ class _Builder:
         self.seen[t.name] += 1
         inp = self.nodes[parent].out_shape
         layers = [self.layer(call, use.env) for call in t.layers]
+        self.check_pieces(layers, self.ends_at(parent), t)
         try:
             shapes, macs, params = R.chain_shape(layers, inp)
         except C.ShapeError as err:
@@ -203,6 +233,42 @@ class _Builder:
                                  inp, shapes[-1], macs, params,
                                  parent=parent, way=way, layers=tuple(layers),
                                  layer_shapes=tuple(shapes)))
+
+    def ends_at(self, node: int) -> tuple[str, str | None] | None:
+        """Where the tensor leaving ``node`` is in a supplied model: (model, cut), with
+        cut None at the network's input; None after any other layer."""
+        while self.nodes[node].kind == "junction":
+            node = self.nodes[node].parent
+        n = self.nodes[node]
+        if n.kind == "stem":
+            return ("", None) if n.template == "identity" else None
+        last = n.layers[-1] if n.layers else None
+        if last is not None and last.kind in self.spec.models:
+            return (last.kind, last.args.get("to"))
+        return None
+
+    def check_pieces(self, layers: list[C.LayerConfig], before: tuple[str, str | None] | None,
+                     t: S.ColumnTemplate) -> None:
+        """Pieces of a supplied model follow each other in the model's own order: a
+        piece's ``from`` is the cut the tensor it reads was taken at."""
+        for layer in layers:
+            if layer.kind in self.spec.models:
+                start = layer.args.get("from")
+                expected = (layer.kind, start) if start is not None else ("", None)
+                if before != expected and not (start is None and before == ("", None)):
+                    here = ('the network\'s input' if before == ("", None) else
+                            f'the output of {before[0]}(to = "{before[1]}")' if before
+                            else "the output of a layer of its own")
+                    at = S.Node(line=layer.at[0], column=layer.at[1]) if layer.at else t
+                    want = f'"{start}"' if start is not None else "the input"
+                    raise self.fail(
+                        f"{layer.kind}(from = {want if start else 'none'}) must read the model's "
+                        f"tensor at {want}, but here it reads {here}", at, kind="shape",
+                        hint="pieces of a model follow one another: to = X, then from = X")
+                stop = layer.args.get("to")
+                before = (layer.kind, stop) if stop is not None else None
+            else:
+                before = None
 
     def head(self, kind: str, name: str, at: S.Node, inp: C.Pyramid, ways: int) -> HeadConfig:
         table = self.spec.routers if kind == "router" else self.spec.exits
@@ -223,6 +289,16 @@ class _Builder:
                 hint=f"router '{name}' is declared at line {call.line if call else 0}",
             )
         extra = 1 if (kind == "router" and self.dynamic) else 0
+        if kind == "exit" and hkind == "logits":
+            c, h, w = inp[-1]
+            if (h, w) != (1, 1) or c != self.classes:
+                raise self.fail(
+                    f"shape mismatch: exit '{name}' = logits reads its column's output as "
+                    f"the logits of {self.classes} classes, but the column gives "
+                    f"{c}x{h}x{w}", call or at, kind="shape",
+                    hint="end the path with the model's own head (its last piece), built "
+                         f"for {self.classes} classes")
+            return HeadConfig(kind, name, c, (), self.classes, logits=True)
         try:
             features = C.head_features(inp, args.get("pooled"))
         except C.ShapeError as err:
@@ -307,6 +383,7 @@ def build_graph(spec: S.NetworkSpec, classes: int | None = None,
     counts: Counter[str] = Counter()
     _count_uses(expansion.root, counts)
     b = _Builder(spec, n_classes, dynamic_kcpt, counts, kcpt_unit)
+    b.models()
     root = b.stem()
     b.segment(expansion.root, root, -1)
     g = RoutingGraph(spec.name, spec.file, spec.source, spec.input_shape, n_classes,

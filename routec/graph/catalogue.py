@@ -60,6 +60,8 @@ ROUTER_SIGNATURES: dict[str, tuple[Param, ...]] = {
 EXIT_SIGNATURES: dict[str, tuple[Param, ...]] = {
     "linear": (_POOLED,),
     "mlp": (Param("hidden", "counts0", ()), _POOLED),
+    # the column's output is already the logits (a supplied model's own head): 0 MACs
+    "logits": (),
 }
 PAPER_ROUTER = ("mlp", {"hidden": (16, 16), "ways": None, "pooled": None})
 PAPER_EXIT = ("linear", {"pooled": None})

@@ -23,7 +23,7 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(
         "train", "eval", "training", "cuda", "cpu", "to", "float", "double", "half",
         "parameters", "buffers", "children", "modules", "state_dict", "apply", "zero_grad",
         "register_buffer", "register_module", "add_module", "type", "extra_repr",
-        "stem", "exit", "default", "either", "network", "column", "router", "def",
+        "stem", "exit", "default", "either", "network", "column", "router", "def", "model",
         # the rest of nn.Module's members (torch 2.x) and routec's RoutedNetwork's
         "T_destination", "bfloat16", "call_super_init", "compile", "dump_patches",
         "get_buffer", "get_extra_state", "get_parameter", "get_submodule", "ipu",
@@ -100,6 +100,10 @@ class _Builder(Transformer):
                               tok.column, kind="bad-number",
                               hint="channel counts, sizes and class counts are small integers")
         return S.Number(line=tok.line, column=tok.column, value=value)
+
+    def string(self, children: list[Token]) -> S.String:
+        (tok,) = children
+        return S.String(line=tok.line, column=tok.column, value=str(tok)[1:-1])
 
     def name(self, children: list[Token]) -> S.Name:
         (tok,) = children
@@ -180,6 +184,12 @@ class _Builder(Transformer):
     def stem(self, children: list[Any]) -> tuple[str, Any]:
         (call,) = children
         return ("stem", call)
+
+    def model(self, children: list[Any]) -> tuple[str, Any]:
+        name, args = children
+        self._check_name(name, "model")
+        return ("model", S.Call(line=name.line, column=name.column, name=str(name),
+                                args=args or ()))
 
     def router(self, children: list[Any]) -> tuple[str, Any]:
         name, call = children
@@ -266,8 +276,15 @@ class _Builder(Transformer):
         exits: dict[str, S.Call] = {}
         columns: dict[str, S.ColumnTemplate] = {}
         macros: dict[str, S.Macro] = {}
+        models: dict[str, S.Call] = {}
         for kind, payload in statements:
-            if kind == "stem":
+            if kind == "model":
+                if payload.name in models:
+                    raise self._error(f"model '{payload.name}' is declared twice", payload.line,
+                                      payload.column, kind="duplicate",
+                                      hint=f"the first one is at line {models[payload.name].line}")
+                models[payload.name] = payload
+            elif kind == "stem":
                 if stem is not None:
                     raise self._error("the stem is given twice", payload.line, payload.column,
                                       kind="duplicate",
@@ -306,6 +323,7 @@ class _Builder(Transformer):
             name=str(name), line=name.line, column=name.column, file=self.file,
             source=self.source, input_shape=input_shape, classes=classes, stem=stem,
             routers=routers, exits=exits, columns=columns, macros=macros, route=route,
+            models=models,
         )
 
     def _options(self, net: Token, options: list[tuple[Token, Any]]

@@ -187,6 +187,29 @@ def registered(kind: str, in_shape: tuple[int, int, int], **args: object) -> OnC
     return OnCoarsest(entry.module(dict(args), tuple(in_shape)))
 
 
+def model_piece(name: str, start: str | None, stop: str | None, in_shape: tuple[int, ...],
+                out_shape: tuple[int, ...]) -> OnCoarsest:
+    """A piece of a model supplied at run time (routec.backbone.supplied), weights copied."""
+    from routec.backbone.supplied import build_piece
+
+    return OnCoarsest(build_piece(name, start, stop, tuple(in_shape), tuple(out_shape)))
+
+
+class Logits(nn.Module):
+    """An exit that reads its column's output as the logits (a model's own head)."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classes = classes
+
+    def forward(self, p: Pyramid, k_cpt: Tensor | None = None) -> Tensor:
+        return p[-1].flatten(1)
+
+
+def logits(classes: int) -> Logits:
+    return Logits(classes)
+
+
 class _FlatLinear(nn.Module):
     def __init__(self, in_features: int, features: int) -> None:
         super().__init__()

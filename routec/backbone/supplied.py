@@ -1,0 +1,231 @@
+"""Models supplied to this process, and the layer kind each one becomes in a spec.
+
+``supply("backbone", model)`` traces the model once and defines the layer kind
+``backbone(from = "cut", to = "cut")``: the piece of the model between two cut
+points (from the input when ``from`` is absent, through the model's own output
+when ``to`` is absent). Its shape, parameters and MACs come from the trace (meta
+tensors under torch's FLOP counter); its module is that piece, a copy of the
+model's own submodules with their weights, so two networks built from one
+supplied model never share parameters.
+
+Shapes inside routec are C×H×W maps. A piece that outputs a token sequence T×D
+(a ViT's blocks) is carried between nodes as a D×T×1 map, a view with no copy:
+routers and exits then read it like any map (``pooled = 1`` averages the tokens),
+and the next piece gets its T×D sequence back. A vector of K (the model's
+logits) is a K×1×1 map.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, fx, nn
+
+from routec.backbone.cut import CutError, CutPoint, resolve_cut, split, trace
+from routec.graph.arguments import Param
+from routec.graph.registry import LAYERS, LayerKind, Level, Make, Pyramid, ShapeError
+
+
+@dataclass
+class Supplied:
+    """One supplied model: the module, its trace, and how to rebuild it (``origin``)."""
+
+    name: str
+    model: nn.Module
+    leaves: tuple[str, ...]
+    traced: fx.GraphModule
+    origin: dict[str, Any] = field(default_factory=dict)
+    # the input of the network that routes it (set by routec.graph.build from the spec)
+    input_shape: tuple[int, ...] | None = None
+    _shapes: dict[tuple[int, ...], dict[str, tuple[int, ...]]] = field(default_factory=dict)
+    _stats: dict[tuple[Any, ...], tuple[tuple[int, ...], tuple[int, ...], int, int]] = field(
+        default_factory=dict)
+
+    def cut(self, name: str | None) -> CutPoint | None:
+        return None if name is None else resolve_cut(self.traced, name, model=self.name)
+
+    def node_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """Every traced node's output shape (no batch axis) for one input, on meta tensors."""
+        if input_shape not in self._shapes:
+            from torch.fx.passes.shape_prop import ShapeProp
+
+            def propagate(device: str) -> fx.GraphModule:
+                gm = copy.deepcopy(self.traced).to(device).eval()
+                with torch.no_grad():
+                    ShapeProp(gm).propagate(_example(input_shape, device))
+                return gm
+
+            try:
+                gm = _on_meta_else_cpu(propagate)
+            except Exception as err:  # noqa: BLE001 - the user's model on the wrong input
+                raise ShapeError(f"model '{self.name}' does not run on a "
+                                 f"{'x'.join(map(str, input_shape))} input "
+                                 f"({type(err).__name__}: {_first_line(err)})") from None
+            self._shapes[input_shape] = {
+                n.name: tuple(n.meta["tensor_meta"].shape[1:]) for n in gm.graph.nodes
+                if isinstance(n.meta.get("tensor_meta"), torch.fx.passes.shape_prop.TensorMetadata)}
+        return self._shapes[input_shape]
+
+    def piece(self, start: str | None, stop: str | None) -> fx.GraphModule:
+        """The piece between two cuts, as a GraphModule sharing the model's parameters."""
+        cuts = [c for c in (self.cut(start), self.cut(stop)) if c is not None]
+        pieces = split(self.traced, cuts)
+        return pieces[1] if start is not None else pieces[0]
+
+    def piece_stats(self, start: str | None, stop: str | None, input_shape: tuple[int, ...]
+                    ) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+        """(real input shape, real output shape, MACs, parameters) of a piece, cached."""
+        key = (start, stop, input_shape)
+        if key not in self._stats:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            shapes = self.node_shapes(input_shape)
+            real_in = input_shape if start is None else shapes[self.cut(start).node]
+            def count(device: str) -> tuple[Any, int, int]:
+                piece = copy.deepcopy(self.piece(start, stop)).to(device).eval()
+                with FlopCounterMode(display=False) as counter, torch.no_grad():
+                    y = piece(_example(real_in, device))
+                return y, counter.get_total_flops(), sum(p.numel() for p in piece.parameters())
+
+            out, flops, params = _on_meta_else_cpu(count)
+            if not isinstance(out, Tensor):
+                raise ShapeError(f"model '{self.name}' piece ends in a "
+                                 f"{type(out).__name__}, not one tensor; cut it earlier")
+            self._stats[key] = (real_in, tuple(out.shape[1:]), int(flops // 2), int(params))
+        return self._stats[key]
+
+
+def _example(shape: tuple[int, ...], device: str) -> Tensor:
+    return torch.zeros((1, *shape), device=device)
+
+
+def _on_meta_else_cpu(run: Any) -> Any:
+    """``run("meta")`` (shapes and counts without memory or arithmetic); a model that
+    reads a tensor's value (a kept-whole leaf with a Python branch) cannot run on meta
+    tensors, and then runs once on one CPU example instead: the same counts."""
+    try:
+        return run("meta")
+    except (RuntimeError, NotImplementedError) as err:
+        if "meta" not in str(err).lower():
+            raise
+        return run("cpu")
+
+
+_SUPPLIED: dict[str, Supplied] = {}
+
+
+def supply(name: str, model: nn.Module, *, leaves: tuple[str, ...] = (),
+           origin: dict[str, Any] | None = None) -> Supplied:
+    """Make ``model`` the one a spec's ``model NAME`` means, in this process."""
+    if name in LAYERS and LAYERS[name].builtin:
+        raise CutError(f"a model cannot be named '{name}': that is a built-in layer")
+    model = model.eval()  # traced in eval mode; pieces follow the network's train/eval
+    entry = Supplied(name, model, tuple(leaves), trace(model, tuple(leaves), name=name),
+                     dict(origin or {}))
+    _SUPPLIED[name] = entry
+    LAYERS[name] = LayerKind(
+        name, (Param("from", "name"), Param("to", "name")), _shape_rule(name),
+        _make_rule(name), f"a piece of the supplied model '{name}'", builtin=False)
+    return entry
+
+
+def supplied(name: str) -> Supplied | None:
+    return _SUPPLIED.get(name)
+
+
+def withdraw(name: str) -> None:
+    """Forget a supplied model (tests; a process that routes several models in turn)."""
+    if _SUPPLIED.pop(name, None) is not None and not LAYERS[name].builtin:
+        del LAYERS[name]
+
+
+def withdraw_all() -> None:
+    for name in list(_SUPPLIED):
+        withdraw(name)
+
+
+def to_level(shape: tuple[int, ...]) -> Level:
+    """A piece's real output shape as the C×H×W map routec carries (see module doc)."""
+    if len(shape) == 3:
+        return (shape[0], shape[1], shape[2])
+    if len(shape) == 2:  # T×D tokens -> D×T×1
+        return (shape[1], shape[0], 1)
+    if len(shape) == 1:
+        return (shape[0], 1, 1)
+    raise ShapeError(f"a piece must output C×H×W, T×D or a vector, not "
+                     f"{'x'.join(map(str, shape)) or 'a scalar'}")
+
+
+def _shape_rule(name: str):
+    def shape(a: dict[str, Any], inp: Pyramid) -> tuple[Pyramid, int, int]:
+        entry = _SUPPLIED[name]
+        network_input = entry.input_shape
+        if network_input is None:
+            raise ShapeError(f"model '{name}' was supplied without the network's input shape")
+        start, stop = a.get("from"), a.get("to")
+        try:
+            real_in, real_out, macs, params = entry.piece_stats(start, stop,
+                                                                tuple(network_input))
+        except CutError as err:
+            raise ShapeError(err.message, err.hint) from None
+        if to_level(real_in) != inp[-1] or len(inp) != 1:
+            where = f'after "{start}"' if start else "at the input"
+            raise ShapeError(f"{name}(from = {_q(start)}) expects the model's tensor {where}, "
+                             f"{'x'.join(map(str, real_in))}, but is given "
+                             f"{'x'.join(map(str, inp[-1]))}",
+                             hint=f"follow a column that ends with {name}(to = {_q(start)})"
+                             if start else "start the route with this piece")
+        return (to_level(real_out),), macs, params
+    return shape
+
+
+def _make_rule(name: str):
+    def make(a: dict[str, Any], inp: Pyramid) -> Make:
+        entry = _SUPPLIED[name]
+        real_in, real_out, _, _ = entry.piece_stats(a.get("from"), a.get("to"),
+                                                    tuple(entry.input_shape or ()))
+        return Make("model_piece", (name, a.get("from"), a.get("to"), real_in, real_out))
+    return make
+
+
+def _q(v: str | None) -> str:
+    return "none" if v is None else f'"{v}"'
+
+
+class ModelPiece(nn.Module):
+    """A piece of a supplied model between two cuts, reading and giving C×H×W maps."""
+
+    def __init__(self, piece: fx.GraphModule, in_shape: tuple[int, ...],
+                 out_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.piece = piece
+        self.tokens_in = len(in_shape) == 2
+        self.out_rank = len(out_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.tokens_in:  # N×D×T×1 -> N×T×D, the sequence the piece was cut from
+            x = x.squeeze(-1).transpose(1, 2)
+        y = self.piece(x)
+        if self.out_rank == 2:  # N×T×D -> N×D×T×1
+            return y.transpose(1, 2).unsqueeze(-1)
+        if self.out_rank == 1:
+            return y[:, :, None, None]
+        return y
+
+
+def build_piece(name: str, start: str | None, stop: str | None,
+                in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> ModelPiece:
+    """The runtime module of ``name(from = start, to = stop)``: an own copy of the piece."""
+    entry = _SUPPLIED.get(name)
+    if entry is None:
+        raise RuntimeError(f"model '{name}' is not supplied in this process; pass --model "
+                           f"{name}=MODULE:CALLABLE, or call routec.supply_model first")
+    return ModelPiece(copy.deepcopy(entry.piece(start, stop)), tuple(in_shape),
+                      tuple(out_shape))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:160] if text else type(err).__name__
