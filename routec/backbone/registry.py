@@ -43,6 +43,20 @@ def register_model(name: str, factory: Factory) -> Factory:
     return factory
 
 
+# name -> (MODULE:CALLABLE or None for a registered factory, kwargs): where a saved run's
+# models come from, noted when its settings are read, built only if a graph needs them
+_SOURCES: dict[str, tuple[str | None, dict[str, Any]]] = {}
+
+
+def note_source(name: str, target: str | None, kwargs: dict[str, Any] | None = None) -> None:
+    """Remember how to build model ``name``; nothing is imported or run until it is needed."""
+    _SOURCES[name] = (target, dict(kwargs or {}))
+
+
+def noted_source(name: str) -> tuple[str | None, dict[str, Any]] | None:
+    return _SOURCES.get(name)
+
+
 def registered_models() -> list[str]:
     return sorted(_REGISTRY)
 

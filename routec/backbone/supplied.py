@@ -132,7 +132,35 @@ def supply(name: str, model: nn.Module, *, leaves: tuple[str, ...] = (),
 
 
 def supplied(name: str) -> Supplied | None:
-    return _SUPPLIED.get(name)
+    """The model ``name`` supplied to this process; one whose source was noted (a saved
+    run's settings, --model) or registered (routec.register_model) is built now."""
+    if name in _SUPPLIED:
+        return _SUPPLIED[name]
+    from routec.backbone.registry import _REGISTRY, build_model, noted_source
+
+    source = noted_source(name)
+    if source is None and name not in _REGISTRY:
+        return None
+    target, kwargs = source if source is not None else (None, {})
+    return supply(name, build_model(name, target, kwargs),
+                  origin={"target": target, "kwargs": kwargs})
+
+
+def supply_sources(sources: dict[str, Any], *, weights: bool) -> None:
+    """Build and supply every model of a run's settings (``RunConfig.models``), with the
+    weights each started from when ``weights`` (a new run; a resumed or evaluated one
+    takes its weights from the checkpoint)."""
+    from routec.backbone.registry import build_model, load_weights, note_source
+
+    for name, src in sources.items():
+        get = src.get if isinstance(src, dict) else (lambda k, s=src: getattr(s, k, None))
+        target, kwargs, path = get("target"), dict(get("kwargs") or {}), get("weights")
+        note_source(name, target, kwargs)
+        model = build_model(name, target, kwargs)
+        if weights and path:
+            load_weights(model, path, name=name)
+        supply(name, model, origin={"target": target, "kwargs": kwargs,
+                                    "weights": path if weights else None})
 
 
 def withdraw(name: str) -> None:
@@ -142,8 +170,12 @@ def withdraw(name: str) -> None:
 
 
 def withdraw_all() -> None:
+    """Forget every supplied model and every noted source (a clean process, for tests)."""
+    from routec.backbone.registry import _SOURCES
+
     for name in list(_SUPPLIED):
         withdraw(name)
+    _SOURCES.clear()
 
 
 def to_level(shape: tuple[int, ...]) -> Level:
@@ -203,6 +235,20 @@ class ModelPiece(nn.Module):
         self.piece = piece
         self.tokens_in = len(in_shape) == 2
         self.out_rank = len(out_shape)
+        self.frozen = False
+
+    def freeze(self) -> None:
+        """Keep this piece as trained: no gradients, and eval mode (batch-norm statistics
+        kept) even while the network around it trains."""
+        self.frozen = True
+        self.piece.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ModelPiece:
+        super().train(mode)
+        if self.frozen:
+            self.piece.eval()
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         if self.tokens_in:  # N×D×T×1 -> N×T×D, the sequence the piece was cut from

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.cli import number
 
 
@@ -29,6 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "1e-9, the smallest positive k_cpt of the default grid)")
     p.add_argument("--static", type=int, metavar="N",
                    help="compile the static baseline: the first N columns and one exit")
+    add_model_flags(p, weights=False)
     p.set_defaults(func=run)
 
 
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from routec.graph import build_graph, static_prefix
     from routec.parse import load_spec
 
+    supply_from_flags(args)
     spec = load_spec(args.spec)
     if args.static is not None:
         spec = static_prefix(spec, args.static)

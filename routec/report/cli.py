@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.cli import number
 from routec.errors import RoutecError, RunError
 from routec.report.draw import COLOUR_BY, FORMATS
@@ -41,6 +42,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="PNG resolution (default 96, at most 2400)")
     d.add_argument("--data-root")
     d.add_argument("--cache-dir")
+    add_model_flags(d, weights=False)
     d.set_defaults(func=run_draw)
 
     r = sub.add_parser(
@@ -129,6 +131,7 @@ def _spec_diagram(args: argparse.Namespace) -> tuple[Any, str]:
     from routec.parse import load_spec
     from routec.report.draw import diagram
 
+    supply_from_flags(args)
     spec = load_spec(args.target)
     if args.static is not None:
         spec = static_prefix(spec, args.static)

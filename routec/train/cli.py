@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.backbone.flags import add_model_flags, model_sources
 from routec.errors import RunError
 from routec.train.config import (RunConfig, load_config_file, make_config,
                                  saved_settings_upgraded)
@@ -91,7 +92,17 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                                             "seconds (default 60; 0: never)"}),
     "--val-examples": ("val_examples", {"type": int}),
     "--device": ("device", {}),
+    "--freeze": ("freeze", {"metavar": "none|all|COLUMN",
+                            "help": "supplied models: keep their pieces as trained, with "
+                                    "batch-norm statistics kept and no gradients: none "
+                                    "(default), all, or the pieces up to and including "
+                                    "column COLUMN"}),
+    "--distill": ("distill", {"type": float, "help": "weight of a KL loss pulling every exit "
+                              "towards the supplied model's own head (default 0)"}),
 }
+
+
+
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -114,6 +125,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, (_, kw) in FLAGS.items():
         p.add_argument(flag, default=None, **kw)
+    add_model_flags(p)
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("eval", help="evaluate a trained run with routed inference",
@@ -170,6 +182,9 @@ def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = No
     for field in ("talr", "augment"):
         if getattr(args, field) is not None:
             values[field] = getattr(args, field)
+    sources = model_sources(args)
+    if sources:
+        values["models"] = {**values.get("models", {}), **sources}
     if "k_cpt" in values and values["k_cpt"] != "dynamic":
         try:
             values["k_cpt"] = float(values["k_cpt"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -39,6 +39,20 @@ PRESETS: dict[str, dict[str, float | int | bool]] = {
     "default": {"normalize": True, "warmup": 0, "clip_grad_norm": 1.0},
     "paper": {"normalize": False, "warmup": 0, "clip_grad_norm": 0.0},
 }
+
+
+class ModelSource(BaseModel):
+    """How to rebuild a supplied model (``model NAME`` in the spec) in any later command:
+    its factory, keyword arguments, and the weights it started from (path and SHA-256,
+    for the record; the run's checkpoints carry the weights themselves)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str | None = Field(None, description="MODULE:CALLABLE; None: a factory "
+                               "registered with routec.register_model")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    weights: str | None = None
+    weights_sha256: str | None = None
 
 
 class RunConfig(BaseModel):
@@ -112,6 +126,12 @@ class RunConfig(BaseModel):
                                       "many seconds of training since the last one; 0: never")
     val_examples: int | None = Field(None, ge=1, description="cap on validation examples")
     device: str = "cpu"
+    # a model the user already has (docs/backbones.md): its source, and what trains
+    models: dict[str, ModelSource] = Field(default_factory=dict)
+    freeze: str = Field("none", description="supplied models' pieces kept as they are: "
+                        "none, all, or a column name (that column and those before it)")
+    distill: float = Field(0.0, ge=0, description="weight of a loss pulling every exit "
+                           "towards the supplied model's own head (KL divergence)")
 
     @field_validator("data")
     @classmethod
@@ -231,8 +251,17 @@ def saved_settings_upgraded(values: dict) -> dict:
 
 
 def saved_config(values: dict) -> RunConfig:
-    """The RunConfig of saved settings (see :func:`saved_settings_upgraded`)."""
-    return RunConfig(**saved_settings_upgraded(values))
+    """The RunConfig of saved settings (see :func:`saved_settings_upgraded`).
+
+    The models a run routes (``models``) are noted as sources, so a later graph of its
+    spec can build them; nothing is imported until one is needed."""
+    cfg = RunConfig(**saved_settings_upgraded(values))
+    if cfg.models:
+        from routec.backbone.registry import note_source
+
+        for name, src in cfg.models.items():
+            note_source(name, src.target, src.kwargs)
+    return cfg
 
 
 def make_config(values: dict) -> RunConfig:
@@ -248,6 +277,8 @@ def make_config(values: dict) -> RunConfig:
 # Settings a resumed run may change: the budget, and where the data lives (a run may
 # move to another machine). Anything else would make the result a mix of two runs.
 RESUME_MAY_CHANGE = frozenset({"iterations", "data_root", "cache_dir"})
+# (the weights a supplied model started from are in the checkpoint, so a resume needs
+# neither the file nor its path: only the factory, which is compared)
 
 
 def changed_settings(saved: RunConfig, given: RunConfig) -> list[tuple[str, object, object]]:

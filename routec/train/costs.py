@@ -31,6 +31,7 @@ class StepResult:
     reach: Tensor
     leaf: Tensor
     logits: Tensor
+    leaf_logits: Tensor | None = None  # leaves×N×C of the dense pass, where there is one
 
 
 def leaf_errors(out: DenseOutput, y: Tensor) -> Tensor:

@@ -31,6 +31,7 @@ from routec.train.config import RunConfig, changed_settings, flag_name, saved_co
 from routec.train.device import resolve_device
 from routec.train.costs import StepResult, node_params
 from routec.train.critic import critic_loss
+from routec.train.backbone import distill_loss, freeze, own_head_leaves
 from routec.train.evaluate import evaluate
 from routec.train.interrupt import Interrupted, StopOnSignal
 from routec.train.lock import RunLock, remove_stale_temporaries
@@ -89,9 +90,21 @@ class RunResult:
 
 def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x: Tensor,
                   y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator,
-                  node_cost: Tensor | None = None) -> StepResult:
+                  node_cost: Tensor | None = None, distill_head: int | None = None
+                  ) -> StepResult:
     """One loss evaluation; ``model`` may be the DDP wrapper of ``net``; ``node_cost``
-    prices the nodes (--cost latency: ms per example; None: MACs)."""
+    prices the nodes (--cost latency: ms per example; None: MACs); with
+    ``distill_head`` (a leaf index) the exits are also pulled towards that leaf's
+    logits, weighted by --distill."""
+    res = _strategy_step(cfg, net, model, x, y, k, tau, gen, node_cost)
+    if distill_head is not None and res.leaf_logits is not None:
+        res.loss = res.loss + cfg.distill * distill_loss(res.leaf_logits, distill_head)
+    return res
+
+
+def _strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x: Tensor,
+                   y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator,
+                   node_cost: Tensor | None = None) -> StepResult:
     k_in = k * (cfg.router_k_cpt(1.0)) if cfg.dynamic else None
     if cfg.strategy == "critic" and cfg.critic_mode == "sampled":
         return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
@@ -100,16 +113,19 @@ def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x:
                                    k_cpt_input=k_in, node_cost=node_cost)
     out = model(x, k_cpt=k_in)
     if cfg.strategy == "actor":
-        return actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
-                          epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat,
+        res = actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
+                         epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat,
+                         node_cost=node_cost)
+    elif cfg.strategy == "critic":
+        res = critic_loss(net, out, y, k, tau, utility=cfg.utility, error=cfg.critic_error,
+                          k_ure=cfg.k_ure, k_l2=cfg.k_l2, epsilon=cfg.epsilon,
                           node_cost=node_cost)
-    if cfg.strategy == "critic":
-        return critic_loss(net, out, y, k, tau, utility=cfg.utility, error=cfg.critic_error,
-                           k_ure=cfg.k_ure, k_l2=cfg.k_l2, epsilon=cfg.epsilon,
-                           node_cost=node_cost)
-    if cfg.strategy == "static":
-        return static_loss(net, out, y, k_l2=cfg.k_l2)
-    return multi_exit_loss(net, out, y, k_l2=cfg.k_l2)
+    elif cfg.strategy == "static":
+        res = static_loss(net, out, y, k_l2=cfg.k_l2)
+    else:
+        res = multi_exit_loss(net, out, y, k_l2=cfg.k_l2)
+    res.leaf_logits = out.leaf_logits
+    return res
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -207,6 +223,10 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
         text = state["spec_text"]
     else:
         label, text = spec_text(cfg.spec)
+    if cfg.models:  # a new run starts from the weights given; a resumed one from its own
+        from routec.backbone.supplied import supply_sources
+
+        supply_sources(cfg.models, weights=state is None)
     # the spec's input shape is checked against the dataset before anything is decoded
     data = load_data(cfg, parse_spec(text, label).input_shape)
     classes = len(data.info.classes)
@@ -230,6 +250,18 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
         raise RunError(f"network '{g.name}' takes {net.INPUT_SHAPE} images but dataset "
                        f"'{cfg.data}' has {tuple(data.train.images.shape[1:])}")
     node_cost, table = run_cost_table(cfg, net, out_dir if state is not None else None)
+    frozen = freeze(net, cfg.freeze)
+    if frozen and dist.rank == 0:
+        print(f"frozen: {', '.join(frozen)} (no gradients, batch-norm statistics kept)",
+              file=sys.stderr)
+    head = None
+    if cfg.distill:
+        heads = own_head_leaves(net)
+        if len(heads) != 1 or (cfg.strategy == "critic" and cfg.critic_mode == "sampled"):
+            raise RunError("--distill needs one exit that reads a supplied model's own head "
+                           "(`exit NAME = logits`) and a strategy with a dense pass "
+                           f"(this network has {len(heads)} such exits)")
+        head = heads[0]
     to_device(net, device)
     model = D.wrap(net, dist, device)
     opt = SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
@@ -347,7 +379,8 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
             tau = halving(cfg.effective_tau, cfg.tau_halflife, it)
             for group in opt.param_groups:
                 group["lr"] = lr
-            res = strategy_step(cfg, net, model, x, y, k, tau, sgen, node_cost_dev)
+            res = strategy_step(cfg, net, model, x, y, k, tau, sgen, node_cost_dev,
+                                distill_head=head)
             if not math.isfinite(float(res.loss.detach())):
                 good = _last_good(ckpt_path)
                 raise TrainingDiverged(

@@ -1,0 +1,69 @@
+"""Training a network that routes a supplied model: what is frozen, and distillation.
+
+``--freeze`` keeps pieces of the model as they were trained (no gradients, batch-norm
+statistics kept, eval mode throughout); ``--distill W`` adds W × the mean over the
+other exits of KL(model head ‖ exit), pulling every early exit towards the answers of
+the model's own head (held fixed), as self-distillation for early exits does.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from routec.errors import RunError
+
+
+def pieces_of(module: nn.Module) -> list[nn.Module]:
+    from routec.backbone.supplied import ModelPiece
+
+    return [m for m in module.modules() if isinstance(m, ModelPiece)]
+
+
+def freeze(net: nn.Module, which: str) -> list[str]:
+    """Freeze the supplied-model pieces named by ``which`` (none, all, or a column and
+    the columns before it); returns the names of the columns frozen."""
+    if which == "none":
+        return []
+    columns = [i for i, k in enumerate(net.KINDS) if k == "column" and pieces_of(
+        getattr(net, net.NODES[i]))]
+    if not columns:
+        raise RunError(f"--freeze {which}: this network routes no supplied model (a spec's "
+                       "`model NAME`); there is nothing to freeze")
+    if which == "all":
+        chosen = columns
+    else:
+        names = [net.NODES[i] for i in columns]
+        if which not in net.NODES or net.NODES.index(which) not in columns:
+            raise RunError(f"--freeze {which}: expected none, all, or a column that runs a "
+                           f"piece of a supplied model: {', '.join(names)}")
+        at = net.NODES.index(which)
+        ancestors = {at}
+        while net.PARENT[at] >= 0:
+            at = net.PARENT[at]
+            ancestors.add(at)
+        chosen = [i for i in columns if i in ancestors]
+    for i in chosen:
+        for piece in pieces_of(getattr(net, net.NODES[i])):
+            piece.freeze()
+    return [net.NODES[i] for i in chosen]
+
+
+def own_head_leaves(net: nn.Module) -> list[int]:
+    """Leaf indices (in LEAVES order) whose exit reads a model's own head's logits."""
+    from routec.runtime.layers import Logits
+
+    return [k for k, node in enumerate(net.LEAVES)
+            if isinstance(getattr(net, net.NODES[node]), Logits)]
+
+
+def distill_loss(leaf_logits: Tensor, head: int) -> Tensor:
+    """Mean over the other exits of KL(softmax(head) ‖ softmax(exit)), per example mean;
+    the head's answers are a fixed target."""
+    target = F.log_softmax(leaf_logits[head].detach(), dim=1)
+    others = [k for k in range(leaf_logits.shape[0]) if k != head]
+    if not others:
+        return leaf_logits.new_zeros(())
+    terms = [F.kl_div(F.log_softmax(leaf_logits[k], dim=1), target, log_target=True,
+                      reduction="batchmean") for k in others]
+    return torch.stack(terms).mean()

@@ -1,0 +1,154 @@
+"""Routing a model you already have from the command line: train with its weights frozen,
+then eval, draw, export and resume without retyping it.
+
+The model is ``tv_resnet`` of tests/models.py, named as a user names theirs:
+``--model backbone=models:tv_resnet`` from the folder that holds ``models.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import tv_resnet
+from routec.backbone.supplied import withdraw_all
+from routec.cli import main
+from routec.train.checkpoint import load_checkpoint
+
+TESTS = Path(__file__).resolve().parent
+SPEC = '''network routed (input = 3x32x32, classes = 10) {
+    model  backbone
+    router default = mlp(hidden = [16], pooled = 1)
+    exit   default = linear(pooled = 1)
+    exit   own     = logits
+    column c1   = backbone(to = "layer2")
+    column c2   = backbone(from = "layer2", to = "layer4")
+    column head = backbone(from = "layer4")
+    route c1 -> either { exit | c2 -> either { exit | head -> exit(own) } }
+}
+'''
+QUICK = ["--data", "synthetic", "--batch", "16", "--val-examples", "64", "--no-progress",
+         "--eval-every", "1000", "--log-every", "2"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ROUTEC_NO_PROGRESS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def from_the_users_folder(monkeypatch):
+    monkeypatch.chdir(TESTS)  # where models.py is: MODULE:CALLABLE imports from here
+    yield
+    withdraw_all()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(3)
+    model = tv_resnet()
+    for p in model.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # trained statistics, not the defaults
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("weights") / "resnet.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory, weights) -> Path:
+    folder = tmp_path_factory.mktemp("backbone")
+    (folder / "routed.route").write_text(SPEC)
+    run = folder / "run"
+    cwd = os.getcwd()
+    os.chdir(TESTS)
+    try:
+        assert main(["train", str(folder / "routed.route"), "--model",
+                     "backbone=models:tv_resnet", "--weights", str(weights), "--freeze", "all",
+                     "--iterations", "6", "--out", str(run), *QUICK]) == 0
+    finally:
+        os.chdir(cwd)
+        withdraw_all()
+    return run
+
+
+def test_the_run_records_the_model_and_its_weights(frozen_run, weights) -> None:
+    import hashlib
+
+    cfg = json.loads((frozen_run / "config.json").read_text())
+    assert cfg["models"]["backbone"]["target"] == "models:tv_resnet"
+    assert cfg["models"]["backbone"]["weights_sha256"] == \
+        hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert cfg["freeze"] == "all"
+
+
+def test_frozen_training_changes_no_backbone_parameter_or_statistic(frozen_run, weights) -> None:
+    given = torch.load(weights, weights_only=True)
+    state = load_checkpoint(frozen_run / "checkpoint.pt")["model"]
+    pieces = {k: v for k, v in state.items() if ".piece." in k}
+    matched = 0
+    for key, value in pieces.items():
+        own = key.split(".piece.", 1)[1]
+        if own in given:
+            assert torch.equal(value, given[own]), key
+            matched += 1
+    assert matched == len(given), "every backbone tensor, buffers included, is in the run"
+    # while the routers trained: their last layer starts at zero (undecided)
+    last = max((k for k in state if k.startswith("j_c1.") and k.endswith("weight")),
+               key=lambda k: int(k.split(".")[2]))
+    assert state[last].abs().sum() > 0, last
+
+
+def test_eval_draw_export_and_resume_need_nothing_retyped(frozen_run, tmp_path) -> None:
+    """In fresh processes, from the user's folder, with only the run directory named."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "routec", *args], cwd=TESTS, env=ENV,
+                              capture_output=True, text=True, timeout=300)
+
+    done = run("eval", str(frozen_run), "--json")
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)["results"]
+    done = run("draw", str(frozen_run), "-o", str(tmp_path / "flow.svg"))
+    assert done.returncode == 0, done.stderr
+    assert "<svg" in (tmp_path / "flow.svg").read_text()
+    done = run("export", str(frozen_run), "-o", str(tmp_path / "export"))
+    assert done.returncode == 0, done.stderr
+    from routec.data.load import load_dataset
+    import numpy as np
+
+    test = load_dataset("synthetic", seed=0).test
+    np.save(tmp_path / "x.npy", test.images.numpy())
+    np.save(tmp_path / "y.npy", test.labels.numpy())
+    done = subprocess.run([sys.executable, "-m", "routec.deploy", str(tmp_path / "export"),
+                           "--images", str(tmp_path / "x.npy"), "--labels",
+                           str(tmp_path / "y.npy")], env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    deployed = json.loads(done.stdout)
+    assert deployed["accuracy"] == result["accuracy"]
+    assert deployed["mean_macs"] == pytest.approx(result["mean_macs"], rel=1e-12)
+    resumed = run("train", "--resume", "--out", str(frozen_run), "--iterations", "8")
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(frozen_run / "checkpoint.pt")["iteration"] == 8
+
+
+@pytest.mark.parametrize("flags, phrase", [
+    (["--model", "backbone=no_such_module:f"], "cannot import 'no_such_module'"),
+    (["--model", "backbone=models:tv_resnet", "--weights", "/nonexistent/w.pt"],
+     "cannot read the weights"),
+    (["--model", "backbone=models:tv_resnet", "--model-kwargs",
+      'backbone={"num_classes": 7}', "--weights", "WEIGHTS"], "shape of fc.weight"),
+    ([], "model 'backbone' is not supplied"),
+    (["--model", "backbone=models:tv_resnet", "--freeze", "c9"], "--freeze c9"),
+])
+def test_model_mistakes_are_one_line(flags, phrase, weights, tmp_path, capsys) -> None:
+    (tmp_path / "routed.route").write_text(SPEC)
+    flags = [str(weights) if f == "WEIGHTS" else f for f in flags]
+    code = main(["train", str(tmp_path / "routed.route"), *flags, "--iterations", "2",
+                 "--out", str(tmp_path / "run"), *QUICK])
+    err = capsys.readouterr().err
+    assert code == 2 and phrase in err and "Traceback" not in err, err
