@@ -152,3 +152,41 @@ def test_model_mistakes_are_one_line(flags, phrase, weights, tmp_path, capsys) -
                  "--out", str(tmp_path / "run"), *QUICK])
     err = capsys.readouterr().err
     assert code == 2 and phrase in err and "Traceback" not in err, err
+
+
+def test_cached_features_train_like_computed_ones(weights, tmp_path, monkeypatch,
+                                                  capsys) -> None:
+    """Frozen pieces with no augmentation are run once per training image, not per step;
+    the network trained on the cached outputs matches the one that recomputes them."""
+    from routec.backbone.supplied import ModelPiece
+
+    (tmp_path / "routed.route").write_text(SPEC)
+    args = ["train", str(tmp_path / "routed.route"), "--model", "backbone=models:tv_resnet",
+            "--weights", str(weights), "--freeze", "all", "--no-augment",
+            "--iterations", "260", *QUICK]  # 260 × 16 images: more than the split's 4,000
+    calls = []
+    original = ModelPiece.forward
+
+    def counting(self, x):
+        if self.rows is None:
+            calls.append(len(x))  # rows computed by the piece itself
+        return original(self, x)
+
+    monkeypatch.setattr(ModelPiece, "forward", counting)
+    assert main([*args, "--out", str(tmp_path / "cached")]) == 0
+    assert "cached the frozen pieces' outputs" in capsys.readouterr().err
+    assert 16 not in calls, "with the cache, no training step runs a frozen piece"
+    calls.clear()
+    import routec.train.loop as loop  # as if the outputs outgrew the memory: no cache
+    monkeypatch.setattr(loop, "cache_bytes_estimate", lambda net, n: 1 << 62)
+    withdraw_all()
+    assert main([*args, "--out", str(tmp_path / "computed")]) == 0
+    assert "caching their outputs would take" in capsys.readouterr().err
+    assert calls.count(16) == 3 * 260, "without it, three pieces at each of 260 steps"
+    # the same computation: the first logged losses agree to float precision (later ones
+    # drift apart as any two float orders of summation do over hundreds of SGD steps)
+    first = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[1])
+             for run in ("cached", "computed")]
+    assert first[0]["iteration"] == first[1]["iteration"] == 2
+    assert first[0]["train_loss"] == pytest.approx(first[1]["train_loss"], rel=1e-5)
+    assert first[0]["train_accuracy"] == first[1]["train_accuracy"]

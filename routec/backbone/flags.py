@@ -25,6 +25,8 @@ def add_model_flags(p: argparse.ArgumentParser, *, weights: bool = True) -> None
 
 def model_sources(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The ``models`` setting from --model, --model-kwargs and --weights."""
+    if not any(getattr(args, f, None) for f in ("model", "model_kwargs", "weights")):
+        return {}  # (and torch stays unimported for commands that do not need it)
     import hashlib
 
     from routec.backbone.registry import ModelError, parse_model_flags

@@ -235,7 +235,12 @@ class ModelPiece(nn.Module):
         self.piece = piece
         self.tokens_in = len(in_shape) == 2
         self.out_rank = len(out_shape)
+        self.out_shape = tuple(out_shape)
         self.frozen = False
+        # a frozen piece's outputs for every training example (routec.train.backbone):
+        # while ``rows`` is set, the piece returns those rows instead of computing them
+        self.cached: Tensor | None = None
+        self.rows: Tensor | None = None
 
     def freeze(self) -> None:
         """Keep this piece as trained: no gradients, and eval mode (batch-norm statistics
@@ -251,6 +256,8 @@ class ModelPiece(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.rows is not None and self.cached is not None:
+            return self.cached.index_select(0, self.rows).to(x.device)
         if self.tokens_in:  # N×D×T×1 -> N×T×D, the sequence the piece was cut from
             x = x.squeeze(-1).transpose(1, 2)
         y = self.piece(x)

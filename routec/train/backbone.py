@@ -67,3 +67,79 @@ def distill_loss(leaf_logits: Tensor, head: int) -> Tensor:
     terms = [F.kl_div(F.log_softmax(leaf_logits[k], dim=1), target, log_target=True,
                       reduction="batchmean") for k in others]
     return torch.stack(terms).mean()
+
+
+class FeatureCache:
+    """The outputs of frozen pieces for every training example, computed once.
+
+    A frozen piece whose input no augmentation changes gives the same output for an
+    example at every step, so training the routers, exits and unfrozen pieces after it
+    need not run it again: ``with cache.rows(idx):`` makes every cached piece return the
+    rows ``idx`` of its stored outputs. Outside that block (validation, evaluation)
+    the pieces compute as usual."""
+
+    def __init__(self, pieces: list[nn.Module]) -> None:
+        self.pieces = pieces
+
+    @classmethod
+    def build(cls, net: nn.Module, images: Tensor, device: torch.device,
+              batch: int = 256) -> FeatureCache:
+        pieces = [p for p in pieces_of(net) if p.frozen]
+        outputs: dict[int, list[Tensor]] = {id(p): [] for p in pieces}
+        hooks = [p.register_forward_hook(
+            lambda m, args, out: outputs[id(m)].append(out.detach().cpu())) for p in pieces]
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                for i in range(0, len(images), batch):
+                    net(images[i:i + batch].to(device))
+        finally:
+            for h in hooks:
+                h.remove()
+            net.train(was_training)
+        for p in pieces:
+            p.cached = torch.cat(outputs[id(p)]).to(device)
+        return cls(pieces)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.cached.numel() * p.cached.element_size() for p in self.pieces)
+
+    def rows(self, idx: Tensor) -> _Rows:
+        return _Rows(self.pieces, idx)
+
+
+class _Rows:
+    def __init__(self, pieces: list[nn.Module], idx: Tensor) -> None:
+        self.pieces, self.idx = pieces, idx
+
+    def __enter__(self) -> None:
+        for p in self.pieces:
+            p.rows = self.idx.to(p.cached.device)
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.pieces:
+            p.rows = None
+
+
+def cache_bytes_estimate(net: nn.Module, n: int) -> int:
+    """Bytes the frozen pieces' outputs for ``n`` examples take (float32)."""
+    total = 0
+    for i, kind in enumerate(net.KINDS):
+        if kind != "column":
+            continue
+        for p in pieces_of(getattr(net, net.NODES[i])):
+            if p.frozen:
+                total += 4 * n * _out_numel(p)
+    return total
+
+
+def _out_numel(piece: nn.Module) -> int:
+    shape = getattr(piece, "out_shape", None)
+    if shape is None:
+        return 0
+    numel = 1
+    for v in shape:
+        numel *= int(v)
+    return numel

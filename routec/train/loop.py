@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from routec.train.config import RunConfig, changed_settings, flag_name, saved_co
 from routec.train.device import resolve_device
 from routec.train.costs import StepResult, node_params
 from routec.train.critic import critic_loss
-from routec.train.backbone import distill_loss, freeze, own_head_leaves
+from routec.train.backbone import (FeatureCache, cache_bytes_estimate, distill_loss, freeze,
+                                   own_head_leaves)
 from routec.train.evaluate import evaluate
 from routec.train.interrupt import Interrupted, StopOnSignal
 from routec.train.lock import RunLock, remove_stale_temporaries
@@ -350,6 +352,7 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
     if state is not None and window_state is not None:
         window.update(window_state["sums"])
         leaf_counts = window_state["leaf_counts"].clone()
+    cache = _feature_cache(cfg, net, data, device, frozen, leader)
     last_save = time.monotonic()
     bar = _Progress(cfg.iterations, start, enabled=progress and leader)
     t0 = time.perf_counter()
@@ -379,8 +382,9 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
             tau = halving(cfg.effective_tau, cfg.tau_halflife, it)
             for group in opt.param_groups:
                 group["lr"] = lr
-            res = strategy_step(cfg, net, model, x, y, k, tau, sgen, node_cost_dev,
-                                distill_head=head)
+            with (cache.rows(D.shard(idx, dist)) if cache is not None else nullcontext()):
+                res = strategy_step(cfg, net, model, x, y, k, tau, sgen, node_cost_dev,
+                                    distill_head=head)
             if not math.isfinite(float(res.loss.detach())):
                 good = _last_good(ckpt_path)
                 raise TrainingDiverged(
@@ -434,6 +438,36 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
         bar.close()
         D.teardown(dist)
     return RunResult(out_dir, cfg.iterations, True, val)
+
+
+def _feature_cache(cfg: RunConfig, net: RoutedNetwork, data: Any, device: torch.device,
+                   frozen: list[str], leader: bool) -> FeatureCache | None:
+    """The frozen pieces' outputs for the training split, when no augmentation changes
+    their input and they fit in a quarter of the free memory; says which, either way."""
+    if not frozen:
+        return None
+    say = (lambda m: print(m, file=sys.stderr)) if leader else (lambda m: None)
+    if cfg.augment:
+        say("frozen pieces are computed at every step: augmentation changes their input "
+            "(--no-augment caches their outputs once)")
+        return None
+    if cfg.iterations * cfg.batch < len(data.train):
+        say("frozen pieces are computed at every step: this run sees fewer examples than "
+            "caching every training image would compute")
+        return None
+    from routec.graph.memory import available_memory
+
+    need = cache_bytes_estimate(net, len(data.train))
+    free = available_memory(str(device))
+    if free is not None and need > free[0] // 4:
+        say(f"frozen pieces are computed at every step: caching their outputs would take "
+            f"{need / 2**30:.1f} GiB of {free[0] / 2**30:.1f} GiB free")
+        return None
+    t0 = time.perf_counter()
+    cache = FeatureCache.build(net, data.train.images, device)
+    say(f"cached the frozen pieces' outputs for {len(data.train):,} training images "
+        f"({cache.nbytes / 2**20:,.0f} MiB) in {time.perf_counter() - t0:.1f} s")
+    return cache
 
 
 def run_cost_table(cfg: RunConfig, net: RoutedNetwork, run_dir: Path | None
