@@ -121,8 +121,16 @@ def run_draw(args: argparse.Namespace) -> int:
                               hint=f"'{args.target}' is not a directory or checkpoint file")
         graph, name = _spec_diagram(args)
     out = Path(args.output or f"{name}.svg")
-    render(graph, out, dpi=args.dpi)
-    print(f"wrote {out}", file=sys.stderr)
+    from routec.report.draw import dot_available, output_format, render_matplotlib
+
+    if dot_available() or output_format(out) == "dot":
+        render(graph, out, dpi=args.dpi)
+        print(f"wrote {out}", file=sys.stderr)
+    else:  # no Graphviz on this machine: the same picture from matplotlib, said so
+        g, flow, by = graph.routec_source
+        render_matplotlib(g, out, flow, by=by, dpi=args.dpi)
+        print(f"wrote {out} (drawn with matplotlib: Graphviz's 'dot' program is not "
+              "installed)", file=sys.stderr)
     return 0
 
 
@@ -136,7 +144,9 @@ def _spec_diagram(args: argparse.Namespace) -> tuple[Any, str]:
     if args.static is not None:
         spec = static_prefix(spec, args.static)
     g = build_graph(spec, classes=args.classes)
-    return diagram(g), g.name
+    d = diagram(g)
+    d.routec_source = (g, None, "accuracy")  # what a renderer without Graphviz draws
+    return d, g.name
 
 
 def _run_diagram(args: argparse.Namespace) -> tuple[Any, str]:
@@ -148,7 +158,9 @@ def _run_diagram(args: argparse.Namespace) -> tuple[Any, str]:
                           data_root=args.data_root, cache_dir=args.cache_dir)
     if args.json:
         write_bytes(Path(args.json), (json.dumps(flow.as_dict(), indent=1) + "\n").encode())
-    return diagram(g, flow, by=by), f"{g.name}_dataflow_{split}_{by}"
+    d = diagram(g, flow, by=by)
+    d.routec_source = (g, flow, by)  # what a renderer without Graphviz draws
+    return d, f"{g.name}_dataflow_{split}_{by}"
 
 
 # -- report -------------------------------------------------------------------------------

@@ -473,3 +473,19 @@ def test_matplotlib_draws_the_dataflow_to_scale_without_dot(
     draw.render_matplotlib(build_graph(load_spec("tiny"), classes=10), tmp_path / "tiny.png")
     with Image.open(tmp_path / "tiny.png") as im:
         im.load()
+
+
+def test_routec_draw_without_graphviz_draws_with_matplotlib(tmp_path, monkeypatch, capsys):
+    """`routec draw` on a machine without `dot`: a real picture, and a note saying how."""
+    from PIL import Image
+
+    from routec.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on it
+    out = tmp_path / "tree.png"
+    assert main(["draw", "paper_tree", "-o", str(out)]) == 0
+    assert "drawn with matplotlib" in capsys.readouterr().err
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size[0] > 600
+    assert main(["draw", "tiny", "-o", str(tmp_path / "tiny.png")]) == 0
+    assert (tmp_path / "tiny.png").read_bytes() != out.read_bytes()
