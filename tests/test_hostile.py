@@ -4,6 +4,16 @@ traceback: unwritable outputs, out-of-range numbers, oversize networks and image
 Every case runs the real command line in-process (``routec.cli.main``) and checks the
 exit status (2), the one error line (naming the flag or the file) and that no
 traceback was printed.
+
+The hostile inputs of a run directory and of an export have their own modules, with
+the same three checks:
+
+- tests/test_run_safety.py: a checkpoint whose pickle would run code, read by each of
+  the ten commands that read checkpoints; tensors altered inside an intact zip; two
+  writers on one run; SIGINT/SIGTERM; stale temporary files; ``--resume`` with fewer
+  iterations or an edited spec;
+- tests/test_deploy_safety.py: the torch-free runner given a cyclic, out-of-range,
+  escaping, negative or damaged manifest, or images, labels and batches it cannot use.
 """
 from __future__ import annotations
 
