@@ -79,6 +79,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from routec.backbone import init_cli
     from routec.codegen import cli as codegen_cli
     from routec.data import cli as data_cli
     from routec.demo import cli as demo_cli
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo_cli.add_commands(sub)
     codegen_cli.add_commands(sub)
+    init_cli.add_commands(sub)
     data_cli.add_commands(sub)
     train_cli.add_commands(sub)
     report_cli.add_commands(sub)
