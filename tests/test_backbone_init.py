@@ -203,8 +203,6 @@ def test_an_untraceable_model_suggests_leaf_and_leaf_makes_it_work(capsys, tmp_p
     assert sum(n.macs for n in g.nodes if n.kind == "column") == 6_952  # 4·27·64 + 4·10
 
 
-@pytest.mark.xfail(strict=True, reason="--model traces the model before the spec's leaves "
-                                       "are read, so an untraceable model fails there")
 def test_a_spec_with_leaves_compiles_from_the_command_line(capsys, tmp_path) -> None:
     target = f"{__name__}:Branchy"
     code, text, _ = init(capsys, "--model", target, "--input", "3x8x8", "--leaf", "gate",

@@ -35,13 +35,22 @@ class Supplied:
     name: str
     model: nn.Module
     leaves: tuple[str, ...]
-    traced: fx.GraphModule
     origin: dict[str, Any] = field(default_factory=dict)
     # the input of the network that routes it (set by routec.graph.build from the spec)
     input_shape: tuple[int, ...] | None = None
     _shapes: dict[tuple[int, ...], dict[str, tuple[int, ...]]] = field(default_factory=dict)
     _stats: dict[tuple[Any, ...], tuple[tuple[int, ...], tuple[int, ...], int, int]] = field(
         default_factory=dict)
+
+    _traced: fx.GraphModule | None = None
+
+    @property
+    def traced(self) -> fx.GraphModule:
+        """The model traced with its leaves, once, when first needed: a spec's
+        ``model NAME(leaves = [...])`` can still name the leaves after --model supplied it."""
+        if self._traced is None:
+            self._traced = trace(self.model, self.leaves, name=self.name)
+        return self._traced
 
     def cut(self, name: str | None) -> CutPoint | None:
         return None if name is None else resolve_cut(self.traced, name, model=self.name)
@@ -122,8 +131,7 @@ def supply(name: str, model: nn.Module, *, leaves: tuple[str, ...] = (),
     if name in LAYERS and LAYERS[name].builtin:
         raise CutError(f"a model cannot be named '{name}': that is a built-in layer")
     model = model.eval()  # traced in eval mode; pieces follow the network's train/eval
-    entry = Supplied(name, model, tuple(leaves), trace(model, tuple(leaves), name=name),
-                     dict(origin or {}))
+    entry = Supplied(name, model, tuple(leaves), dict(origin or {}))
     _SUPPLIED[name] = entry
     LAYERS[name] = LayerKind(
         name, (Param("from", "name"), Param("to", "name")), _shape_rule(name),

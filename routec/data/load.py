@@ -71,11 +71,12 @@ def _named_options(name: str, shape: tuple[int, ...] | None, resize: bool, val_f
     """Options that only image folders take, and the shape check, for a named dataset."""
     given = [flag for flag, on in (("--resize", resize), ("--val-fraction", val_fraction is not None),
                                    ("--test-fraction", test_fraction is not None)) if on]
-    if pixels not in (None, "linear"):
+    if pixels not in (None, "linear") and not has_unit_pixels(name):
         given.append(f"--pixels {pixels}")
     if given:
-        raise DataError(f"{', '.join(given)} applies to image folders; '{name}' has fixed splits and "
-                        "linear-light pixels (docs/data.md)")
+        raise DataError(f"{', '.join(given)} applies to image folders (and --pixels unit to the "
+                        f"CIFAR sets); '{name}' has fixed splits and linear-light pixels "
+                        "(docs/data.md)")
     have = NAMED[name].shape if name in NAMED else SYNTHETIC_SHAPE
     if shape is not None and tuple(shape) != have:
         want = "×".join(map(str, shape))
@@ -150,7 +151,36 @@ def load_dataset(
     else:
         _named_options(name, shape, resize, val_fraction, test_fraction, pixels)
         data = _load_named(name, root, cache_dir, seed, download, fallback_to_synthetic)
+        if pixels == "unit" and data.info.name == name:  # (not a synthetic stand-in)
+            data = unit_pixels(data)
     return normalized(data) if normalize else data
+
+
+def has_unit_pixels(name: str) -> bool:
+    """Whether named dataset ``name`` can be given as v/255 (its images are 8-bit sRGB
+    files: the CIFAR sets), as models trained elsewhere usually expect."""
+    return name in NAMED and not NAMED[name].native and \
+        {m.source for m in NAMED[name].members} == {"cifar10"}
+
+
+def unit_pixels(data: DatasetSplits) -> DatasetSplits:
+    """The CIFAR images as v/255 instead of linear light, exactly: every stored value is
+    (v/255)^2.2 of an 8-bit v, found again in the 256-entry table it came from."""
+    from routec.data.preprocess import gamma_decode
+
+    table = gamma_decode(torch.arange(256, dtype=torch.uint8)).contiguous()
+
+    def convert(split: Split) -> Split:
+        v = torch.searchsorted(table, split.images.contiguous()).clamp_(max=255)
+        if not torch.equal(table[v], split.images):
+            raise DataError(f"'{data.info.name}' holds pixels that are not 8-bit sRGB values; "
+                            "delete its cache")
+        return Split(v.to(torch.float32).div_(255.0), split.labels, split.origin,
+                     split.source_index)
+
+    return DatasetSplits(data.info.model_copy(update={"pixels": "unit"}),
+                         *(convert(getattr(data, s)) for s in SPLIT_NAMES),
+                         cache_path=data.cache_path, cache_hit=data.cache_hit)
 
 
 def _load_named(name: str, root: str | Path | None, cache_dir: str | Path | None, seed: int, download: bool,

@@ -128,7 +128,8 @@ def uint8_decoding(data: str, pixels: str) -> dict[str, Any] | None:
     elif kind == "named" and NAMED[data].native:  # routec.data.derive._images: v/255
         decode, table = "unit", values.to(torch.float32).div_(255.0).numpy()
     elif kind == "named" and {m.source for m in NAMED[data].members} == {"cifar10"}:
-        decode, table = "srgb", gamma_decode(values).numpy()
+        decode, table = (("unit", values.to(torch.float32).div_(255.0).numpy())
+                         if pixels == "unit" else ("srgb", gamma_decode(values).numpy()))
     else:
         return None
     return {"decode": decode, "table": [float(v) for v in table]}

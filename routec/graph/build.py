@@ -191,11 +191,12 @@ class _Builder:
                                 hint=f"pass --model {name}=MODULE:CALLABLE, or call "
                                      f"routec.supply_model({name!r}, model) first")
             if tuple(args["leaves"]) != entry.leaves:  # the spec says what to keep whole
-                try:
-                    entry = supply(name, entry.model, leaves=tuple(args["leaves"]),
-                                   origin=entry.origin)
-                except CutError as err:
-                    raise self.fail(err.message, call, err.hint, kind="bad-argument") from None
+                entry = supply(name, entry.model, leaves=tuple(args["leaves"]),
+                               origin=entry.origin)
+            try:
+                entry.traced  # noqa: B018 - traced here, so a failure points at `model`
+            except CutError as err:
+                raise self.fail(err.message, call, err.hint, kind="bad-argument") from None
             entry.input_shape = tuple(self.spec.input_shape)
 
     def layer(self, call: S.Call, env: dict[str, S.Value]) -> C.LayerConfig:

@@ -26,8 +26,9 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                         "class held out for validation (default 0.1)"}),
     "--test-fraction": ("test_fraction", {"type": float, "help": "image folders: share of every "
                                           "class held out for test (default 0.1)"}),
-    "--pixels": ("pixels", {"choices": ["linear", "unit"], "help": "image folders: linear light "
-                            "(v/255)^2.2 as in the paper (default), or unit: v/255"}),
+    "--pixels": ("pixels", {"choices": ["linear", "unit"], "help": "image folders and the "
+                            "CIFAR sets: linear light (v/255)^2.2 as in the paper (default), or "
+                            "unit: v/255, as most models trained elsewhere expect"}),
     "--normalize": ("normalize", {"action": "store_const", "const": True,
                                   "help": "standardise every channel with the training split's "
                                           "mean and standard deviation (the default preset "

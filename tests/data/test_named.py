@@ -18,6 +18,7 @@ from PIL import Image
 
 from routec.data import dataset_summary, load_dataset, sources
 from routec.data.readers import CIFAR10_CLASSES
+from routec.errors import DataError
 from routec.data.splits import CIFAR_ORIGIN, MNIST_ORIGIN, VAL_DIVISOR, DatasetSplits, Split
 
 Loader = Callable[[str], DatasetSplits]
@@ -213,3 +214,24 @@ def test_seed_changes_holdout_and_colours(real_root: Path, run_cache: Path, real
     assert torch.equal(base.test.labels, other.test.labels)  # the test split never changes
     assert not torch.equal(base.test.images[:20], other.test.images[:20])  # but colours follow the seed
     assert load_dataset("mnist", real_root, run_cache, seed=1).cache_hit
+
+
+def test_cifar_unit_pixels_are_the_files_over_255(real_root: Path, run_cache: Path,
+                                                  real_dataset: Loader) -> None:
+    """--pixels unit: the CIFAR files' 8-bit values / 255 exactly (what models trained
+    elsewhere expect), the same images as the linear-light form, and nothing else."""
+    from routec.data.load import load_dataset
+
+    linear = real_dataset("cifar10")
+    unit = load_dataset("cifar10", real_root, run_cache, seed=0, pixels="unit")
+    assert unit.info.pixels == "unit" and linear.info.pixels != "unit"
+    for split in ("train", "val", "test"):
+        u, lin = unit.split(split).images, linear.split(split).images
+        assert u.shape == lin.shape
+        v = u * 255.0
+        assert torch.equal(v, v.round()) and 0 <= float(v.min()) and float(v.max()) <= 255
+        rows = slice(0, 2000)
+        np.testing.assert_allclose(((v[rows].double() / 255.0) ** 2.2).numpy(),
+                                   lin[rows].double().numpy(), atol=1e-6)
+    with pytest.raises(DataError, match="applies to image folders"):
+        load_dataset("hybrid", real_root, run_cache, seed=0, pixels="unit")

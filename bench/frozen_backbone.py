@@ -1,0 +1,144 @@
+"""Training on a frozen backbone: what an iteration costs against the heads it trains.
+
+A CIFAR ResNet-20 (examples/cifar_resnet.py) is routed with exits after layer1 and
+layer2 and its own head, frozen whole (``--freeze all``), its pieces' outputs cached
+(``FeatureCache``, as ``routec train --no-augment`` does). Timed round-robin, medians:
+
+  step:      one actor training iteration as the trainer runs it (dense pass on the
+             cached features, loss, backward, TALR, clipping, SGD);
+  heads:     the routers' and exits' own forward and backward pass on the same
+             features, nothing else (the floor any trainer pays);
+  uncached:  the same iteration computing the frozen pieces (what caching saves).
+
+Target: step ≤ 1.5 × heads.
+
+Run: python bench/frozen_backbone.py [--batch 128] [--repeats 30] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from cifar_resnet import resnet20  # noqa: E402
+
+from routec.backbone.supplied import supply  # noqa: E402
+from routec.codegen import build_class  # noqa: E402
+from routec.graph import build_graph  # noqa: E402
+from routec.parse import parse_spec  # noqa: E402
+from routec.train.backbone import FeatureCache, freeze, pieces_of  # noqa: E402
+from routec.train.config import make_config  # noqa: E402
+from routec.train.costs import node_params  # noqa: E402
+from routec.train.loop import strategy_step  # noqa: E402
+from routec.train.sgd import SGD  # noqa: E402
+from routec.train.talr import apply_talr  # noqa: E402
+
+SPEC = '''network resnet20_routed (input = 3x32x32, classes = 10) {
+    model  backbone
+    router default = mlp(hidden = [16], pooled = 1)
+    exit   default = linear(pooled = 1)
+    exit   own     = logits
+    column c1   = backbone(to = "layer1")
+    column c2   = backbone(from = "layer1", to = "layer2")
+    column c3   = backbone(from = "layer2", to = "layer3")
+    column head = backbone(from = "layer3")
+    route c1 -> either { exit | c2 -> either { exit | c3 -> head -> exit(own) } }
+}'''
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--images", type=int, default=4096)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    supply("backbone", resnet20())
+    g = build_graph(parse_spec(SPEC, "resnet20_routed.route"))
+    net = build_class(g)()
+    freeze(net, "all")
+    net.train()
+    cfg = make_config({"spec": "resnet20_routed", "strategy": "actor", "k_cpt": 4e-9})
+    images = torch.randn(args.images, 3, 32, 32)
+    labels = torch.randint(0, 10, (args.images,))
+    cache = FeatureCache.build(net, images, torch.device("cpu"))
+    opt = SGD(net.parameters(), lr=0.01, momentum=0.9)
+    params = node_params(net)
+    gen = torch.Generator().manual_seed(1)
+    heads = [(net.NODES[net.PARENT[i]], getattr(net, net.NODES[i]))
+             for i, kind in enumerate(net.KINDS) if kind in ("junction", "exit")]
+
+    def batch() -> torch.Tensor:
+        return torch.randint(0, args.images, (args.batch,), generator=gen)
+
+    def step(cached: bool) -> None:
+        idx = batch()
+        x, y = images.index_select(0, idx), labels.index_select(0, idx)
+        if cached:
+            with cache.rows(idx):
+                res = strategy_step(cfg, net, net, x, y, 4e-9, 1.0, gen)
+        else:
+            res = strategy_step(cfg, net, net, x, y, 4e-9, 1.0, gen)
+        opt.zero_grad(set_to_none=True)
+        res.loss.backward()
+        apply_talr(params, torch.ones(len(params)))
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+
+    pieces = {net.NODES[i]: pieces_of(getattr(net, net.NODES[i]))[-1]
+              for i, kind in enumerate(net.KINDS) if kind == "column"}
+
+    def heads_only() -> None:
+        idx = batch()
+        total = 0.0
+        for parent, head in heads:
+            anchor = parent
+            while anchor.startswith("j_"):
+                anchor = net.NODES[net.PARENT[net.NODES.index(anchor)]]
+            feats = pieces[anchor].cached.index_select(0, idx)
+            total = total + head((feats,)).float().mean()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+
+    timers = {"step": lambda: step(True), "heads": heads_only,
+              "uncached": lambda: step(False)}
+    for fn in timers.values():  # warm up
+        fn()
+    seconds: dict[str, list[float]] = {k: [] for k in timers}
+    for _ in range(args.repeats):
+        for name, fn in timers.items():
+            t0 = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in seconds.items()}
+    result = {
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
+        "ms": {k: round(v * 1e3, 3) for k, v in med.items()},
+        "step_over_heads": round(med["step"] / med["heads"], 3),
+        "uncached_over_step": round(med["uncached"] / med["step"], 2),
+        "cache_mib": round(cache.nbytes / 2**20, 1),
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"batch {args.batch}, {args.threads} thread(s), medians of {args.repeats} "
+          "round-robin repeats")
+    for k, v in result["ms"].items():
+        print(f"  {k:9s} {v:9.3f} ms")
+    print(f"step / heads = {result['step_over_heads']:.2f} (target <= 1.5); caching saves "
+          f"{result['uncached_over_step']:.1f}x per step")
+
+
+if __name__ == "__main__":
+    main()
