@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.cli import number
 from routec.errors import RoutecError, RunError
 
@@ -46,6 +47,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--data-root")
     b.add_argument("--cache-dir")
     b.add_argument("--json", action="store_true", help="machine-readable output")
+    add_model_flags(b, weights=False)
     b.set_defaults(func=run_bench)
 
     e = sub.add_parser(
@@ -105,6 +107,7 @@ def run_bench(args: argparse.Namespace) -> int:
         work, pick = run_workload(args.target, args.static, args.data_root, args.cache_dir,
                                   images=max(args.images, args.batch), batch=args.batch)
     else:
+        supply_from_flags(args)  # a RUN names its own models
         work = bench.spec_workload(args.target, _parse_mix(args.mix), batch=args.batch,
                                    images=args.images)
         pick = None

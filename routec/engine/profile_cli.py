@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.cli import number
 from routec.errors import RoutecError
 
@@ -36,10 +37,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "count training and deployment will use")
     p.add_argument("-o", "--out", metavar="FILE", help="write the cost table (JSON) here")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
+    add_model_flags(p, weights=False)
     p.set_defaults(func=run_profile)
 
 
-def _networks(target: str, batch: int, images: int) -> tuple[Any, Any, str]:
+def _networks(target: str, batch: int, images: int, args: argparse.Namespace | None = None
+              ) -> tuple[Any, Any, str]:
     """(routed network, its static chain, label) of a spec or a run, refused before
     it is built where it cannot run at ``batch`` with ``images`` images here."""
     from routec.api import compile_network
@@ -55,6 +58,8 @@ def _networks(target: str, batch: int, images: int) -> tuple[Any, Any, str]:
         static = compile_network(spec, classes=len(state["classes"]),
                                  static=static_depth(spec)).build()
         return net, static, f"run {target}"
+    if args is not None:
+        supply_from_flags(args)  # a RUN names its own models
     spec = load_spec(target)
     compiled = compile_network(spec)
     check_inference_fits(compiled.graph, batch, "routec profile", images=images)
@@ -76,7 +81,7 @@ def run_profile(args: argparse.Namespace) -> int:
     torch.manual_seed(0)
     biggest = max(args.batch)
     routed, static, label = _networks(args.target, biggest,
-                                      max(biggest, args.images or 0, 32))
+                                      max(biggest, args.images or 0, 32), args)
     say = None if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
     table = profile(routed, static, batches=args.batch, engine=args.engine,
                     repeats=max(1, args.repeats), images=args.images or None, label=label,
