@@ -377,7 +377,7 @@ def format_report(r: dict[str, Any]) -> str:
                                  zip(r["exits"], r["exit_mix"])),
         f"engines timed: {', '.join(r['engines'])} (round-robin in one process, medians)",
         "",
-        f"MACs per example: routed {r['macs']['routed']:,.0f}, static {r['macs']['static']:,}"
+        f"MACs per example: routed {r['macs']['routed']:,.0f}, static {r['macs']['static']:,.0f}"
         f"  -> MAC ratio {r['macs']['ratio']:.2f}x",
         "",
         f"throughput at batch {r['batch']} (images/s):",
