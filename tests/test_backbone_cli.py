@@ -190,3 +190,82 @@ def test_cached_features_train_like_computed_ones(weights, tmp_path, monkeypatch
     assert first[0]["iteration"] == first[1]["iteration"] == 2
     assert first[0]["train_loss"] == pytest.approx(first[1]["train_loss"], rel=1e-5)
     assert first[0]["train_accuracy"] == first[1]["train_accuracy"]
+
+
+VIT_SPEC = '''network routed_vit (input = 3x32x32, classes = 10) {
+    model  backbone
+    router default = mlp(hidden = [16], pooled = 1)
+    exit   default = linear(pooled = 1)
+    exit   own     = logits
+    column b1   = backbone(to = "blocks.0")
+    column b2   = backbone(from = "blocks.0", to = "blocks.2")
+    column head = backbone(from = "blocks.2")
+    route b1 -> either { exit | b2 -> either { exit | head -> exit(own) } }
+}
+'''
+
+
+@pytest.mark.parametrize("model, spec", [("tv_resnet", SPEC), ("tiny_vit", VIT_SPEC)])
+@pytest.mark.parametrize("strategy", [
+    ["--strategy", "actor", "--k-cpt", "dynamic", "--distill", "0.5"],
+    ["--strategy", "critic"],
+    ["--strategy", "critic", "--critic-mode", "sampled"],
+    ["--strategy", "multi-exit"],
+    ["--strategy", "static", "--static-columns", "2"],
+])
+def test_every_strategy_trains_on_a_frozen_backbone(model, spec, strategy, tmp_path) -> None:
+    """Each strategy takes its steps; the frozen backbone's tensors stay as supplied."""
+    (tmp_path / "net.route").write_text(spec)
+    torch.manual_seed(0)
+    import models
+
+    source = getattr(models, model)()
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    assert main(["train", str(tmp_path / "net.route"), "--model", f"backbone=models:{model}",
+                 "--weights", str(tmp_path / "w.pt"), "--freeze", "all", *strategy,
+                 "--iterations", "3", "--out", str(tmp_path / "run"), *QUICK]) == 0
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    given = source.state_dict()
+    seen = 0
+    for key, value in state.items():
+        if ".piece." in key:
+            assert torch.equal(value, given[key.split(".piece.", 1)[1]]), key
+            seen += 1
+    assert seen > 0
+
+
+def test_latency_priced_routing_of_a_supplied_model(tmp_path, capsys) -> None:
+    """--cost latency: the cost table profiled from the spec prices the pieces in time."""
+    (tmp_path / "net.route").write_text(SPEC)
+    table = tmp_path / "table.json"
+    assert main(["profile", str(tmp_path / "net.route"), "--model",
+                 "backbone=models:tv_resnet", "--batch", "16", "--images", "32",
+                 "--repeats", "1", "-o", str(table)]) == 0
+    withdraw_all()
+    assert main(["train", str(tmp_path / "net.route"), "--model", "backbone=models:tv_resnet",
+                 "--cost", "latency", "--cost-table", str(table), "--k-cpt", "0.04",
+                 "--iterations", "3", "--out", str(tmp_path / "run"), *QUICK]) == 0
+    nodes = json.loads(table.read_text())
+    assert "c1" in json.dumps(nodes) and "head" in json.dumps(nodes)
+
+
+def test_distillation_pulls_exits_towards_the_head_only() -> None:
+    """KL(head ‖ exit) per exit, averaged: zero when an exit agrees with the head, and
+    its gradient moves the exits, never the head (a fixed target)."""
+    import torch.nn.functional as F
+
+    from routec.train.backbone import distill_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 4, requires_grad=True)  # 3 leaves, 5 examples, 4 classes
+    same = logits.detach().clone()
+    same[0] = same[2]
+    same[1] = same[2]
+    assert float(distill_loss(same, head=2)) == pytest.approx(0.0, abs=1e-7)
+    loss = distill_loss(logits, head=2)
+    p = F.softmax(logits[2].detach(), dim=1)
+    expect = sum((p * (p.log() - F.log_softmax(logits[k].detach(), dim=1))).sum(1).mean()
+                 for k in (0, 1)) / 2
+    assert float(loss) == pytest.approx(float(expect), rel=1e-6)
+    loss.backward()
+    assert logits.grad[2].abs().sum() == 0 and logits.grad[:2].abs().sum() > 0
