@@ -99,6 +99,10 @@ def test_generated_module_names_each_piece_and_its_cuts(routed) -> None:
     source = emit_module(g)
     assert "L.model_piece('backbone', None, " in source
     assert "L.logits(10)" in source
+    cuts = [line.strip() for line in source.splitlines() if "a piece of model" in line]
+    assert len(cuts) == 3 and cuts[0].endswith("from its input to after " +
+                                               ("layer1" if "layer1" in cuts[0] else "blocks.0"))
+    assert cuts[-1].endswith("to its output (its own head)")
     compile(source, "<generated>", "exec")
 
 

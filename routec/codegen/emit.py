@@ -174,6 +174,14 @@ def _emit_init(w: _Writer, n: NodeInfo) -> None:
         return
     if n.kind == "column":
         w(f"# {n.id}: {shapes}; {n.macs:,} MACs, {n.params:,} parameters")
+        ins = (n.in_shape, *n.layer_shapes[:-1])
+        for layer, shape in zip(n.layers, ins):
+            make = layer_make(layer, shape)
+            if make.factory == "model_piece":  # say where the supplied model was cut
+                start, stop = make.args[1], make.args[2]
+                w(f"# a piece of model {make.args[0]}: from "
+                  f"{'its input' if start is None else 'after ' + start} to "
+                  f"{'its output (its own head)' if stop is None else 'after ' + stop}")
         w(f"self.{n.id} = L.Column(")
         with w.block():
             shape = n.in_shape
