@@ -104,9 +104,9 @@ def time_sides(nets: dict[str, Any], sides: dict[str, Side], images: Any,
     """
     import torch
 
-    from routec.engine import available_engines, optimize_for_inference
+    from routec.engine import optimize_for_inference, registry
 
-    engines = [e for e in available_engines() if e in ("eager", "fused", "onnx")]
+    engines = registry.timed_by_default()
     runners: dict[tuple[str, str], Any] = {}
     for name, net in nets.items():
         for e in engines:

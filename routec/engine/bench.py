@@ -28,13 +28,12 @@ import torch
 from torch import Tensor
 
 from routec.deploy.topology import Topology
-from routec.engine.engines import (FusedEngine, InferenceEngine, available_engines,
-                                   optimize_for_inference)
+from routec.engine import registry
+from routec.engine.engines import InferenceEngine, optimize_for_inference
 from routec.errors import RoutecError
 from routec.runtime.routing import Policy, RoutedNetwork, argmax_policy
 
 DEFAULT_MIX = (50, 10, 10, 10, 5, 5, 5, 5)
-BENCH_ENGINES = ("eager", "fused", "onnx")  # "compiled" on request: minutes to compile here
 LATENCY_REPEATS = 5  # calls per image per network at batch 1
 
 
@@ -179,7 +178,8 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     per node, fused engine), and the machine, threads and torch version.
     """
     say = progress or (lambda s: None)
-    names = list(engines or [e for e in BENCH_ENGINES if e in available_engines()])
+    # engines not supporting BENCH are timed on request only (compiling takes minutes here)
+    names = list(engines or registry.timed_by_default())
     topo = Topology.of(work.routed)
     static_topo = Topology.of(work.static)
     k = work.k_cpt
@@ -287,7 +287,8 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     }
     if per_node:
         say("time per node")
-        node_engine = best_r if best_r in ("fused", "onnx") else "fused"
+        node_engine = (best_r if best_r in registry.supporting(registry.PROFILE)
+                       else registry.profile_default())
         result["nodes_engine"] = node_engine
         result["nodes"] = node_times(work, batch, n_full, repeats=max(3, repeats // 2),
                                      engine=node_engine)
@@ -301,18 +302,21 @@ def _path(topo: Topology, node: int) -> list[int]:
     return out[::-1]
 
 
-def node_times(work: Workload, batch: int, n: int, repeats: int = 5, engine: str = "fused"
-               ) -> list[dict[str, Any]]:
+def node_times(work: Workload, batch: int, n: int, repeats: int = 5,
+               engine: str | None = None) -> list[dict[str, Any]]:
     """Seconds per pass of each node, routed (rows that reach it) and static (all rows),
-    in ``engine`` (fused or onnx) with one segment per node; the last row is what is
-    left: routing itself (and, in onnx, the cost of crossing session boundaries)."""
-    from routec.engine.engines import OnnxEngine
-
+    in ``engine`` (one supporting :data:`routec.engine.registry.PROFILE`; default
+    :func:`routec.engine.registry.profile_default`) with one segment per node; the last
+    row is what is left: routing itself (and, in an engine of sessions, the cost of
+    crossing session boundaries)."""
     topo = Topology.of(work.routed)
     stopo = Topology.of(work.static)
-    make: Any = OnnxEngine if engine == "onnx" else FusedEngine
-    r_eng = make(work.routed, merge=False)
-    s_eng = make(work.static, merge=False)
+    name = registry.profile_default() if engine is None else engine
+    if name not in registry.supporting(registry.PROFILE):
+        name = registry.profile_default()
+    make = registry.get(name)
+    r_eng = make.build(work.routed, merge=False)
+    s_eng = make.build(work.static, merge=False)
     x = work.images[:n]
     r_run = _run_batches(r_eng, x, batch, None if work.target is None else work.target[:n],
                          work.k_cpt, topo)
@@ -414,7 +418,7 @@ def format_report(r: dict[str, Any]) -> str:
         + ", ".join(f"{e} {v * 1e6:.0f} us" for e, v in d["per_junction_s"].items()),
     ]
     if r.get("nodes"):
-        lines += ["", f"time per node at batch {r['batch']} ({r.get('nodes_engine', 'fused')} "
+        lines += ["", f"time per node at batch {r['batch']} ({r.get('nodes_engine', registry.profile_default())} "
                   "engine, one node at a time; ms per batch):",
                   f"  {'node':<24} kind          MACs/ex   rows   routed ms   static ms"]
         for o in r["nodes"]:

@@ -9,9 +9,8 @@ from typing import Any
 
 from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.cli import number
+from routec.engine import registry
 from routec.errors import RoutecError, RunError
-
-ENGINE_CHOICES = ["eager", "fused", "compiled", "onnx"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +28,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                  "equal)")
     b.add_argument("--batch", type=number(int, at_least=1), default=256,
                    help="batch for throughput (default 256)")
-    b.add_argument("--engines", help="comma-separated engines to time (default: eager, fused "
-                                     "and onnx when installed; compiled on request)")
+    on_request = [n for n in registry.names() if n not in registry.supporting(registry.BENCH)]
+    b.add_argument("--engines", metavar="ENGINE[,ENGINE...]",
+                   help="comma-separated engines to time, of "
+                        + registry.listing(last="and")
+                        + " (default: " + registry.listing(registry.supporting(registry.BENCH))
+                        + " when installed"
+                        + ("; " + registry.listing(on_request) + " on request" if on_request
+                           else "") + ")")
     b.add_argument("--static", metavar="RUN|DIR",
                    help="RUN only: a static run or a folder of them to choose the baseline "
                         "from (default: the sibling suite named *-static)")
@@ -74,17 +79,6 @@ def _parse_mix(text: str | None) -> list[float] | None:
         raise RoutecError(f"--mix must be comma-separated numbers, got {text!r}") from None
 
 
-def _engines(text: str | None) -> list[str] | None:
-    if not text:
-        return None
-    names = [e.strip() for e in text.split(",") if e.strip()]
-    bad = [e for e in names if e not in ENGINE_CHOICES]
-    if bad:
-        raise RoutecError(f"unknown engine(s): {', '.join(bad)}",
-                          hint="choose from " + ", ".join(ENGINE_CHOICES))
-    return names
-
-
 def _is_run(target: str) -> bool:
     p = Path(target)
     return (p.is_dir() and (p / "checkpoint.pt").exists()) or (p.is_file() and p.suffix == ".pt")
@@ -99,7 +93,7 @@ def run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.batch < 1:
         raise RoutecError("--batch must be at least 1")
-    engines = _engines(args.engines)
+    engines = registry.parse_names(args.engines)
     if _is_run(args.target):
         if args.mix:
             raise RoutecError("--mix applies to a SPEC; a RUN is timed with its own routing "
@@ -217,11 +211,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from routec.engine.engines import _require_onnx
+    from routec.engine.backends import onnx
     from routec.engine.onnx_export import export_network
     from routec.train.runs import load_data
 
-    _require_onnx()
+    onnx.ENGINE.check()
     cfg, net, state = load_network(args.run)
     # the dataset's pixel convention and normalisation go into the manifest, so the
     # torch-free runner turns raw images into the inputs the network was trained on

@@ -1,20 +1,23 @@
 """Inference engines for a built or trained routed network.
 
 ``optimize_for_inference(net, engine=...)`` returns an object whose ``route(x,
-k_cpt=None, policy=...)`` returns a :class:`RoutedOutput` like ``net.route``:
+k_cpt=None, policy=...)`` returns a :class:`RoutedOutput` like ``net.route``. The
+engines are declared one per module in :mod:`routec.engine.backends` (name, summary,
+requirements, what they support) and listed by :mod:`routec.engine.registry`; this
+module holds their implementations:
 
-* ``eager``: ``net.route`` itself, the generated module in eager PyTorch;
-* ``fused``: each segment (the columns between two junctions, with the junction's
-  router or the exit's classifier) traced with torch.fx, batch-norm folded into the
-  conv/linear before it, channels-last weights, inference mode;
-* ``compiled``: the fused segments compiled by torch.compile (inductor) for dynamic
-  batch sizes; needs a C++ compiler;
-* ``onnx``: each segment exported to ONNX with a dynamic batch axis and run by ONNX
-  Runtime, with routing done on numpy arrays between sessions.
+* :class:`EagerEngine`: ``net.route`` itself, the generated module in eager PyTorch;
+* :class:`FusedEngine`: each segment (the columns between two junctions, with the
+  junction's router or the exit's classifier) traced with torch.fx, batch-norm folded
+  into the conv/linear before it, channels-last weights, inference mode;
+* :class:`CompiledEngine`: the fused segments compiled by torch.compile (inductor) for
+  dynamic batch sizes; needs a C++ compiler;
+* :class:`OnnxEngine`: each segment exported to ONNX with a dynamic batch axis and run
+  by ONNX Runtime, with routing done on numpy arrays between sessions.
 
 Routing (junction splits, exit scatters, MACs from the leaf reached) is shared by
-the fused, compiled and onnx engines; a missing requirement is an error that names
-the engine and what to install.
+the segment engines; a missing requirement is an error that names the engine and
+what to install (the engine's declaration checks it before it is built).
 """
 from __future__ import annotations
 
@@ -27,21 +30,21 @@ from torch import Tensor, nn
 
 from routec.deploy.topology import Segment, Topology
 from routec.engine import modules as M
-from routec.errors import RoutecError
+from routec.engine import registry
+from routec.engine.registry import EngineError
 from routec.runtime.routing import Policy, RoutedNetwork, RoutedOutput, argmax_policy
 
-ENGINES = ("eager", "fused", "compiled", "onnx")
-
-
-class EngineError(RoutecError):
-    """An engine that cannot run here (missing package or compiler)."""
+ENGINES = registry.names()
+__all__ = ["ENGINES", "EngineError", "InferenceEngine", "EagerEngine", "SegmentEngine",
+           "FusedEngine", "CompiledEngine", "OnnxEngine", "optimize_for_inference",
+           "available_engines"]
 
 
 class InferenceEngine:
     """Common face of every engine; attribute look-ups fall through to the network, so
     code written for a network (``evaluate``, ``ConfidencePolicy``) accepts an engine."""
 
-    name = ""
+    name = ""  # the registered name, set by Engine.build
 
     def __init__(self, net: RoutedNetwork) -> None:
         self.net = net
@@ -70,8 +73,6 @@ class InferenceEngine:
 
 
 class EagerEngine(InferenceEngine):
-    name = "eager"
-
     def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
               policy: Policy = argmax_policy) -> RoutedOutput:
         net = self.net
@@ -220,8 +221,6 @@ def _take(a: Tensor, pos: Tensor) -> Tensor:
 
 
 class FusedEngine(SegmentEngine):
-    name = "fused"
-
     def __init__(self, net: RoutedNetwork, merge: bool = True) -> None:
         super().__init__(net, merge)
         self.modules: list[nn.Module] = []
@@ -234,15 +233,6 @@ class FusedEngine(SegmentEngine):
         self.calls = list(self.modules)
 
 
-def _compiler_available() -> str | None:
-    import shutil
-
-    for cc in ("c++", "g++", "clang++"):
-        if shutil.which(cc):
-            return cc
-    return None
-
-
 class CompiledEngine(FusedEngine):
     """Fused segments compiled by torch.compile with dynamic batch sizes.
 
@@ -251,14 +241,7 @@ class CompiledEngine(FusedEngine):
     batches never reach a segment.
     """
 
-    name = "compiled"
-
     def __init__(self, net: RoutedNetwork, merge: bool = True) -> None:
-        if _compiler_available() is None:
-            raise EngineError("engine 'compiled' needs a C++ compiler for torch.compile "
-                              "(inductor) and none was found",
-                              hint="install one, e.g. `apt-get install g++`, or use "
-                                   "--engine fused or onnx")
         super().__init__(net, merge)
         import torch._dynamo
 
@@ -266,26 +249,11 @@ class CompiledEngine(FusedEngine):
         self.calls = [torch.compile(m, dynamic=True) for m in self.modules]
 
 
-def _require_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime
-    except ImportError as err:
-        raise EngineError(f"engine 'onnx' needs the onnx and onnxruntime packages "
-                          f"({err.name} is missing)",
-                          hint="pip install 'routec[onnx]' (or: pip install onnx onnxruntime)"
-                          ) from None
-    return onnx, onnxruntime
-
-
 class OnnxEngine(InferenceEngine):
     """Each segment an ONNX Runtime session; routing on numpy arrays in between."""
 
-    name = "onnx"
-
     def __init__(self, net: RoutedNetwork, merge: bool = True, threads: int | None = None
                  ) -> None:
-        _require_onnx()
         super().__init__(net)
         from routec.deploy.runner import SegmentRunner
         from routec.engine import onnx_export
@@ -339,31 +307,22 @@ def _torch_policy(policy: Policy) -> Callable[..., Any]:
     return call
 
 
-def optimize_for_inference(net: RoutedNetwork, engine: str = "fused", **options: Any
+def optimize_for_inference(net: RoutedNetwork, engine: str | None = None, **options: Any
                            ) -> InferenceEngine:
-    """An inference engine for ``net`` (see the module docstring for the choices).
+    """An inference engine for ``net``: ``engine`` names one of
+    :func:`routec.engine.registry.names` (default: :func:`routec.engine.registry.default`).
 
-    Every engine but ``eager`` copies what it needs when it is built: later changes to
-    ``net``'s weights are not seen. ``net``'s training/eval mode is left as it was.
+    Every engine but the reference one (``net.route`` itself) copies what it needs when
+    it is built: later changes to ``net``'s weights are not seen. ``net``'s
+    training/eval mode is left as it was.
     """
     if isinstance(net, InferenceEngine):
         net = net.net
-    builders: dict[str, Callable[..., InferenceEngine]] = {
-        "eager": EagerEngine, "fused": FusedEngine, "compiled": CompiledEngine,
-        "onnx": OnnxEngine}
-    if engine not in builders:
-        raise RoutecError(f"unknown engine '{engine}'", hint="one of: " + ", ".join(ENGINES))
-    return builders[engine](net, **options)
+    entry = registry.get(registry.default() if engine is None else engine)
+    built: InferenceEngine = entry.build(net, **options)
+    return built
 
 
 def available_engines() -> list[str]:
     """Engines whose requirements are present here (nothing is built)."""
-    out = ["eager", "fused"]
-    if _compiler_available():
-        out.append("compiled")
-    try:
-        _require_onnx()
-        out.append("onnx")
-    except EngineError:
-        pass
-    return out
+    return registry.available()

@@ -31,7 +31,6 @@ from routec.errors import RoutecError
 
 FORMAT = "routec-cost-table"
 VERSION = 1
-PROFILE_ENGINES = ("fused", "onnx")
 
 
 class CostTableError(RoutecError):
@@ -46,24 +45,28 @@ def _path(parent: Sequence[int], node: int) -> list[int]:
 
 
 def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
-            engine: str = "fused", repeats: int = 5, images: int | None = None,
+            engine: str | None = None, repeats: int = 5, images: int | None = None,
             min_seconds: float = 1.0, seed: int = 0, label: str = "",
             progress: Any = None) -> dict[str, Any]:
     """The cost table of ``routed`` (a built network, weights irrelevant to time) as a
-    plain dict; ``static`` is its static chain, timed whole for the sum check."""
+    plain dict; ``static`` is its static chain, timed whole for the sum check.
+    ``engine`` supports :data:`routec.engine.registry.PROFILE` (default:
+    :func:`routec.engine.registry.profile_default`)."""
     import torch
 
     from routec.deploy.topology import Topology
     from routec.engine.bench import Workload, _round_robin, machine, node_times
-    from routec.engine.engines import available_engines, optimize_for_inference
+    from routec.engine import registry
+    from routec.engine.engines import optimize_for_inference
 
-    if engine not in PROFILE_ENGINES:
-        raise RoutecError(f"routec profile times nodes in the {' or '.join(PROFILE_ENGINES)} "
+    engine = registry.profile_default() if engine is None else engine
+    profilers = registry.supporting(registry.PROFILE)
+    if engine not in profilers:
+        default = registry.get(registry.profile_default())
+        raise RoutecError(f"routec profile times nodes in the {' or '.join(profilers)} "
                           f"engine (one segment per node), not {engine!r}",
-                          hint="--engine fused is the eager network's layers with batch-norm "
-                               "folded")
-    if engine not in available_engines():
-        optimize_for_inference(static, engine)  # raises the engine's own one-line error
+                          hint=f"--engine {default.name} is {default.summary}")
+    registry.get(engine).check()  # the engine's own one-line error
     if any(b < 1 for b in batches):
         raise RoutecError("--batch values must be at least 1")
     say = progress or (lambda s: None)

@@ -9,6 +9,7 @@ from typing import Any
 
 from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.cli import number
+from routec.engine import registry
 from routec.errors import RoutecError
 
 
@@ -24,8 +25,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "--cost latency --cost-table FILE` reads. Also checks that the times of "
                     "the static chain's nodes add up to the chain timed whole.")
     p.add_argument("target", metavar="SPEC|RUN", help="a spec (file or bundled name) or a run")
-    p.add_argument("--engine", choices=["fused", "onnx"], default="fused",
-                   help="engine to time in (default fused: eager layers, batch-norm folded)")
+    default = registry.profile_default()
+    p.add_argument("--engine", choices=registry.supporting(registry.PROFILE), default=default,
+                   help=f"engine to time in (default {default}: "
+                        f"{registry.get(default).summary})")
     p.add_argument("--batch", type=number(int, at_least=1), nargs="+", default=[256],
                    help="batch size(s) (default 256); training prices with the first")
     p.add_argument("--images", type=number(int, at_least=0), default=0,

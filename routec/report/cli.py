@@ -73,9 +73,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="time every network of the suites trained with --cost latency, their "
                         "MAC-priced counterparts and the static suite (from their records) "
                         "and store the numbers in RECORDS/clock.json")
-    r.add_argument("--engine", nargs="+", default=None,
-                   help="--throughput: inference engines to time (default: eager); --clock: "
-                        "the one engine (default: the cost table's)")
+    from routec.engine import registry
+
+    r.add_argument("--engine", nargs="+", default=None, choices=registry.names(),
+                   metavar="ENGINE",
+                   help=f"--throughput: inference engines to time, of "
+                        f"{registry.listing(last='or')} (default: {registry.reference()}); "
+                        "--clock: the one engine (default: the cost table's)")
     r.add_argument("-o", "--out", default=None,
                    help="output folder (default: report), or with --experiments the "
                         "results page (default: results.md)")
@@ -209,7 +213,7 @@ def _run_throughput(args: argparse.Namespace) -> int:
     if args.out:
         raise RoutecError("--throughput writes RECORDS/throughput.json; -o does not apply")
     root = Path(args.throughput)
-    data = measure_records(root, tuple(args.engine or ["eager"]), say=stderr_progress)
+    data = measure_records(root, tuple(args.engine or ()) or None, say=stderr_progress)
     from routec.report.draw import write_bytes
 
     write_bytes(root / THROUGHPUT, (json.dumps(data, indent=1) + "\n").encode("utf-8"))

@@ -28,7 +28,7 @@ from routec.report.plots import CurvePoint, best_mixture_at
 from routec.report.summary import SummaryRow
 
 CLOCK = "clock.json"
-DEFAULT_ENGINE, DEFAULT_BATCH, DEFAULT_THREADS = "fused", 256, 1
+DEFAULT_BATCH, DEFAULT_THREADS = 256, 1  # the engine: routec.engine.registry.profile_default
 CURVES = {"static": "static (n columns)", "macs": "actor, priced in MACs",
           "latency": "actor, priced in measured time"}
 
@@ -102,7 +102,9 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
         raise RunError(f"{root}: no suite trained with --cost latency has a record",
                        hint="train one, e.g. routec experiment hybrid-actor-latency")
     table = _table_of([i.config.model_dump() for i in by_name[groups[0].latency].runs])
-    engine = engine or (table or {}).get("engine", DEFAULT_ENGINE)
+    from routec.engine import registry
+
+    engine = engine or (table or {}).get("engine") or registry.profile_default()
     batch = batch or int((table or {}).get("batch", DEFAULT_BATCH))
     threads = threads or int((table or {}).get("threads", DEFAULT_THREADS))
     secs = {o["node"]: float(o["seconds"]) for o in (table or {}).get("nodes", [])}

@@ -312,12 +312,17 @@ def timing_images(timed: list[Timed]) -> Any:
     return torch.rand((n, *shape), generator=torch.Generator().manual_seed(0))
 
 
-def measure_records(root: Path, engines: tuple[str, ...] = ("eager",), *,
+def measure_records(root: Path, engines: tuple[str, ...] | None = None, *,
                     images: int = MAX_IMAGES, min_seconds: float = TIMING_SECONDS,
                     repeats: int = TIMING_PASSES, say: Callable[[str], None] | None = None
                     ) -> dict[str, Any]:
-    """Time every pair the page shows, for each engine; the contents of throughput.json."""
+    """Time every pair the page shows, for each engine (default: the reference engine,
+    ``net.route`` itself); the contents of throughput.json."""
     import torch
+
+    from routec.engine import registry
+
+    engines = engines or (registry.reference(),)
 
     from routec.report.results import Page, find_suites, machine_text
     from routec.train.machine import describe

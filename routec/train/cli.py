@@ -143,8 +143,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--split", choices=["test", "val"], default="test")
     e.add_argument("--data-root")
     e.add_argument("--cache-dir")
-    e.add_argument("--engine", choices=["eager", "fused", "compiled", "onnx"], default="eager",
-                   help="inference engine (routec.optimize_for_inference); default eager")
+    from routec.engine import registry
+
+    e.add_argument("--engine", choices=registry.names(), default=registry.reference(),
+                   help="inference engine (routec.optimize_for_inference); default "
+                        f"{registry.reference()}")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.set_defaults(func=run_eval)
 
