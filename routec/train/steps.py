@@ -1,0 +1,118 @@
+"""One training step: a batch → the strategy's loss → TALR → SGD.
+
+Each random draw comes from its own generator in the run (batch order,
+augmentation, k_cpt, the sampled critic), so a resumed run redraws the same.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor
+
+from routec.errors import TrainingDiverged
+from routec.runtime.routing import RoutedNetwork
+from routec.train import distributed as D
+from routec.train.actor import actor_loss
+from routec.train.backbone import distill_loss
+from routec.train.config import RunConfig
+from routec.train.costs import StepResult
+from routec.train.critic import critic_loss
+from routec.train.run_state import Run, last_good
+from routec.train.sampled import sampled_critic_loss
+from routec.train.schedules import halving, learning_rate
+from routec.train.static import multi_exit_loss, static_loss
+from routec.train.talr import apply_talr
+
+
+def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x: Tensor,
+                  y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator,
+                  node_cost: Tensor | None = None, distill_head: int | None = None
+                  ) -> StepResult:
+    """One loss evaluation; ``model`` may be the DDP wrapper of ``net``; ``node_cost``
+    prices the nodes (--cost latency: ms per example; None: MACs); with
+    ``distill_head`` (a leaf index) the exits are also pulled towards that leaf's
+    logits, weighted by --distill."""
+    res = _strategy_step(cfg, net, model, x, y, k, tau, gen, node_cost)
+    if distill_head is not None and res.leaf_logits is not None:
+        res.loss = res.loss + cfg.distill * distill_loss(res.leaf_logits, distill_head)
+    return res
+
+
+def _strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x: Tensor,
+                   y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator,
+                   node_cost: Tensor | None = None) -> StepResult:
+    k_in = k * (cfg.router_k_cpt(1.0)) if cfg.dynamic else None
+    if cfg.strategy == "critic" and cfg.critic_mode == "sampled":
+        return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
+                                   error=cfg.critic_error, k_ure=cfg.k_ure, k_l2=cfg.k_l2,
+                                   epsilon=cfg.epsilon, generator=gen,
+                                   k_cpt_input=k_in, node_cost=node_cost)
+    out = model(x, k_cpt=k_in)
+    if cfg.strategy == "actor":
+        res = actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
+                         epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat,
+                         node_cost=node_cost)
+    elif cfg.strategy == "critic":
+        res = critic_loss(net, out, y, k, tau, utility=cfg.utility, error=cfg.critic_error,
+                          k_ure=cfg.k_ure, k_l2=cfg.k_l2, epsilon=cfg.epsilon,
+                          node_cost=node_cost)
+    elif cfg.strategy == "static":
+        res = static_loss(net, out, y, k_l2=cfg.k_l2)
+    else:
+        res = multi_exit_loss(net, out, y, k_l2=cfg.k_l2)
+    res.leaf_logits = out.leaf_logits
+    return res
+
+
+def schedule(cfg: RunConfig, it: int) -> tuple[float, float]:
+    """(learning rate, temperature) at iteration ``it``: functions of ``it`` alone, so
+    a resume needs no state for them."""
+    return (learning_rate(cfg.lr, cfg.lr_halflife, cfg.warmup or 0, it),
+            halving(cfg.effective_tau, cfg.tau_halflife, it))
+
+
+def draw_batch(run: Run) -> tuple[Tensor, Tensor, Tensor, Tensor | float]:
+    """(indices, images, labels, k_cpt) of the next global batch, this process's slice
+    of it on the device; every rank draws the same batch from the same generators."""
+    cfg, data, dist, device = run.cfg, run.data, run.dist, run.device
+    idx = run.order.next()
+    x = data.train.images.index_select(0, idx)
+    y = data.train.labels.index_select(0, idx)
+    if cfg.augment:
+        x = run.augmenter(x, data.train.origin.index_select(0, idx))
+    if cfg.dynamic:
+        k: Tensor | float = run.grid[torch.randint(len(run.grid), (len(idx),),
+                                                   generator=run.kgen)]
+    else:
+        k = float(cfg.k_cpt)
+    x, y = D.shard(x, dist).to(device), D.shard(y, dist).to(device)
+    if isinstance(k, Tensor):
+        k = D.shard(k, dist).to(device)
+    return idx, x, y, k
+
+
+def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tensor]:
+    """Train on the next batch at ``lr`` and ``tau``; (the step's result, the labels it
+    saw) for the log. A non-finite loss stops the run before it reaches the weights."""
+    cfg, net, opt = run.cfg, run.net, run.opt
+    idx, x, y, k = draw_batch(run)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with (run.cache.rows(D.shard(idx, run.dist)) if run.cache is not None else nullcontext()):
+        res = strategy_step(cfg, net, run.model, x, y, k, tau, run.sgen, run.node_cost,
+                            distill_head=run.head)
+    loss = float(res.loss.detach())
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"loss became {loss} at iteration {it}", iteration=it,
+                               last_good=last_good(run.ckpt_path),
+                               hint="lower --lr, or check the data for NaN/inf values")
+    opt.zero_grad(set_to_none=True)
+    res.loss.backward()
+    if cfg.talr and cfg.strategy in ("actor", "critic"):
+        apply_talr(run.params, D.global_talr_scales(res.reach, run.dist))
+    if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
+    opt.step()
+    return res, y
