@@ -376,8 +376,14 @@ def test_no_dot_program_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.M
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
+    # Graphviz's renderer itself says what is missing (routec draw then uses matplotlib:
+    # test_routec_draw_without_graphviz_draws_with_matplotlib)
+    from routec.graph import build_graph
+    from routec.parse import load_spec
+    from routec.report.draw import diagram, render
+
     with pytest.raises(RoutecError, match="Graphviz 'dot' program is not installed") as err:
-        cli("draw", "tiny", "-o", tmp_path / "x.svg")
+        render(diagram(build_graph(load_spec("tiny"))), tmp_path / "x.svg")
     assert "install Graphviz" in err.value.render()
     assert not (tmp_path / "x.svg").exists()
     # DOT source needs no dot program
