@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from routec.cli import number
 from routec.errors import RoutecError
+from routec.flags import number
 
 MODEL_NAME = "backbone"
 # what a spec's STRING token accepts inside the quotes of a cut or leaf name

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from routec.backbone.flags import add_model_flags, supply_from_flags
-from routec.cli import number
+from routec.flags import number
 
 
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr)
     if args.report:
-        from routec.report.compile_table import print_report
+        from routec.codegen.tables import print_report
 
         print_report(g)
     source = emit_module(g)

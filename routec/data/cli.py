@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from routec.data.root import CACHE_ENV, DATA_ENV, resolve_cache_dir, resolve_data_root
-from routec.cli import number
 from routec.errors import DataError
+from routec.flags import number
 
 # The parser is built on every command, so this module imports no torch, numpy
 # or PIL at load time; the handlers import what they use.

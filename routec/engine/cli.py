@@ -1,4 +1,5 @@
-"""``routec bench`` and ``routec export``."""
+"""``routec eval``, ``routec bench`` and ``routec export``: trained and compiled networks
+run for inference in an engine."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from routec.backbone.flags import add_model_flags, supply_from_flags
-from routec.cli import number
 from routec.engine import registry
 from routec.errors import RoutecError, RunError
+from routec.flags import number
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +69,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                        "recorded in the manifest)")
     e.add_argument("--cache-dir")
     e.set_defaults(func=_export)
+
+
+def add_eval_command(sub: argparse._SubParsersAction) -> None:
+    """``routec eval``: a trained run evaluated with routed inference, in an engine."""
+    e = sub.add_parser("eval", help="evaluate a trained run with routed inference",
+                       description="Test accuracy, mean MACs per example as counted by "
+                                   "routed inference, per-exit fractions and accuracies.")
+    e.add_argument("run", help="a run directory or a checkpoint file")
+    e.add_argument("--k-cpt", type=number(float, at_least=0), nargs="+",
+                   help="k_cpt values (dynamic networks; per ms for --cost latency runs)")
+    e.add_argument("--policy", choices=["argmax", "confidence"], default="argmax")
+    e.add_argument("--threshold", type=number(float, at_least=0, at_most=1), default=0.9,
+                   help="confidence policy: exit when the top softmax probability reaches it")
+    e.add_argument("--split", choices=["test", "val"], default="test")
+    e.add_argument("--data-root")
+    e.add_argument("--cache-dir")
+    e.add_argument("--engine", choices=registry.names(), default=registry.reference(),
+                   help="inference engine (routec.optimize_for_inference); default "
+                        f"{registry.reference()}")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
+    e.set_defaults(func=run_eval)
 
 
 def _parse_mix(text: str | None) -> list[float] | None:
@@ -128,7 +150,7 @@ def run_workload(run: str, static: str | None, data_root: str | None,
     from routec.api import compile_network
     from routec.engine.bench import Workload
     from routec.parse import parse_spec
-    from routec.report.summary import Evaluator
+    from routec.train.evaluations import Evaluator
     from routec.train.runs import checkpoint_path, load_run
 
     cfg, net, data, state = load_run(run, data_root, cache_dir)
@@ -261,3 +283,90 @@ def check_run_fits(state: dict[str, Any], cfg: Any, batch: int, command: str,
     g = build_graph(spec, classes=len(state["classes"]), dynamic_kcpt=cfg.dynamic,
                     kcpt_unit=cfg.router_kcpt_unit)
     check_inference_fits(g, batch, command, images)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from routec.train.evaluate import evaluate
+    from routec.train.runs import load_run
+
+    cfg, net, data, state = load_run(args.run, args.data_root, args.cache_dir)
+    split = data.test if args.split == "test" else data.val
+    # evaluate() runs batches of 500: refuse before the first where they cannot fit
+    check_run_fits(state, cfg, min(500, len(split.images)), "routec eval")
+    if cfg.dynamic:
+        ks: list[float | None] = list(args.k_cpt or cfg.k_cpt_grid)
+    else:
+        if args.k_cpt:
+            raise RunError("this network was trained with a fixed k_cpt and does not read one",
+                           hint="--k-cpt applies to runs trained with --k-cpt dynamic")
+        ks = [None]
+    import time
+
+    from routec.engine import optimize_for_inference
+
+    engine = optimize_for_inference(net, args.engine)
+    path_s = _run_path_seconds(args.run, net)
+    results = []
+    for k in ks:
+        t0 = time.perf_counter()
+        r = evaluate(engine, split.images, split.labels,
+                     k_cpt=None if k is None else cfg.router_k_cpt(k), policy=args.policy,
+                     threshold=args.threshold)
+        row = {"k_cpt": k, **r.as_dict(), "seconds": time.perf_counter() - t0}
+        if path_s is not None and args.policy == "argmax":
+            # measured time per example: each exit's path time from the run's cost table
+            row["mean_measured_seconds"] = sum(f * t for f, t in zip(r.exit_fraction, path_s))
+        results.append(row)
+    payload = {"run": str(args.run), "iteration": state["iteration"],
+               "finished": state["finished"], "data": cfg.data, "split": args.split,
+               "policy": args.policy, "engine": args.engine,
+               "threshold": args.threshold if args.policy == "confidence" else None,
+               "classes": state["classes"], "results": results}
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        _print_eval(payload)
+    return 0
+
+
+def _run_path_seconds(run: str, net: Any) -> list[float] | None:
+    """Seconds per example of the path to each exit, from the run's cost_table.json."""
+    from routec.train.cost_table import load_cost_table, node_seconds, path_seconds
+    from routec.train.loop import COST_TABLE
+    from routec.train.runs import checkpoint_path
+
+    f = checkpoint_path(run).parent / COST_TABLE
+    if not f.exists():
+        return None
+    table = load_cost_table(f)
+    node_seconds(table, list(net.NODES), str(net.NAME), source=str(f))
+    return path_seconds(table, list(net.PARENT), list(net.LEAVES))
+
+
+def _print_eval(p: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    import torch
+
+    console = Console(width=120)
+    console.print(f"run {p['run']} (iteration {p['iteration']}"
+                  f"{'' if p['finished'] else ', unfinished'}), {p['data']} {p['split']} split, "
+                  f"policy {p['policy']}"
+                  + (f" (threshold {p['threshold']})" if p["threshold"] is not None else ""))
+    for r in p["results"]:
+        head = (f"accuracy {r['accuracy']:.4f}   mean MACs {r['mean_macs']:,.0f}   "
+                + (f"mean measured time {r['mean_measured_seconds'] * 1e3:.4g} ms/example "
+                   "(cost table)   " if r.get("mean_measured_seconds") is not None else "")
+                + f"{r['examples'] / max(r['seconds'], 1e-9):,.0f} images/s ({p['engine']} "
+                  "engine)")
+        if r["k_cpt"] is not None:
+            head = f"k_cpt {r['k_cpt']:g}: " + head
+        console.print(head)
+        t = Table("exit", "fraction", "accuracy", *[c[:8] for c in p["classes"]])
+        counts = torch.tensor(r["class_exit_counts"])
+        for e, name in enumerate(r["exit_names"]):
+            acc = r["exit_accuracy"][e]
+            t.add_row(name, f"{r['exit_fraction'][e]:.3f}", "-" if acc is None else f"{acc:.3f}",
+                      *[str(int(v)) for v in counts[:, e]])
+        console.print(t)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from routec.backbone.flags import add_model_flags, supply_from_flags
-from routec.cli import number
 from routec.engine import registry
 from routec.errors import RoutecError
+from routec.flags import number
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from routec.cli import number
 from routec.errors import RoutecError, RunError, TrainingDiverged
+from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
+from routec.flags import number
 from routec.train.interrupt import Interrupted
 from routec.train.lock import RunLock, holder
-from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
 
 if TYPE_CHECKING:
     from routec.experiment.pace import PaceKey

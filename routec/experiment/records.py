@@ -135,8 +135,8 @@ def evaluation(flow: Any, exit_names: list[str]) -> dict[str, Any]:
 def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None = None,
                  cache_dir: str | None = None, loaded: Any = None) -> dict[str, Any]:
     """Evaluate a run's checkpoint by routed inference and describe it as a record."""
-    from routec.report.dataflow import measure
-    from routec.report.results import machines_of, training_seconds
+    from routec.train.dataflow import measure
+    from routec.train.logs import machines_of, training_seconds
     from routec.train.runs import load_run
 
     cfg, net, data, state = loaded or load_run(run_dir, data_root, cache_dir)
@@ -184,7 +184,7 @@ def confidence_evaluations(net: Any, part: Any) -> list[dict[str, Any]]:
 
 
 def _start_line(run_dir: Path) -> dict[str, Any]:
-    from routec.report.plots import read_metrics
+    from routec.train.logs import read_metrics
 
     return read_metrics(run_dir)[0]
 
@@ -214,7 +214,7 @@ def write_failure(run_dir: Path, record_dir: Path, suite: str, run: str, err: An
     """Record that a run diverged (``err`` a :class:`~routec.errors.TrainingDiverged`):
     its settings, its training log up to the last good checkpoint, the iteration and the
     message; no evaluation, since no trained network stands for the settings."""
-    from routec.report.results import machines_of, training_seconds
+    from routec.train.logs import machines_of, training_seconds
     from routec.train.model import digest
 
     run_dir, record_dir = Path(run_dir), Path(record_dir)

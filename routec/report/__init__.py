@@ -1,8 +1,7 @@
-"""Stage 6: tables, drawings and plots of networks and runs.
+"""The report stage: tables, drawings and plots of networks and runs.
 
-``compile_table``: the ``routec compile --report`` tables. ``dataflow``: where routed
-inference sends a split's examples (plain numbers). ``draw``: Graphviz node-link
-diagrams of specs and of measured dataflow. ``plots``: matplotlib figures of runs.
-``summary``: cached checkpoint evaluations and the summary table. ``cli``: the
-``routec draw`` and ``routec report`` commands.
+``dataflow``: where routed inference sends a saved run's examples (plain numbers).
+``draw``: Graphviz node-link diagrams of specs and of measured dataflow. ``plots``:
+matplotlib figures of runs. ``summary``: the summary table of runs. ``results``: the
+reproduction page. ``cli``: the ``routec draw`` and ``routec report`` commands.
 """

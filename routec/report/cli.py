@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from routec.backbone.flags import add_model_flags, supply_from_flags
-from routec.cli import number
 from routec.errors import RoutecError, RunError
+from routec.flags import number
+from routec.report.curves import curve_points
 from routec.report.draw import COLOUR_BY, FORMATS
 
 SPLITS = ("test", "val")
@@ -208,7 +209,7 @@ def _run_harvest(args: argparse.Namespace) -> int:
 
 def _run_throughput(args: argparse.Namespace) -> int:
     from routec.report.results import THROUGHPUT, stderr_progress
-    from routec.report.throughput import measure_records
+    from routec.report.results import measure_records
 
     if args.out:
         raise RoutecError("--throughput writes RECORDS/throughput.json; -o does not apply")
@@ -329,32 +330,6 @@ def build_report(runs: list[Path], out: Path, *, fmt: str = "png", split: str = 
             figures.append((f"{info.name}: measured dataflow ({split} split)", p.name))
     written.extend(_write_tables(out, rows, curves, heatmaps, figures, split))
     return written
-
-
-def curve_points(infos: list[Any], rows: list[Any]) -> list[Any]:
-    """Fig. 5 points: static runs on one curve, every other strategy a curve over k_cpt."""
-    from routec.report.plots import CurvePoint
-
-    datasets = {i.config.data for i in infos}
-    networks = {r.network for r in rows if r.strategy != "static"}
-    budgets: dict[str, set[int]] = {}  # a strategy trained for two budgets: two curves
-    for r in rows:
-        budgets.setdefault(r.strategy, set()).add(r.iterations)
-    points = []
-    for r in rows:
-        curve = "static" if r.strategy == "static" else r.strategy
-        if len(networks) > 1 and curve != "static":
-            curve += f" ({r.network})"
-        if len(budgets[r.strategy]) > 1:
-            curve += f", {r.iterations:,} its"
-        if len(datasets) > 1:
-            curve = f"{r.data}: {curve}"
-        if r.strategy == "static":
-            label = f"n={r.static_columns}" if r.static_columns else r.network
-        else:
-            label = "" if r.k_value is None else f"{r.k_value:.3g}"  # ÷9 widths: 8.89e-10
-        points.append(CurvePoint(curve, r.mean_macs, r.accuracy, label, r.run))
-    return points
 
 
 def _dataflow_diagram(info: Any, out: Path, split: str, data_root: str | None,

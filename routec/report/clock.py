@@ -87,7 +87,7 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
     import torch
 
     from routec.engine.profile import path_seconds
-    from routec.report.results import find_suites, machine_text
+    from routec.report.suites import find_suites, machine_text
     from routec.report.throughput import measure, timed_network, timing_images
     from routec.train.machine import describe
 

@@ -6,17 +6,16 @@ drawing never touches a global backend or opens a window.
 from __future__ import annotations
 
 import io
-import json
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from routec.errors import RoutecError, RunError
 from routec.report.draw import write_bytes
+from routec.train.logs import read_metrics  # noqa: F401
 
 PLOT_FORMATS = ("png", "svg", "pdf")
 
@@ -131,33 +130,6 @@ class Heatmap:
     fractions: list[list[float]]  # exit × iteration
     source: str  # "val" (validation evaluations) or "train" (training windows)
     path_macs: list[int] = field(default_factory=list)
-
-
-def read_metrics(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run's start event and its per-iteration records (last record per iteration)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise RunError(f"{path}: cannot read the run's metrics ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise RunError(f"{path}: not a text file, so not a routec training log") from None
-    start: dict[str, Any] = {}
-    records: dict[int, dict[str, Any]] = {}
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
-        if not isinstance(rec, dict) or not isinstance(rec.get("iteration", 0), int):
-            continue  # not a record routec writes
-        if rec.get("event") == "start":
-            start = rec
-        elif "event" not in rec and "iteration" in rec:  # not a start/resume event
-            records[int(rec["iteration"])] = rec
-    if not start:
-        raise RunError(f"{path}: no start record", hint="is this a routec run directory?")
-    return start, [records[k] for k in sorted(records)]
 
 
 def heatmap_data(run_dir: Path, source: str = "auto") -> Heatmap:

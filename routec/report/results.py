@@ -16,36 +16,21 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from routec.errors import RoutecError, RunError
 from routec.experiment.suites import CPU_ITERATIONS, FIGURES, SUITES, split_budget
 from routec.report.claims import CLAIMS, PENDING, Evidence
-from routec.report.summary import RunInfo, SummaryRow, load_run_info, markdown_table, rows_for
+from routec.report.suites import (RECORDS, Suite, find_failures, find_suites,  # noqa: F401
+                                  machine_text)
+from routec.report.summary import RunInfo, SummaryRow, markdown_table, rows_for
+from routec.report.throughput import MAX_IMAGES, TIMING_PASSES, TIMING_SECONDS
+from routec.train.logs import machines_of, metric_lines, training_seconds  # noqa: F401
 
 Progress = Callable[[str], None]
-RECORDS = "results/records"  # the committed records folder, as the page's commands name it
 PAGE = "docs/results.md"
 THROUGHPUT = "throughput.json"
-
-
-@dataclass
-class Suite:
-    name: str
-    runs: list[RunInfo]  # recorded runs, in the suite's order
-    records: dict[str, dict[str, Any]]  # run → its record.json
-    missing: list[str]  # runs of the suite with no record yet (and no failure record)
-    diverged: dict[str, dict[str, Any]]  # run → its failure.json (training diverged)
-
-    @property
-    def data(self) -> str:
-        return self.runs[0].config.data
-
-    @property
-    def routed(self) -> bool:
-        return self.runs[0].routed
 
 
 class RecordEvaluations:
@@ -63,84 +48,11 @@ class RecordEvaluations:
                        f"evaluation at k_cpt {k}")
 
 
-def find_suites(root: Path) -> list[Suite]:
-    """Suites with at least one record under ``root``, in the order of SUITES."""
-    from routec.experiment.records import read_record
-
-    root = Path(root)
-    if not root.is_dir():
-        raise RunError(f"{root}: no such records folder",
-                       hint=f"records are written by routec experiment (default {RECORDS})")
-    failures = find_failures(root)
-    found = []
-    for name, runs in SUITES.items():
-        infos, records, missing = [], {}, []
-        diverged = failures.get(name, {})
-        for run in runs:
-            if run in diverged:
-                continue
-            if (rec := read_record(root / name / run)) is None:
-                missing.append(run)
-                continue
-            infos.append(load_run_info(root / name / run, run))
-            records[run] = rec
-        if infos:
-            found.append(Suite(name, infos, records, missing, diverged))
-    if not found:
-        raise RunError(f"{root}: no suite has a run record",
-                       hint="records come from routec experiment, or routec report --harvest "
-                            "RUNS -o " + str(root))
-    return found
-
-
-def find_failures(root: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """suite → run → failure.json of every run recorded as diverged, including suites with
-    no evaluated run at all (which :func:`find_suites` leaves out)."""
-    from routec.experiment.records import RECORD, read_failure
-
-    found: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, runs in SUITES.items():
-        for run in runs:
-            folder = Path(root) / name / run
-            if not (folder / RECORD).is_file() and (f := read_failure(folder)) is not None:
-                found.setdefault(name, {})[run] = f
-    return found
-
-
 def has_records(root: Path) -> bool:
     return any(Path(root).glob("*/*/record.json"))
 
 
 # -- training facts from the logs ------------------------------------------------------------
-def metric_lines(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise RoutecError(f"{path}: not a text file, so not a routec training log") from None
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
-def training_seconds(run_dir: Path) -> float:
-    """Wall-clock seconds of training, summed over sittings (each resume restarts the clock;
-    work redone after a kill is not counted, as its log lines were dropped)."""
-    total, current = 0.0, 0.0
-    for rec in metric_lines(run_dir):
-        if rec.get("event") in ("start", "resume"):
-            total, current = total + current, 0.0
-        elif "seconds" in rec:
-            current = float(rec["seconds"])
-    return total + current
-
-
 def early_late_macs(run_dir: Path) -> tuple[float, float] | None:
     """Mean training-window MACs over the first and the last 10% of logged windows."""
     recs = [r for r in metric_lines(run_dir) if "event" not in r and "train_mean_macs" in r]
@@ -167,18 +79,6 @@ def accuracy_fall(run_dir: Path) -> tuple[float, int, float] | None:
     peak_it, peak = max(vals, key=lambda v: (v[1], -v[0]))
     last = vals[-1][1]
     return (peak, peak_it, last) if peak - last >= COLLAPSE else None
-
-
-def machine_text(d: dict[str, Any]) -> str:
-    return (f"{d['cpu']}, {d['cpus']} CPUs, {d['torch_threads']} torch thread(s), "
-            f"{d['device']}{', ' + d['gpu'] if 'gpu' in d else ''}; "
-            f"torch {d['torch']}, Python {d['python']}, {d['platform']}")
-
-
-def machines_of(run_dir: Path) -> list[dict[str, Any]]:
-    """The machines a run trained on (one per start or resume), as logged."""
-    return [r["machine"] for r in metric_lines(run_dir)
-            if r.get("event") in ("start", "resume") and "machine" in r]
 
 
 def machines(suites: list[Suite], diverged: dict[str, Path] | None = None
@@ -429,7 +329,7 @@ class Page:
 
     def curve_panels(self, fig: Any) -> list[str]:
         from routec.report import plots
-        from routec.report.cli import curve_points
+        from routec.report.curves import curve_points
 
         out = []
         for panel in fig.panels:
@@ -662,3 +562,47 @@ def _heatmap_source(panels: list[tuple[str, Any]]) -> str:
 
 def stderr_progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def measure_records(root: Path, engines: tuple[str, ...] | None = None, *,
+                    images: int = MAX_IMAGES, min_seconds: float = TIMING_SECONDS,
+                    repeats: int = TIMING_PASSES, say: Callable[[str], None] | None = None
+                    ) -> dict[str, Any]:
+    """Time every pair the page shows, for each engine (default: the reference engine,
+    ``net.route`` itself); the contents of throughput.json."""
+    import torch
+
+    from routec.engine import registry
+
+    engines = engines or (registry.reference(),)
+
+    from routec.report.throughput import measure, pairs, timed_network, timing_images
+    from routec.train.machine import describe
+
+    say = say or (lambda _m: None)
+    suites = find_suites(root)
+    page = Page(suites, Path(root), Path(root), "", "png", False, say)
+    machine = machine_text(describe(torch.device("cpu")))
+    out: list[dict[str, Any]] = []
+    for p in pairs(page.rows):
+        for engine in engines:
+            say(f"timing {p.key[0]} against {p.key[1]} ({engine})")
+            timed, nets = {}, {}
+            for key, suite, row in (("actor", p.actor_suite, p.actor),
+                                    ("static", p.static_suite, p.static)):
+                rec = page.records_of(suite, row.run)
+                timed[key] = timed_network(Path(root) / suite / row.run, rec, engine, images)
+                nets[key] = (timed[key].runner,
+                             4e-9 if rec["config"]["k_cpt"] == "dynamic" else None)
+            x = timing_images(list(timed.values()))
+            n = len(x)
+            mixes = {key: t.exit_count for key, t in timed.items()}
+            t = measure(nets, x, repeats=repeats, min_seconds=min_seconds,
+                        routing={key: v.routing for key, v in timed.items()})
+            out.append({"engine": engine, "images": n, "batch": t["actor"].batch,
+                        "threads": t["actor"].threads, "machine": machine, **{
+                            key: {"run": run, "exit_count": mixes[key],
+                                  "images_per_second": t[key].images_per_second,
+                                  "passes": t[key].passes}
+                            for key, run in zip(("actor", "static"), p.key)}})
+    return {"format": 1, "pairs": out}

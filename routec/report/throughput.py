@@ -8,9 +8,9 @@ kept. Time is what an engine's ``route`` takes (``routec.engine``: eager is
 The results page compares, per dataset, the most accurate actor run with the
 cheapest static network at least as accurate. Timing needs no trained weights:
 how long routed inference takes depends on the path each image takes, not on
-what the weights are, so :func:`measure_records` builds each network from its
-record's spec, freshly initialised, and sends images along the exits in the
-proportions the record measured (:class:`ScriptedRouting`). The measurements are
+what the weights are, so :func:`routec.report.results.measure_records` builds each
+network from its record's spec, freshly initialised, and sends images along the
+exits in the proportions the record measured (:class:`ScriptedRouting`). The measurements are
 stored in ``RECORDS/throughput.json`` and the page is rendered from that file,
 so regenerating the page does not re-time anything.
 """
@@ -310,47 +310,3 @@ def timing_images(timed: list[Timed]) -> Any:
     n = min(len(t.routing.leaves) for t in timed)
     shape = tuple(timed[0].runner.INPUT_SHAPE)
     return torch.rand((n, *shape), generator=torch.Generator().manual_seed(0))
-
-
-def measure_records(root: Path, engines: tuple[str, ...] | None = None, *,
-                    images: int = MAX_IMAGES, min_seconds: float = TIMING_SECONDS,
-                    repeats: int = TIMING_PASSES, say: Callable[[str], None] | None = None
-                    ) -> dict[str, Any]:
-    """Time every pair the page shows, for each engine (default: the reference engine,
-    ``net.route`` itself); the contents of throughput.json."""
-    import torch
-
-    from routec.engine import registry
-
-    engines = engines or (registry.reference(),)
-
-    from routec.report.results import Page, find_suites, machine_text
-    from routec.train.machine import describe
-
-    say = say or (lambda _m: None)
-    suites = find_suites(root)
-    page = Page(suites, Path(root), Path(root), "", "png", False, say)
-    machine = machine_text(describe(torch.device("cpu")))
-    out: list[dict[str, Any]] = []
-    for p in pairs(page.rows):
-        for engine in engines:
-            say(f"timing {p.key[0]} against {p.key[1]} ({engine})")
-            timed, nets = {}, {}
-            for key, suite, row in (("actor", p.actor_suite, p.actor),
-                                    ("static", p.static_suite, p.static)):
-                rec = page.records_of(suite, row.run)
-                timed[key] = timed_network(Path(root) / suite / row.run, rec, engine, images)
-                nets[key] = (timed[key].runner,
-                             4e-9 if rec["config"]["k_cpt"] == "dynamic" else None)
-            x = timing_images(list(timed.values()))
-            n = len(x)
-            mixes = {key: t.exit_count for key, t in timed.items()}
-            t = measure(nets, x, repeats=repeats, min_seconds=min_seconds,
-                        routing={key: v.routing for key, v in timed.items()})
-            out.append({"engine": engine, "images": n, "batch": t["actor"].batch,
-                        "threads": t["actor"].threads, "machine": machine, **{
-                            key: {"run": run, "exit_count": mixes[key],
-                                  "images_per_second": t[key].images_per_second,
-                                  "passes": t[key].passes}
-                            for key, run in zip(("actor", "static"), p.key)}})
-    return {"format": 1, "pairs": out}

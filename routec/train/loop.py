@@ -157,7 +157,7 @@ def _path_seconds(run: Run, tree: Tree) -> list[float] | None:
     """Measured seconds of every root-to-exit path, with a cost table; else None."""
     if run.table is None:
         return None
-    from routec.engine.profile import path_seconds
+    from routec.train.cost_table import path_seconds
 
     return path_seconds(run.table, tree.parent, tree.leaves)
 

@@ -304,7 +304,7 @@ def run_cost_table(cfg: RunConfig, net: RoutedNetwork, run_dir: Path | None
     a table for other nodes than the network's is a one-line error."""
     if cfg.cost != "latency":
         return None, None
-    from routec.engine.profile import load_cost_table, node_seconds
+    from routec.train.cost_table import load_cost_table, node_seconds
     from routec.train.costs import node_costs
 
     saved = None if run_dir is None else run_dir / COST_TABLE
