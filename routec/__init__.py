@@ -1,7 +1,8 @@
 """routec: compile, train and inspect dynamically-routed neural networks.
 
-Pipeline (one direction): parse → graph (validate, count MACs) → codegen →
-runtime → train → report; ``routec.cli`` wires the stages. The names below are
+Pipeline (one direction, declared in docs/design.md): parse → graph (validate,
+count MACs) → runtime → codegen → data → train → engine → experiment → report;
+``routec.cli`` wires the stages. The names below are
 the stable Python API (see docs/api.md); they are imported on first use so that
 ``import routec`` stays light.
 """

@@ -22,7 +22,7 @@ def test_paper_chain_full_path_matches_flop_counter() -> None:
     measured = counted_macs(lambda: net.route(x, policy=always(0)))
     deepest = g.path_macs()[-1]
     assert abs(measured - deepest) <= 0.01 * deepest
-    # DESIGN.md: the chain's full path is about 2.0e7 MACs
+    # docs/design.md: the chain's deepest path is about 2.0e7 MACs
     assert 1.9e7 < deepest < 2.2e7
 
 

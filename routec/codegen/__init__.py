@@ -1,4 +1,4 @@
-"""Stage 3: generate readable PyTorch modules from validated routing graphs.
+"""The codegen stage: generate readable PyTorch modules from validated routing graphs.
 
 Names are imported on first use: ``emit_module`` needs no torch, ``build_class`` and
 ``load_source`` (which execute the generated code) do, and ``routec --help`` needs

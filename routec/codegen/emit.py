@@ -1,4 +1,4 @@
-"""Stage 3: a validated :class:`RoutingGraph` → the Python source of an ``nn.Module``.
+"""The codegen stage: a validated :class:`RoutingGraph` → the Python source of an ``nn.Module``.
 
 The module is meant to be read: one attribute per node, named after it, one line
 per node in the dense pass, and a routed pass whose nesting mirrors the tree.

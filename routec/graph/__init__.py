@@ -1,4 +1,4 @@
-"""Stage 2: validate a spec as a routing tree and count its MACs (networkx)."""
+"""The graph stage: validate a spec as a routing tree and count its MACs (networkx)."""
 from routec.graph.build import HeadConfig, NodeInfo, RoutingGraph, build_graph
 from routec.graph.static import static_depth, static_prefix
 

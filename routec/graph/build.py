@@ -1,4 +1,4 @@
-"""Stage 2: the expanded route → a networkx tree with shapes, MACs and parameters.
+"""The graph stage: the expanded route → a networkx tree with shapes, MACs and parameters.
 
 Nodes (in depth-first order, branches left to right):
   * ``stem``: the initial transform (no MACs);

@@ -8,7 +8,7 @@ code generation all read this table; nothing else knows the layer kinds.
 
 Shapes are *pyramids*: tuples of (channels, height, width), finest level first.
 Plain layers act on the coarsest level and give a one-level pyramid.
-MAC rules (DESIGN.md): conv = H_out·W_out·k_h·k_w·(C_in/groups)·C_out with the
+MAC rules (docs/design.md): conv = H_out·W_out·k_h·k_w·(C_in/groups)·C_out with the
 kernel's taps clipped to the map (min(k, ⌊(H−1)/dilation⌋+1) per side);
 linear = in·out; max/average pooling, global average pooling, batch-norm, ReLU,
 dropout, resizing and a residual's addition = 0. These equal the counts of

@@ -1,4 +1,4 @@
-"""Stage 1: ``.route`` text → :class:`routec.spec.NetworkSpec`.
+"""The parse stage: ``.route`` text → :class:`routec.spec.NetworkSpec`.
 
 Every fault raises :class:`routec.errors.SpecError` with ``file:line:col``, the
 offending line, a caret and a hint; nothing else escapes for any input text.

@@ -1,4 +1,6 @@
-"""Stage 4: what generated networks import at run time (and nothing upstream)."""
+"""The runtime stage: what generated networks import at run time. Besides
+``routec.errors`` it reads only the graph stage (docs/design.md), and only for what
+Python code defines: registered layer kinds and supplied models."""
 from routec.runtime import layers, routing
 from routec.runtime.routing import DenseOutput, RoutedNetwork, RoutedOutput, argmax_policy
 

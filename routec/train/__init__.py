@@ -1,1 +1,1 @@
-"""Stage 5: training strategies (actor, critics, static, multi-exit), TALR, the loop."""
+"""The train stage: training strategies (actor, critics, static, multi-exit), TALR, the loop."""

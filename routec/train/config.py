@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from routec.errors import RunError
 
 Strategy = Literal["actor", "critic", "static", "multi-exit"]
-# DESIGN.md: per-example k_cpt for dynamic training is drawn from this grid (×1e-9)
+# docs/design.md: per-example k_cpt for dynamic training is drawn from this grid (×1e-9)
 K_CPT_GRID = (0.0, 1e-9, 2e-9, 4e-9, 8e-9, 16e-9, 32e-9, 64e-9)
 # --cost latency: k_cpt is cost per millisecond of measured time per example (the cost
 # table's seconds × 1e3). On the CPU of docs/benchmarks.md 1 ms of paper_chain is about

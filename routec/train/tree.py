@@ -14,7 +14,7 @@ from torch import Tensor
 
 from routec.runtime.routing import RoutedNetwork
 
-EPSILON = 1e-6  # DESIGN.md: no branch probability below ε·(leaves under it)/(leaves in tree)
+EPSILON = 1e-6  # docs/design.md: no branch probability below ε·(leaves under it)/(leaves in tree)
 
 
 @dataclass(frozen=True)
