@@ -98,15 +98,17 @@ def main() -> None:
     pieces = {net.NODES[i]: pieces_of(getattr(net, net.NODES[i]))[-1]
               for i, kind in enumerate(net.KINDS) if kind == "column"}
 
+    def anchor(node: str) -> str:  # the column whose output a head reads
+        while node.startswith("j_"):
+            node = net.NODES[net.PARENT[net.NODES.index(node)]]
+        return node
+
     def heads_only() -> None:
         idx = batch()
+        feats = {name: p.cached.index_select(0, idx) for name, p in pieces.items()}
         total = 0.0
         for parent, head in heads:
-            anchor = parent
-            while anchor.startswith("j_"):
-                anchor = net.NODES[net.PARENT[net.NODES.index(anchor)]]
-            feats = pieces[anchor].cached.index_select(0, idx)
-            total = total + head((feats,)).float().mean()
+            total = total + head((feats[anchor(parent)],)).float().mean()
         opt.zero_grad(set_to_none=True)
         total.backward()
 

@@ -48,11 +48,13 @@ def leaf_mistakes(out: DenseOutput, y: Tensor) -> Tensor:
 
 def node_weights(net: RoutedNetwork) -> list[list[Tensor]]:
     """The weight tensors (convolutions and linear layers, not biases or batch-norm)
-    of every node, in node order: what L2 regularisation applies to."""
+    of every node, in node order: what L2 regularisation applies to. Frozen weights (a
+    supplied model's pieces under --freeze) are left out: they do not train, so their
+    penalty would only add a constant to the loss, at the cost of summing them every step."""
     out: list[list[Tensor]] = []
     for name in net.NODES:
         module = getattr(net, name)
-        out.append([p for p in module.parameters() if p.ndim > 1])
+        out.append([p for p in module.parameters() if p.ndim > 1 and p.requires_grad])
     return out
 
 
