@@ -158,24 +158,8 @@ def test_the_listing_of_a_vit_and_all_its_cuts(capsys) -> None:
     assert text.splitlines()[-1].strip().endswith("--cuts blocks.0,blocks.1,blocks.2")
 
 
-class Branchy(nn.Module):
-    """Data-dependent control flow: torch.fx cannot trace ``gate``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 4, 3, padding=1)
-        self.gate = Gate()
-        self.fc = nn.Linear(4, 10)
-
-    def forward(self, x):
-        return self.fc(self.gate(self.stem(x)).mean(dim=(2, 3)))
-
-
-class Gate(nn.Module):
-    def forward(self, x):
-        if x.sum() > 0:  # a Python branch on a tensor's value
-            return x.relu()
-        return -x
+# the untraceable model of test_backbone_cut, importable from here as MODULE:CALLABLE
+from test_backbone_cut import Branchy, Gate  # noqa: E402,F401
 
 
 def _one_line_error(capsys, *argv: str) -> str:
