@@ -17,12 +17,17 @@ C extensions) are kept whole by naming them as ``leaves``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import fx, nn
 
 from routec.errors import RoutecError
+
+
+T = TypeVar("T")
 
 
 class CutError(RoutecError):
@@ -203,19 +208,27 @@ def _lookup(a: fx.Node, env: dict[fx.Node, fx.Node], graph: fx.Graph,
 
 def piece_stats(pieces: list[fx.GraphModule], input_shape: tuple[int, ...]
                 ) -> list[dict[str, object]]:
-    """Per piece: output shape (without the batch), parameters, MACs per example.
+    """Per piece: output shape (without the batch; None if not one tensor), parameters,
+    MACs per example, the pieces run one after another on one example.
 
-    Run once on meta tensors (no memory, no arithmetic) under torch's FLOP counter, so
-    the counts are torch's own; MACs are FLOPs / 2."""
+    Run under torch's FLOP counter, so the counts are torch's own (MACs are FLOPs / 2),
+    on meta tensors where the model allows it (:func:`on_meta_else_cpu`)."""
+    return on_meta_else_cpu(lambda device: _count(pieces, input_shape, device))
+
+
+def _count(pieces: list[fx.GraphModule], input_shape: tuple[int, ...], device: str
+           ) -> list[dict[str, object]]:
+    import copy
+
     from torch.utils.flop_counter import FlopCounterMode
 
     stats = []
-    x: object = torch.empty((1, *input_shape), device="meta")
+    x: object = torch.zeros((1, *input_shape), device=device)
     seen: set[int] = set()
     for piece in pieces:
-        meta = _on_meta(piece)
+        clone = copy.deepcopy(piece).to(device).eval()
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            y = meta(x)
+            y = clone(x)
         params = 0
         for p in piece.parameters():
             if id(p) not in seen:  # a parameter shared by two pieces counts once
@@ -228,8 +241,13 @@ def piece_stats(pieces: list[fx.GraphModule], input_shape: tuple[int, ...]
     return stats
 
 
-def _on_meta(piece: fx.GraphModule) -> fx.GraphModule:
-    import copy
-
-    clone = copy.deepcopy(piece)
-    return clone.to("meta").eval()
+def on_meta_else_cpu(run: Callable[[str], T]) -> T:
+    """``run("meta")`` (shapes and counts without memory or arithmetic); a model that
+    reads a tensor's value (a kept-whole leaf with a Python branch) cannot run on meta
+    tensors, and then runs once on one CPU example instead: the same counts."""
+    try:
+        return run("meta")
+    except (RuntimeError, NotImplementedError) as err:
+        if "meta" not in str(err).lower():
+            raise
+        return run("cpu")

@@ -157,37 +157,17 @@ def _load(args: argparse.Namespace) -> _Model:
 
 # --- counting --------------------------------------------------------------------------------
 
-def _count(pieces: list[Any], input_shape: tuple[int, ...], device: str
-           ) -> list[dict[str, Any]]:
-    """Per piece: real output shape (None if not one tensor) and MACs, on ``device``."""
-    import copy
-
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x: Any = torch.zeros((1, *input_shape), device=device)
-    stats = []
-    for piece in pieces:
-        clone = copy.deepcopy(piece).to(device).eval()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            y = clone(x)
-        shape = tuple(y.shape[1:]) if isinstance(y, torch.Tensor) else None
-        stats.append({"shape": shape, "macs": int(counter.get_total_flops() // 2)})
-        x = y
-    return stats
-
-
 def piece_macs(model: _Model, cuts: list[Any], input_shape: tuple[int, ...]
                ) -> list[dict[str, Any]]:
     """Shape and MACs of the ``len(cuts) + 1`` pieces, on meta tensors (or once on the
     CPU for a model that reads a tensor's value); a model that does not run on the
     input is a one-line error."""
-    from routec.backbone.cut import split
-    from routec.backbone.supplied import _first_line, _on_meta_else_cpu
+    from routec.backbone.cut import piece_stats, split
+    from routec.backbone.supplied import _first_line
 
     pieces = split(model.traced, cuts)
     try:
-        return _on_meta_else_cpu(lambda device: _count(pieces, input_shape, device))
+        return piece_stats(pieces, input_shape)
     except Exception as err:  # noqa: BLE001 - the user's model on the wrong input
         raise InitError(f"{model.target} does not run on a {_fmt(input_shape)} input "
                         f"({type(err).__name__}: {_first_line(err)})",

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from routec.backbone.cut import CutError, CutPoint, resolve_cut, split, trace
+from routec.backbone.cut import (CutError, CutPoint, on_meta_else_cpu, piece_stats,
+                                 resolve_cut, split, trace)
 from routec.graph.arguments import Param
 from routec.graph.registry import LAYERS, LayerKind, Level, Make, Pyramid, ShapeError
 
@@ -67,7 +68,7 @@ class Supplied:
                 return gm
 
             try:
-                gm = _on_meta_else_cpu(propagate)
+                gm = on_meta_else_cpu(propagate)
             except Exception as err:  # noqa: BLE001 - the user's model on the wrong input
                 raise ShapeError(f"model '{self.name}' does not run on a "
                                  f"{'x'.join(map(str, input_shape))} input "
@@ -88,38 +89,18 @@ class Supplied:
         """(real input shape, real output shape, MACs, parameters) of a piece, cached."""
         key = (start, stop, input_shape)
         if key not in self._stats:
-            from torch.utils.flop_counter import FlopCounterMode
-
             shapes = self.node_shapes(input_shape)
             real_in = input_shape if start is None else shapes[self.cut(start).node]
-            def count(device: str) -> tuple[Any, int, int]:
-                piece = copy.deepcopy(self.piece(start, stop)).to(device).eval()
-                with FlopCounterMode(display=False) as counter, torch.no_grad():
-                    y = piece(_example(real_in, device))
-                return y, counter.get_total_flops(), sum(p.numel() for p in piece.parameters())
-
-            out, flops, params = _on_meta_else_cpu(count)
-            if not isinstance(out, Tensor):
-                raise ShapeError(f"model '{self.name}' piece ends in a "
-                                 f"{type(out).__name__}, not one tensor; cut it earlier")
-            self._stats[key] = (real_in, tuple(out.shape[1:]), int(flops // 2), int(params))
+            (stats,) = piece_stats([self.piece(start, stop)], real_in)
+            if stats["shape"] is None:
+                raise ShapeError(f"model '{self.name}' piece ends in something other than "
+                                 "one tensor; cut it earlier")
+            self._stats[key] = (real_in, stats["shape"], stats["macs"], stats["params"])
         return self._stats[key]
 
 
 def _example(shape: tuple[int, ...], device: str) -> Tensor:
     return torch.zeros((1, *shape), device=device)
-
-
-def _on_meta_else_cpu(run: Any) -> Any:
-    """``run("meta")`` (shapes and counts without memory or arithmetic); a model that
-    reads a tensor's value (a kept-whole leaf with a Python branch) cannot run on meta
-    tensors, and then runs once on one CPU example instead: the same counts."""
-    try:
-        return run("meta")
-    except (RuntimeError, NotImplementedError) as err:
-        if "meta" not in str(err).lower():
-            raise
-        return run("cpu")
 
 
 _SUPPLIED: dict[str, Supplied] = {}
