@@ -101,6 +101,29 @@ SUITES.update({
     "cifar10-resnet-multiexit": {
         "multi-exit": {"spec": "resnet_chain", "strategy": "multi-exit", "data": "cifar10"}},
 })
+# Beyond the paper: a model routec did not build. A CIFAR ResNet-20 trained in plain
+# PyTorch (examples/train_cifar_resnet.py writes runs/backbone/resnet20_cifar10.pt) is cut
+# after layer1.1, layer2.0 and layer3.0 (examples/resnet20.route, made by `routec init`),
+# its weights frozen; only the exits and routers train, on features computed once. The
+# actor over the k_cpt grid against the same exits trained alone (multi-exit) and routed
+# by confidence thresholds, as SDN and MSDNet deploy them. Run from the repository root
+# (the model is examples.cifar_resnet:resnet20); the routec's own default recipe
+# (standardised inputs, v/255 pixels as the backbone was trained on), no augmentation
+# (it would change the frozen backbone's input and defeat the feature cache).
+TRAINED_RESNET20 = {
+    "spec": "examples/resnet20.route", "data": "cifar10", "preset": "default",
+    "pixels": "unit", "augment": False, "freeze": "all",
+    "models": {"backbone": {"target": "examples.cifar_resnet:resnet20",
+                            "weights": "runs/backbone/resnet20_cifar10.pt"}}}
+SUITES.update({
+    "cifar10-r20-actor": _grid({**TRAINED_RESNET20, "strategy": "actor"}),
+    "cifar10-r20-multiexit": {"multi-exit": {**TRAINED_RESNET20, "strategy": "multi-exit"}},
+    # the actor with the backbone fine-tuned too: every piece trains (augmented, so
+    # nothing is cached), at a tenth of the default learning rate to keep its weights
+    "cifar10-r20-finetune": {
+        _k_name(k): {**TRAINED_RESNET20, "strategy": "actor", "k_cpt": k, "freeze": "none",
+                     "augment": True, "lr": 0.01} for k in (4e-9, 16e-9)},
+})
 # Beyond the paper: routing priced in measured time (--cost latency) beside the MAC-priced
 # hybrid-actor grid, k_cpt per millisecond of the cost table. Write the table first, on
 # the machine the networks will be timed on: `routec profile paper_chain --batch 256
