@@ -93,6 +93,7 @@ class Run:
     params: list[list[Tensor]]  # per node, for TALR
     grid: Tensor  # the k_cpt values a dynamic run trains at
     cache: FeatureCache | None = None  # built after the restore (see loop._feature_cache)
+    untrainable_noted: bool = False  # said once that nothing on the trained path learns
 
     @property
     def leader(self) -> bool:

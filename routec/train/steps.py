@@ -6,6 +6,7 @@ augmentation, k_cpt, the sampled critic), so a resumed run redraws the same.
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import nullcontext
 
 import torch
@@ -109,6 +110,15 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
                                last_good=last_good(run.ckpt_path),
                                hint="lower --lr, or check the data for NaN/inf values")
     opt.zero_grad(set_to_none=True)
+    if not res.loss.requires_grad:
+        # every parameter on the trained path is frozen (a static run through a frozen
+        # model, the model alone): nothing learns, and the run's record is the network
+        # as it is, a baseline beside the routed runs
+        if run.leader and not run.untrainable_noted:
+            print("nothing on the trained path has a trainable parameter (all frozen): "
+                  "the run evaluates the network as it is", file=sys.stderr)
+            run.untrainable_noted = True
+        return res, y
     res.loss.backward()
     if cfg.talr and cfg.strategy in ("actor", "critic"):
         apply_talr(run.params, D.global_talr_scales(res.reach, run.dist))
