@@ -79,8 +79,8 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
            stop: StopOnSignal | None = None) -> RunResult:
     """Set up, restore, open the run directory, then loop (in this order: each step
     draws from the random state the one before left)."""
-    device = resolve_device(cfg.device)  # before any data is decoded
-    dist = D.setup()
+    device = D.process_device(resolve_device(cfg.device))  # before any data is decoded
+    dist = D.setup(device)
     torch.manual_seed(cfg.seed)
     state, label, text = read_checkpoint(cfg, out_dir, resume, start_if_missing)
     if state is not None and int(state["iteration"]) == cfg.iterations and state.get("finished"):
