@@ -35,6 +35,15 @@ def _records(run: Path) -> list[dict]:
     return [{k: v for k, v in x.items() if k != "seconds"} for x in lines if "event" not in x]
 
 
+def _board(run: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)]
+            for t in acc.Tags()["scalars"] if t != "time/seconds"}
+
+
 def _finish(procs: list[subprocess.Popen]) -> list[str]:
     outs = []
     for p in procs:
@@ -72,6 +81,10 @@ def test_two_processes_stop_and_resume_exactly_on_one_node_or_two(tmp_path: Path
     events = [json.loads(x) for x in (split / "metrics.jsonl").read_text().splitlines()]
     assert [(e["event"], e["world_size"]) for e in events if "event" in e] == \
         [("start", 2), ("resume", 2)]
+    # only the leader writes TensorBoard events: one file per sitting, curves as if unbroken
+    assert len(list(whole.glob("events.out.tfevents.*"))) == 1
+    assert len(list(split.glob("events.out.tfevents.*"))) == 2
+    assert _board(split) == _board(whole)
 
 
 def test_the_backend_follows_the_device(monkeypatch) -> None:
