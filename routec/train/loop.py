@@ -106,8 +106,8 @@ def _loop(run: Run, start: int, window: MetricsWindow, validation: Validation, *
     iteration boundary with the work since the last checkpoint saved."""
     cfg = run.cfg
     last_save = time.monotonic()
-    bar = Progress(cfg.iterations, start, enabled=progress and run.leader)
     board = Board.open(run, start)
+    bar = Progress(cfg.iterations, start, enabled=progress and run.leader)
     window.t0 = time.perf_counter()  # the log's seconds count training, not the setup
     val: dict[str, Any] | None = None
     run.net.train()
