@@ -37,7 +37,9 @@ def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x:
     logits, weighted by --distill."""
     res = _strategy_step(cfg, net, model, x, y, k, tau, gen, node_cost)
     if distill_head is not None and res.leaf_logits is not None:
-        res.loss = res.loss + cfg.distill * distill_loss(res.leaf_logits, distill_head)
+        distill = cfg.distill * distill_loss(res.leaf_logits, distill_head)
+        res.loss = res.loss + distill
+        res.parts["distill"] = distill.detach()
     return res
 
 
@@ -121,7 +123,8 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
         return res, y
     res.loss.backward()
     if cfg.talr and cfg.strategy in ("actor", "critic"):
-        apply_talr(run.params, D.global_talr_scales(res.reach, run.dist))
+        res.talr = D.global_talr_scales(res.reach, run.dist)
+        apply_talr(run.params, res.talr)
     if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
     opt.step()
