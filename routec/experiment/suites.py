@@ -178,6 +178,7 @@ class FigureSpec:
     caption: str
     kind: str  # "curves" (accuracy vs MACs), "dataflow" (node-link), "heatmaps"
     panels: tuple[Panel, ...] = ()
+    timing: str = ""  # a file under the records root: the networks on the clock
 
 
 FIGURES: tuple[FigureSpec, ...] = (
@@ -242,5 +243,6 @@ FIGURES: tuple[FigureSpec, ...] = (
                "the backbone too.", "curves", (
                    Panel("cifar10", "CIFAR-10, a trained ResNet-20, frozen", (
                        "cifar10-r20-static", "cifar10-r20-actor", "cifar10-r20-multiexit",
-                       "cifar10-r20-finetune")),)),
+                       "cifar10-r20-finetune")),),
+               timing="time-trained.json"),  # bench/trained_backbone.py
 )

@@ -360,6 +360,13 @@ class Page:
                     out.append(against_confidence(points, confidence, examples))
             if missing:
                 out.append(f"Not yet on it (no records): {', '.join(missing)}.\n")
+        if fig.timing:
+            from routec.report.timed import read_timing, timing_section
+
+            timing = read_timing(self.root / fig.timing)
+            if timing is not None:
+                out.append(timing_section(timing, fig.title, self.figure,
+                                          f"{fig.key}_time.{self.fmt}"))
         return out
 
     def heatmap_panels(self, fig: Any) -> list[str]:
