@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from routec.engine import cli as engine_cli
     from routec.engine import profile_cli
     from routec.experiment import cli as experiment_cli
+    from routec.experiment import sweep_cli
     from routec.report import cli as report_cli
     from routec.train import cli as train_cli
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine_cli.add_eval_command(sub)
     report_cli.add_commands(sub)
     experiment_cli.add_commands(sub)
+    sweep_cli.add_commands(sub)
     engine_cli.add_commands(sub)
     profile_cli.add_commands(sub)
     return parser

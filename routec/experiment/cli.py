@@ -2,7 +2,9 @@
 
 Several processes (or machines sharing the output folder) can work on one suite:
 ``--shard K/N`` takes every N-th run, and a lock file per run keeps two
-processes from training the same run at once.
+processes from training the same run at once. ``--ray [ADDRESS]`` runs each run as a
+task of a Ray cluster instead (``routec.experiment.ray_runner``), on the same engine
+(``routec.experiment.engine``): the same run directories, the same records.
 
 When a run finishes (or is found finished with no record), its record, the small
 part the results page reads (``routec.experiment.records``), is written under
@@ -13,16 +15,13 @@ committed, the run directories are not, and a new machine should not retrain the
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from routec.errors import RoutecError, RunError, TrainingDiverged
+from routec.errors import RoutecError, RunError
+from routec.experiment.engine import RunJob, recorded_outcome, run_jobs, run_status
 from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
 from routec.flags import number
-from routec.train.interrupt import Interrupted
-from routec.train.lock import RunLock, holder
 
 if TYPE_CHECKING:
     from routec.experiment.pace import PaceKey
@@ -39,15 +38,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--status", action="store_true",
                    help="say, per suite (all of them if none is named), which runs are done "
                         "(recorded at this budget), partly trained in OUT, or not started")
+    p.add_argument("--spec", help="override the suite's spec")
+    add_run_flags(p)
+    p.set_defaults(func=run_experiment)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of every command that runs a list of runs (experiment, sweep): budget,
+    folders, overrides, and where the runs are scheduled."""
     p.add_argument("--out", default="runs", help="output root (default: runs)")
     p.add_argument("--iterations", type=number(int, at_least=1), default=CPU_ITERATIONS,
                    help=f"iterations per run (default {CPU_ITERATIONS}, a CPU budget)")
     p.add_argument("--full", action="store_true",
                    help=f"the paper's protocol: {FULL_ITERATIONS} iterations per run")
     p.add_argument("--shard", default="0/1", help="K/N: run only runs K, K+N, K+2N, ...")
-    p.add_argument("--runs", nargs="+", help="only these runs of the suite")
-    p.add_argument("--data", help="override the suite's dataset (e.g. synthetic for a try)")
-    p.add_argument("--spec", help="override the suite's spec")
+    p.add_argument("--runs", nargs="+", help="only these runs")
+    p.add_argument("--data", help="override the dataset (e.g. synthetic for a try)")
     p.add_argument("--batch", type=number(int, at_least=2),
                    help="override the batch size (default 128)")
     p.add_argument("--records", metavar="DIR",
@@ -58,7 +64,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run_experiment)
+    ray = p.add_argument_group("on a Ray cluster (pip install \"routec[ray]\")")
+    ray.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                     help="run each run as a Ray task: without ADDRESS on a Ray instance "
+                          "started for this command on this machine; with one (auto, "
+                          "HOST:PORT, ray://HOST:PORT) on that cluster. OUT and the records "
+                          "must be on a folder every worker reaches")
+    ray.add_argument("--cpus-per-run", type=number(float, above=0),
+                     help="CPUs each run reserves (and torch threads it uses; default 1)")
+    ray.add_argument("--gpus-per-run", type=number(float, at_least=0),
+                     help="GPUs each run reserves (default 0; with --device cuda)")
+    ray.add_argument("--max-retries", type=number(int, at_least=0),
+                     help="times a run whose worker died is started again, from its last "
+                          "checkpoint (default 3)")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -71,83 +89,6 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def run_status(run_dir: Path, iterations: int) -> str:
-    """'done', 'partial' or 'new'."""
-    from routec.train.checkpoint import load_checkpoint
-
-    ckpt = run_dir / "checkpoint.pt"
-    if not ckpt.exists():
-        return "new"
-    state = load_checkpoint(ckpt)
-    return "done" if state["iteration"] >= iterations else "partial"
-
-
-def keep_record(run_dir: Path, records: Path | None, suite: str, run: str,
-                args: argparse.Namespace) -> None:
-    """Write a finished run's record unless one describing its checkpoint exists.
-
-    A record that cannot be written is reported and the suite goes on: the run
-    itself is safe in its directory, and ``routec report --harvest`` can redo it.
-    """
-    if records is None:
-        return
-    from routec.experiment.records import record_is_current, write_record
-    from routec.train.checkpoint import load_checkpoint
-
-    target = records / suite / run
-    try:
-        state = load_checkpoint(run_dir / "checkpoint.pt")
-        if not state["finished"] or record_is_current(target, state):
-            return
-        write_record(run_dir, target, suite, run, data_root=args.data_root,
-                     cache_dir=args.cache_dir)
-        print(f"{suite}/{run}: record written to {target}", file=sys.stderr)
-    except Exception as err:  # noqa: BLE001 - a record must never stop a suite
-        print(f"{suite}/{run}: no record written ({_error_text(err)})", file=sys.stderr)
-
-
-def _error_text(err: Exception) -> str:
-    """A record-writing error in one line: routec's own message, else the exception."""
-    return err.message if isinstance(err, RoutecError) else f"{type(err).__name__}: {err}"
-
-
-def keep_failure(run_dir: Path, records: Path | None, suite: str, run: str,
-                 err: TrainingDiverged, cfg: Any, args: argparse.Namespace) -> bool:
-    """Write the failure record of a run that diverged; False if none was written."""
-    if records is None:
-        return False
-    from routec.experiment.records import write_failure
-    from routec.train.model import spec_text
-
-    target = records / suite / run
-    try:
-        write_failure(run_dir, target, suite, run, err, cfg.model_dump(),
-                      spec_text(cfg.spec)[1], data_root=args.data_root)
-    except Exception as write_err:  # noqa: BLE001 - a record must never stop a suite
-        print(f"{suite}/{run}: no failure record written ({_error_text(write_err)})",
-              file=sys.stderr)
-        return False
-    print(f"{suite}/{run}: its divergence is recorded in {target / 'failure.json'}",
-          file=sys.stderr)
-    return True
-
-
-def _outcome(records: Path | None, suite: str, run: str, cfg: Any
-             ) -> tuple[bool, dict[str, Any] | None]:
-    """(a committed record answers this run, its failure record if it diverged), both for
-    these exact settings and spec: a fresh machine with the records but no run
-    directories skips recorded runs, and does not train diverged ones again."""
-    if records is None:
-        return False, None
-    from routec.experiment.records import failure_answers, record_answers
-    from routec.train.model import spec_text
-
-    folder, config, text = records / suite / run, cfg.model_dump(), spec_text(cfg.spec)[1]
-    if record_answers(folder, config, text):
-        return True, None
-    return False, failure_answers(folder, config, text)
-
-
 def run_settings(run: dict[str, Any], base: int, args: argparse.Namespace
                  ) -> dict[str, Any]:
     """A suite run's training settings under this command's budget and overrides (a run
@@ -155,9 +96,57 @@ def run_settings(run: dict[str, Any], base: int, args: argparse.Namespace
     run, times = split_budget(run)
     settings: dict[str, Any] = {**run, "iterations": base * times, "device": args.device}
     for key in ("data", "spec", "batch", "data_root", "cache_dir"):
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:
             settings[key] = getattr(args, key)
     return settings
+
+
+def records_folder(args: argparse.Namespace) -> Path | None:
+    """Where records go: --records, else results/records beside --out; None with
+    --no-records."""
+    if args.no_records:
+        return None
+    from routec.experiment.records import default_records
+
+    return Path(args.records) if args.records else default_records(args.out)
+
+
+def check_scheduling(args: argparse.Namespace) -> None:
+    """One error for flags that do not go together, before any run starts; a bad
+    --device is one error, not one per run (with --ray the workers' devices count)."""
+    ray_only = [flag for flag, value in (("--cpus-per-run", args.cpus_per_run),
+                                         ("--gpus-per-run", args.gpus_per_run),
+                                         ("--max-retries", args.max_retries))
+                if value is not None]
+    if args.ray is None:
+        if ray_only:
+            raise RoutecError(f"{ray_only[0]} applies with --ray",
+                              hint="without Ray, runs train one after another in this "
+                                   "process; --shard K/N spreads them over processes")
+        from routec.train.device import resolve_device
+
+        resolve_device(args.device)
+    elif (args.gpus_per_run or 0) > 0 and args.device == "cpu":
+        raise RoutecError("--gpus-per-run reserves GPUs that --device cpu runs would not use",
+                          hint="add --device cuda")
+
+
+def execute(jobs: list[RunJob], args: argparse.Namespace) -> None:
+    """Run the jobs, in this process or as Ray tasks; one error naming the runs that
+    failed (a run that diverged and was recorded as such did not fail)."""
+    if args.ray is not None:
+        from routec.experiment.ray_runner import RayOptions, run_on_ray
+
+        options = RayOptions(address=args.ray or None,
+                             cpus_per_run=args.cpus_per_run or 1.0,
+                             gpus_per_run=args.gpus_per_run or 0.0,
+                             max_retries=3 if args.max_retries is None else args.max_retries)
+        outcomes = run_on_ray(jobs, options, progress=not args.no_progress)
+    else:
+        outcomes = run_jobs(jobs)
+    failed = [o.job for o in outcomes if o.failed]
+    if failed:
+        raise RunError(f"{len(failed)} run(s) failed: {', '.join(failed)}")
 
 
 def run_experiment(args: argparse.Namespace) -> int:
@@ -173,15 +162,8 @@ def run_experiment(args: argparse.Namespace) -> int:
             raise RoutecError(f"unknown suite '{suite}'", hint="suites: " + ", ".join(SUITES))
     if args.runs and len(suites) != 1:
         raise RoutecError("--runs names runs of one suite; give exactly one suite with it")
-    from routec.train.device import resolve_device
-
-    resolve_device(args.device)  # a bad --device is one error, not one per run
-    if args.no_records:
-        records = None
-    else:
-        from routec.experiment.records import default_records
-
-        records = Path(args.records) if args.records else default_records(args.out)
+    check_scheduling(args)
+    records = records_folder(args)
     base = FULL_ITERATIONS if args.full else args.iterations
     if args.status:
         from routec.experiment.pace import hours, recorded_pace
@@ -196,24 +178,42 @@ def run_experiment(args: argparse.Namespace) -> int:
                   "process" + (f", and {unknown} run(s) of a kind with no record to price "
                                "them" if unknown else ""))
         return 0
-    failed = [f"{suite}/{name}" for suite in suites
-              for name in run_suite(suite, base, args, records)]
-    if failed:
-        raise RunError(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+    execute([job for suite in suites for job in suite_jobs(suite, base, args, records)],
+            args)
     return 0
 
 
 def _selected(suite: str, args: argparse.Namespace) -> list[str]:
     """The runs of ``suite`` this process takes: --runs, then every N-th for --shard K/N."""
-    runs = SUITES[suite]
+    return selected_runs(suite, list(SUITES[suite]), args)
+
+
+def selected_runs(suite: str, runs: list[str], args: argparse.Namespace) -> list[str]:
+    """Of a suite's (or sweep's) runs, those named by --runs, then every N-th for
+    --shard K/N."""
     if args.runs:
         unknown = sorted(set(args.runs) - set(runs))
         if unknown:
-            raise RoutecError(f"suite '{suite}' has no run {', '.join(unknown)}",
+            raise RoutecError(f"'{suite}' has no run {', '.join(unknown)}",
                               hint="its runs: " + ", ".join(runs))
-        runs = {k: v for k, v in runs.items() if k in args.runs}
+        runs = [r for r in runs if r in args.runs]
     k, n = _shard(args.shard)
     return [name for i, name in enumerate(runs) if i % n == k]
+
+
+def job(suite: str, name: str, settings: dict[str, Any], args: argparse.Namespace,
+        records: Path | None) -> RunJob:
+    return RunJob(suite, name, settings, out=str(args.out),
+                  records=None if records is None else str(records),
+                  data_root=args.data_root, cache_dir=args.cache_dir,
+                  progress=not args.no_progress)
+
+
+def suite_jobs(suite: str, base: int, args: argparse.Namespace, records: Path | None
+               ) -> list[RunJob]:
+    """The runs of ``suite`` this process takes, under this command's budget."""
+    return [job(suite, name, run_settings(SUITES[suite][name], base, args), args, records)
+            for name in _selected(suite, args)]
 
 
 def _recorded_elsewhere(records: Path | None, suite: str, run: str) -> str:
@@ -242,7 +242,8 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
     for name in _selected(suite, args):
         cfg = make_config(run_settings(SUITES[suite][name], base, args))
         run_dir = Path(args.out) / suite / name
-        answered, failure = _outcome(records, suite, name, cfg)
+        answered, failure = recorded_outcome(
+            None if records is None else records / suite / name, cfg)
         status = "done" if answered else run_status(run_dir, cfg.iterations)
         if status == "done":
             recorded.append(name)  # recorded, or finished here (recorded on the next pass)
@@ -281,62 +282,3 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
         parts.append(f"about {hours(left)} left{scaled}" if not unknown else
                      f"no recorded run of this kind to price {unknown} of them")
     return "; ".join(parts), left, unknown
-
-
-def run_suite(suite: str, base: int, args: argparse.Namespace,
-              records: Path | None) -> list[str]:
-    """Train the suite's unfinished runs into OUT/SUITE/RUN; returns the runs that failed."""
-    from routec.train.config import make_config
-    from routec.train.loop import train
-
-    failed = []
-    for name in _selected(suite, args):
-        try:
-            cfg = make_config(run_settings(SUITES[suite][name], base, args))
-        except RunError as err:  # e.g. an override this run's settings cannot take
-            print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
-            failed.append(name)
-            continue
-        iterations = cfg.iterations
-        run_dir = Path(args.out) / suite / name
-        answered, failure = _outcome(records, suite, name, cfg)
-        if not (run_dir / "checkpoint.pt").exists() and answered:
-            print(f"{suite}/{name}: recorded in {records / suite / name}, skipped",
-                  file=sys.stderr)
-            continue
-        status = run_status(run_dir, iterations)
-        if status != "done" and failure:
-            print(f"{suite}/{name}: diverged at iteration {failure['iteration']} (recorded in "
-                  f"{records / suite / name}), skipped; delete its failure.json to train it "
-                  "again", file=sys.stderr)
-            continue
-        if status == "done":
-            print(f"{suite}/{name}: finished, skipped", file=sys.stderr)
-            keep_record(run_dir, records, suite, name, args)
-            continue
-        lock = RunLock(run_dir)
-        if not lock.acquire():
-            print(f"{suite}/{name}: another process is training it ({holder(run_dir)}), "
-                  "skipped", file=sys.stderr)
-            continue
-        try:
-            print(f"{suite}/{name}: {'resuming' if status == 'partial' else 'starting'} "
-                  f"({iterations} iterations)", file=sys.stderr)
-            try:
-                train(cfg, run_dir, resume=status == "partial",
-                      progress=not args.no_progress)
-            except TrainingDiverged as err:  # an outcome of the settings: recorded as one
-                print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
-                if not keep_failure(run_dir, records, suite, name, err, cfg, args):
-                    failed.append(name)
-                continue
-            except Interrupted:  # Ctrl-C or SIGTERM stops the suite, its checkpoint written
-                raise
-            except RunError as err:  # one bad run does not stop the suite
-                print(f"{suite}/{name}: {err.render()}", file=sys.stderr)
-                failed.append(name)
-                continue
-            keep_record(run_dir, records, suite, name, args)
-        finally:
-            lock.release()
-    return failed

@@ -3,32 +3,33 @@
 A suite is data, not code: it says which spec, strategy, dataset and k_cpt each
 run uses. The budget (iterations) and the data root come from the command line,
 so the same suite runs at a CPU budget here and at the full 80,000 iterations
-elsewhere.
+elsewhere. Most suites are sweeps (``routec.experiment.sweeps``): fixed settings and
+an axis (k_cpt, static columns), their runs named from the axis's values as any
+``routec sweep`` names its runs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from routec.experiment.sweeps import Sweep
 from routec.train.config import K_CPT_GRID, LATENCY_K_CPT_GRID
 
 FULL_ITERATIONS = 80_000
 CPU_ITERATIONS = 3_000
 
 
-def _k_name(k: float) -> str:
-    return f"k{k * 1e9:g}e-9"
-
-
 def _grid(prefix: dict[str, Any], divide: int = 1) -> dict[str, dict[str, Any]]:
     """One run per k_cpt of the grid, each divided by ``divide`` (runs keep the grid's
     names, so ``k4e-9`` of a ×2-wide suite is the run at 4e-9 / 4)."""
-    return {_k_name(k): {**prefix, "k_cpt": k / divide} for k in K_CPT_GRID}
+    runs = Sweep.of(prefix, k_cpt=K_CPT_GRID).runs()
+    return {name: {**run, "k_cpt": run["k_cpt"] / divide} for name, run in runs.items()}
 
 
-def _static(data: str, spec: str = "paper_chain") -> dict[str, dict[str, Any]]:
-    return {f"n{n}": {"spec": spec, "strategy": "static", "static_columns": n,
-                      "data": data} for n in range(1, 9)}
+def _static(data: str, spec: str = "paper_chain",
+            columns: tuple[int, ...] = tuple(range(1, 9))) -> dict[str, dict[str, Any]]:
+    return Sweep.of({"spec": spec, "strategy": "static", "data": data},
+                    static_columns=columns).runs()
 
 
 def _actor(data: str, spec: str = "paper_chain", divide: int = 1,
@@ -92,12 +93,9 @@ SUITES: dict[str, dict[str, dict[str, Any]]] = {
 # (multi-exit) and routed by a confidence threshold at evaluation.
 RESNET_K_CPT = (2e-9, 8e-9, 32e-9)
 SUITES.update({
-    "cifar10-resnet-static": {
-        f"n{n}": {"spec": "resnet_chain", "strategy": "static", "static_columns": n,
-                  "data": "cifar10"} for n in (1, 2, 3)},
-    "cifar10-resnet-actor": {
-        _k_name(k): {"spec": "resnet_chain", "strategy": "actor", "k_cpt": k,
-                     "data": "cifar10"} for k in RESNET_K_CPT},
+    "cifar10-resnet-static": _static("cifar10", "resnet_chain", (1, 2, 3)),
+    "cifar10-resnet-actor": Sweep.of({"spec": "resnet_chain", "strategy": "actor",
+                                      "data": "cifar10"}, k_cpt=RESNET_K_CPT).runs(),
     "cifar10-resnet-multiexit": {
         "multi-exit": {"spec": "resnet_chain", "strategy": "multi-exit", "data": "cifar10"}},
 })
@@ -124,19 +122,18 @@ SUITES.update({
     "cifar10-r20-multiexit": {"multi-exit": {**TRAINED_RESNET20, "strategy": "multi-exit"}},
     # the actor with the backbone fine-tuned too: every piece trains (augmented, so
     # nothing is cached), at a tenth of the default learning rate to keep its weights
-    "cifar10-r20-finetune": {
-        _k_name(k): {**TRAINED_RESNET20, "strategy": "actor", "k_cpt": k, "freeze": "none",
-                     "augment": True, "lr": 0.01} for k in (8e-9,)},
+    "cifar10-r20-finetune": Sweep.of(
+        {**TRAINED_RESNET20, "strategy": "actor", "freeze": "none", "augment": True,
+         "lr": 0.01}, k_cpt=(8e-9,)).runs(),
 })
 # Beyond the paper: routing priced in measured time (--cost latency) beside the MAC-priced
 # hybrid-actor grid, k_cpt per millisecond of the cost table. Write the table first, on
 # the machine the networks will be timed on: `routec profile paper_chain --batch 256
 # -o results/cost_tables/paper_chain.json` (docs/benchmarks.md, "Measured node costs").
 PAPER_CHAIN_COST_TABLE = "results/cost_tables/paper_chain.json"
-SUITES["hybrid-actor-latency"] = {
-    f"k{k:g}ms": {"spec": "paper_chain", "strategy": "actor", "data": "hybrid",
-                  "cost": "latency", "cost_table": PAPER_CHAIN_COST_TABLE, "k_cpt": k}
-    for k in LATENCY_K_CPT_GRID}
+SUITES["hybrid-actor-latency"] = Sweep.of(
+    {"spec": "paper_chain", "strategy": "actor", "data": "hybrid", "cost": "latency",
+     "cost_table": PAPER_CHAIN_COST_TABLE}, k_cpt=LATENCY_K_CPT_GRID).runs()
 # Every suite reproduces the paper, so every run uses its exact training recipe (no
 # lr warm-up, no gradient clipping), not routec's defaults for new networks.
 SUITES = {suite: {name: {"preset": "paper", **run} for name, run in runs.items()}
