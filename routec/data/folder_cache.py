@@ -30,7 +30,7 @@ from routec.data.stored import NpyRows, level_histogram
 # 1: float32 splits inside the .pt; 2: integer images in .npy files, converted per batch.
 FOLDER_FORMAT = 2
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
-CHUNK_IMAGES = 256
+CHUNK_IMAGES = 64  # 9.6 MB of 3×224×224 uint8: a build holds about two chunks
 
 
 def images_path(entry: Path, split: str) -> Path:

@@ -86,9 +86,10 @@ class NpyRows:
         return state
 
     def __del__(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
+        fd = getattr(self, "_fd", None)  # None too when __init__ failed before opening
+        if fd is not None and self._pid == os.getpid():
             try:
-                os.close(self._fd)
+                os.close(fd)
             except OSError:
                 pass
 
@@ -144,6 +145,13 @@ class StoredImages:
     histogram: np.ndarray | None = None  # C×levels counts of every stored value, when known
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_table", self._build_table())
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_table"}  # rebuilt on arrival
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
         object.__setattr__(self, "_table", self._build_table())
 
     def _build_table(self) -> np.ndarray:
@@ -258,10 +266,15 @@ class StoredImages:
 
 
 def level_histogram(chunks: Iterator[np.ndarray], channels: int, dtype: np.dtype) -> np.ndarray:
-    """C×levels counts of every stored value over ``chunks`` of B×C×H×W integers."""
+    """C×levels counts of every stored value over ``chunks`` of B×C×H×W integers.
+
+    One image plane at a time: ``bincount`` widens its input to 64-bit integers, which
+    for a whole chunk would be eight times the chunk.
+    """
     levels = int(np.iinfo(dtype).max) + 1
     counts = np.zeros((channels, levels), dtype=np.int64)
     for chunk in chunks:
-        for c in range(channels):
-            counts[c] += np.bincount(chunk[:, c].reshape(-1), minlength=levels)
+        for image in chunk:
+            for c in range(channels):
+                counts[c] += np.bincount(image[c].reshape(-1), minlength=levels)
     return counts
