@@ -17,6 +17,7 @@ from PIL import Image
 
 from routec.data import batches, load_dataset
 from routec.data import folder_cache
+from routec.data.augmentation import apply, apply_by_copy, apply_by_gather, draw_params
 from routec.data.folders import decode_image, scan_folder
 from routec.data.stored import NpyRows, StoredImages
 
@@ -116,3 +117,15 @@ def test_old_format_and_incomplete_entries_are_rebuilt(tmp_path: Path, monkeypat
     folder_cache.images_path(new.cache_path, "val").unlink()  # a file lost: the entry is rebuilt
     again = load_dataset(str(root), cache_dir=cache)
     assert not again.cache_hit and torch.equal(again.val.images[:], before)
+
+
+@pytest.mark.parametrize(("h", "w", "shift"), [(224, 224, (28, 28)), (64, 80, (8, 10)), (12, 10, (15, 3))])
+def test_block_copy_augmentation_is_the_gather(h: int, w: int, shift: tuple[int, int]) -> None:
+    """Large images are shifted by copying blocks; every value equals the one-gather path's
+    (flips, shifts past the border, mean fill)."""
+    gen = torch.Generator().manual_seed(h)
+    x = torch.rand(16, 3, h, w, generator=gen)
+    params = draw_params(torch.randint(0, 2, (16,), generator=gen).to(torch.uint8), gen, shift)
+    assert params.flip.any() and (~params.flip).any()
+    want = apply_by_gather(x, params)
+    assert torch.equal(apply_by_copy(x, params), want) and torch.equal(apply(x, params), want)
