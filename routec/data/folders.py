@@ -11,8 +11,10 @@ Classes are the folder names in sorted order (as ImageFolder numbers them).
 Grayscale images stay one channel; a folder with any colour image is read as
 RGB. Everything that can be known without decoding (classes, image sizes and
 modes from the file headers, split sizes) is checked first, so a wrong folder or
-a spec of the wrong shape fails at once with the file named. The decoded float32
-images go into the cache, keyed by the file list, sizes and modification times.
+a spec of the wrong shape fails at once with the file named. The decoded images go
+into the cache as integers (:mod:`routec.data.folder_cache`), keyed by the file list,
+sizes and modification times, and are read back a batch at a time
+(:mod:`routec.data.stored`).
 """
 from __future__ import annotations
 

@@ -128,6 +128,18 @@ class NpyRows:
         assert got == want
 
 
+class SelectedRows:
+    """Rows ``index`` of other rows, read through: a sample of a split that stays on disk."""
+
+    def __init__(self, rows: NpyRows | SelectedRows, index: np.ndarray) -> None:
+        self.rows, self.index = rows, np.asarray(index, dtype=np.int64)
+        self.shape = (len(self.index), *rows.shape[1:])
+        self.dtype = rows.dtype
+
+    def read(self, index: np.ndarray) -> np.ndarray:
+        return self.rows.read(self.index[index])
+
+
 @dataclass(frozen=True, eq=False)
 class StoredImages:
     """N×C×H×W images stored as integers, indexed like a float32 tensor.
@@ -138,7 +150,7 @@ class StoredImages:
     the rows asked for.
     """
 
-    rows: NpyRows
+    rows: NpyRows | SelectedRows
     pixels: str
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -258,6 +270,12 @@ class StoredImages:
         squares = (counts * values.square()).sum(dim=1) / total
         return mean, (squares - mean.square()).clamp_min(0.0).sqrt()
 
+    def select(self, index: object) -> StoredImages:
+        """Rows ``index`` (as ``x[index]`` takes them) as stored images again: nothing is read."""
+        n = len(self)
+        chosen = np.arange(n, dtype=np.int64)[np.asarray(index.cpu() if hasattr(index, "cpu") else index)]
+        return replace(self, rows=SelectedRows(self.rows, chosen), histogram=None)
+
     def normalized(self, mean: tuple[float, ...], std: tuple[float, ...]) -> StoredImages:
         """The same images standardised per channel: ``(x - mean) / std`` in float32."""
         if self.mean is not None:
@@ -278,3 +296,9 @@ def level_histogram(chunks: Iterator[np.ndarray], channels: int, dtype: np.dtype
             for c in range(channels):
                 counts[c] += np.bincount(image[c].reshape(-1), minlength=levels)
     return counts
+
+
+def select_rows(images: torch.Tensor | StoredImages, index: torch.Tensor) -> torch.Tensor | StoredImages:
+    """``images[index]``, except that stored images stay stored (a sample of a split kept on
+    disk is read a batch at a time, like the split)."""
+    return images.select(index) if isinstance(images, StoredImages) else images[index]

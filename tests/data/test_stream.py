@@ -90,6 +90,9 @@ def test_rows_are_read_in_any_order(tmp_path: Path) -> None:
     assert images.shape == ref.shape and len(images) == len(ref)
     with pytest.raises(IndexError):
         images[torch.tensor([37])]
+    sample = images.select(idx)  # a sample that stays on disk: read as the split is
+    assert len(sample) == len(idx) and torch.equal(sample[5:9], ref[idx[5:9]])
+    assert torch.equal(sample.select(torch.tensor([3, 0]))[:], ref[idx[[3, 0]]])
     again = pickle.loads(pickle.dumps(images))  # to another process: the file, not its contents
     assert len(pickle.dumps(images)) < arr.nbytes // 4
     assert torch.equal(again[idx], ref[idx])
