@@ -168,9 +168,9 @@ class StoredImages:
 
     def _build_table(self) -> np.ndarray:
         """C×levels float32: the pixel value of each level, normalised per channel when asked."""
-        base = level_table(self.rows.dtype, self.pixels)
         import torch
 
+        base = level_table(self.rows.dtype, self.pixels)
         c = self.rows.shape[1]
         if self.mean is None:
             return np.ascontiguousarray(np.broadcast_to(base, (c, len(base))))
