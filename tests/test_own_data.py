@@ -143,7 +143,7 @@ def test_rgb_split_tree_trains_and_evaluates(tmp_path: Path, capsys: pytest.Capt
     assert saved["data"] == str(data.resolve()) and saved["normalize"] and saved["flip"] is False
 
     cfg, _, loaded, _ = load_run(run)
-    x = loaded.train.images.double()  # eval standardised with the same training statistics
+    x = loaded.train.images[:].double()  # eval standardised with the same training statistics
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-5)
     assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-4)
     augmenter = make_augmenter(cfg, loaded)

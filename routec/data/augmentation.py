@@ -5,7 +5,10 @@ image sizes the range scales with the image: :func:`shift_range`); pixels
 uncovered by the shift take the image's mean colour (per channel, linear light, of
 the unshifted image), so no black border hints at the shift. CIFAR-origin images
 are mirrored left-right with p = 0.5; digits never are (a mirrored digit is not the
-same digit). The whole batch is done with one gather, no per-image Python loop.
+same digit). Small images (the paper's 32×32) are done with one gather over the
+batch, no per-image Python loop; large ones (from 64×64) with a copy of the
+overlapping block per image, which moves each pixel once instead of indexing it
+(several times faster at 224×224) and gives the same values.
 """
 from __future__ import annotations
 
@@ -60,8 +63,34 @@ def draw_params(
     return AugmentParams(dy, dx, flip)
 
 
+# From this many pixels per image on, a block copy per image beats one gather.
+COPY_FROM_PIXELS = 64 * 64
+
+
 def apply(images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
     """``images`` (B×C×H×W) flipped, then shifted with mean-colour fill."""
+    b, c, h, w = images.shape
+    if h * w >= COPY_FROM_PIXELS:
+        return apply_by_copy(images, params)
+    return apply_by_gather(images, params)
+
+
+def apply_by_copy(images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    """:func:`apply` for large images: fill with the mean, then copy the block that stays in view."""
+    b, c, h, w = images.shape
+    out = images.mean(dim=(2, 3), keepdim=True).expand(b, c, h, w).contiguous()
+    for i, (dy, dx, flip) in enumerate(zip(params.dy.tolist(), params.dx.tolist(), params.flip.tolist(),
+                                            strict=True)):
+        src = images[i].flip(2) if flip else images[i]
+        if abs(dy) >= h or abs(dx) >= w:
+            continue
+        out[i, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            src[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def apply_by_gather(images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    """:func:`apply` as one gather over the whole batch (fastest for small images)."""
     b, c, h, w = images.shape
     device = images.device
     dy, dx, flip = params.dy.to(device), params.dx.to(device), params.flip.to(device)

@@ -11,8 +11,10 @@ Classes are the folder names in sorted order (as ImageFolder numbers them).
 Grayscale images stay one channel; a folder with any colour image is read as
 RGB. Everything that can be known without decoding (classes, image sizes and
 modes from the file headers, split sizes) is checked first, so a wrong folder or
-a spec of the wrong shape fails at once with the file named. The decoded float32
-images go into the cache, keyed by the file list, sizes and modification times.
+a spec of the wrong shape fails at once with the file named. The decoded images go
+into the cache as integers (:mod:`routec.data.folder_cache`), keyed by the file list,
+sizes and modification times, and are read back a batch at a time
+(:mod:`routec.data.stored`).
 """
 from __future__ import annotations
 
@@ -28,14 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from routec.data.readers import DataNotFound, check_image_size
+from routec.data.stored import GAMMA
+from routec.data.stored import PIXELS as PIXEL_CONVENTIONS
 from routec.errors import DataError
 
 FOLDER_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SPLIT_DIRS: tuple[str, str, str] = ("train", "val", "test")
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_TEST_FRACTION = 0.1
-PIXEL_CONVENTIONS: tuple[str, str] = ("linear", "unit")
-GAMMA = 2.2
 # Modes PIL opens grayscale files in; "P"/"PA" count as grayscale when the palette is grey.
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 _SUFFIX_TEXT = ", ".join(FOLDER_SUFFIXES)
@@ -93,6 +95,7 @@ class Header:
     height: int
     width: int
     colour: bool
+    deep: bool = False  # more than 8 bits per value (16-bit or float grayscale)
 
 
 def is_folder_name(name: str) -> bool:
@@ -207,7 +210,7 @@ def read_header(path: Path) -> Header:
             with Image.open(path) as img:
                 width, height = img.size
                 check_image_size(path, width, height)
-                return Header(height, width, _is_colour(img))
+                return Header(height, width, _is_colour(img), img.mode.startswith("I") or img.mode == "F")
     except Image.DecompressionBombError as err:  # PIL refuses the largest headers itself
         raise DataError(f"{path}: refused before decoding ({err})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
@@ -348,23 +351,46 @@ def _unit_pixels(img: object, channels: int) -> np.ndarray:
     return arr[:, :, None] if channels == 1 else arr
 
 
-def decode_image(f: ImageFile, shape: tuple[int, int, int], pixels: str, resize: bool) -> np.ndarray:
-    """One image as float32 C×H×W in the chosen pixel convention, resized when allowed."""
-    import torch
-    import torch.nn.functional as F
+def _stored_pixels(img: object, channels: int, dtype: np.dtype) -> np.ndarray:
+    """H×W×C integers as the file holds them: 8-bit values, or 16-bit ones (8-bit files
+    in a 16-bit folder scaled by 257, so v/255 = 257v/65535); alpha dropped."""
+    mode = img.mode  # type: ignore[attr-defined]
+    if mode.startswith("I") or mode == "F":
+        if dtype != np.uint16:
+            raise DataError(f"{getattr(img, 'filename', 'image')}: {mode} image in a folder stored as 8-bit")
+        gray = np.asarray(img)
+        if mode == "F":  # float images: [0, 1], kept to 16 bits
+            gray = np.rint(np.clip(gray.astype(np.float64), 0.0, 1.0) * 65535.0)
+        arr = np.clip(gray, 0, 65535).astype(np.uint16)[:, :, None]
+        return np.repeat(arr, 3, axis=2) if channels == 3 else arr
+    converted = np.asarray(img.convert("L" if channels == 1 else "RGB"))  # type: ignore[attr-defined]
+    arr = converted[:, :, None] if channels == 1 else converted
+    return arr.astype(np.uint16) * 257 if dtype == np.uint16 else arr
+
+
+def _open_image(f: ImageFile, read: object) -> np.ndarray:
+    """``read(img)`` of file ``f``, with a file that cannot be decoded named in a one-line error."""
     from PIL import Image, UnidentifiedImageError
 
-    c, height, width = shape
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(f.path) as img:
                 check_image_size(f.path, *img.size)
-                arr = _unit_pixels(img, c)
+                return read(img)  # type: ignore[operator,no-any-return]
     except Image.DecompressionBombError as err:
         raise DataError(f"{f.path}: refused before decoding ({err})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{f.path}: not a readable image ({err})") from err
+
+
+def decode_image(f: ImageFile, shape: tuple[int, int, int], pixels: str, resize: bool) -> np.ndarray:
+    """One image as float32 C×H×W in the chosen pixel convention, resized when allowed."""
+    import torch
+    import torch.nn.functional as F
+
+    c, height, width = shape
+    arr = _open_image(f, lambda img: _unit_pixels(img, c))
     if pixels == "linear":
         arr = np.power(arr, GAMMA, dtype=np.float32)
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
@@ -376,36 +402,29 @@ def decode_image(f: ImageFile, shape: tuple[int, int, int], pixels: str, resize:
     return x.numpy()
 
 
-def decode_splits(
-    tree: FolderTree, assignment: dict[str, np.ndarray], shape: tuple[int, int, int], pixels: str, resize: bool
-) -> dict[str, np.ndarray]:
-    """Arrays for the cache: per split images, labels, source index (into the file list) and origin."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def decode_stored(f: ImageFile, shape: tuple[int, int, int], pixels: str, resize: bool,
+                  dtype: np.dtype) -> np.ndarray:
+    """One image as the cache stores it: C×H×W integers (``dtype``: uint8 or uint16).
 
-    from routec.data.log import console
-    from routec.data.splits import CIFAR_ORIGIN
+    An image of the right size keeps its decoded values exactly. One that must be
+    resized is scaled as :func:`decode_image` does (in the pixel convention) and
+    stored back as the nearest integer of the convention's inverse, so it reads
+    back within half a step of the float result.
+    """
+    c, height, width = shape
+    arr = _open_image(f, lambda img: _stored_pixels(img, c, dtype))
+    if arr.shape[:2] == (height, width):
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    x = decode_image(f, shape, pixels, resize).astype(np.float64)
+    if pixels == "linear":
+        x = np.power(np.clip(x, 0.0, 1.0), 1.0 / GAMMA)
+    top = float(np.iinfo(dtype).max)
+    return np.rint(np.clip(x, 0.0, 1.0) * top).astype(dtype)
 
-    con = console()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=con, transient=True, disable=not con.is_terminal)
-    arrays: dict[str, np.ndarray] = {}
-    with progress:
-        task = progress.add_task(f"decoding {tree.root.name}", total=len(tree.files))
-        done = 0
-        for split in SPLIT_DIRS:
-            index = assignment[split].astype(np.int64)
-            images = np.empty((len(index), *shape), dtype=np.float32)
-            for i, j in enumerate(index.tolist()):
-                images[i] = decode_image(tree.files[j], shape, pixels, resize)
-                done += 1
-                if done % 200 == 0:
-                    progress.update(task, completed=done)
-            arrays[f"{split}_images"] = images
-            arrays[f"{split}_labels"] = np.array([tree.files[j].label for j in index.tolist()], dtype=np.int64)
-            arrays[f"{split}_source_index"] = index
-            # Origin 1: natural images, mirrored in augmentation unless flips are turned off.
-            arrays[f"{split}_origin"] = np.full(len(index), CIFAR_ORIGIN, dtype=np.uint8)
-    return arrays
+
+def stored_dtype(tree: FolderTree, fingerprint: list[tuple[str, int, int]]) -> np.dtype:
+    """uint16 when any file holds more than 8 bits per value (16-bit or float grayscale), else uint8."""
+    return np.dtype(np.uint16 if any(h.deep for h in headers(tree, fingerprint)) else np.uint8)
 
 
 # ------------------------------------------------------------------- load
@@ -461,6 +480,7 @@ def prepare_folder(
     passed the same checks.
     """
     from routec.data import cache
+    from routec.data.folder_cache import FOLDER_FORMAT
 
     pix = _check_pixels(pixels)
     tree = scan_folder(path)
@@ -473,7 +493,7 @@ def prepare_folder(
         tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         safe = re.sub(r"[^A-Za-z0-9_-]+", "_", tree.root.name)[:40] or "folder"
         key = cache.cache_key("folder", {**settings, "layout": tree.layout, "classes": list(tree.classes),
-                                         "files": fingerprint})
+                                         "files": fingerprint, "format": FOLDER_FORMAT})
         return f"folder-{safe}-{tag}", key
 
     final: tuple[int, int, int] | None = None
@@ -490,32 +510,80 @@ def prepare_folder(
     return PreparedFolder(tree, final, pix, resize, vf, tf, assignment, stem, key)
 
 
+def build_entry(prep: PreparedFolder, entry: Path, dtype: np.dtype) -> None:
+    """Decode every image into the entry's files, a chunk at a time, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from routec.data import folder_cache
+    from routec.data.log import console
+    from routec.data.splits import CIFAR_ORIGIN
+    from routec.data.stored import level_histogram
+
+    con = console()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=con, transient=True, disable=not con.is_terminal)
+    small: dict[str, np.ndarray] = {"bits": np.array([8 * np.dtype(dtype).itemsize], dtype=np.int64)}
+    counts = np.zeros((prep.shape[0], int(np.iinfo(dtype).max) + 1), dtype=np.int64)
+
+    def count(chunk: np.ndarray) -> None:
+        counts[:] += level_histogram(iter([chunk]), prep.shape[0], dtype)
+
+    with progress:
+        task = progress.add_task(f"decoding {prep.tree.root.name}", total=len(prep.tree.files))
+        for split in SPLIT_DIRS:
+            index = prep.assignment[split].astype(np.int64)
+            files = [prep.tree.files[j] for j in index.tolist()]
+            chunks = folder_cache.decoded_chunks(
+                files, lambda f: decode_stored(f, prep.shape, prep.pixels, prep.resize, dtype),  # type: ignore[arg-type]
+                folder_cache.decode_threads(), lambda k: progress.advance(task, k))
+            folder_cache.write_npy(folder_cache.images_path(entry, split), (len(index), *prep.shape), dtype, chunks,
+                                   on_chunk=count if split == "train" else None)
+            small[f"{split}_labels"] = np.array([f.label for f in files], dtype=np.int64)
+            small[f"{split}_source_index"] = index
+            # Origin 1: natural images, mirrored in augmentation unless flips are turned off.
+            small[f"{split}_origin"] = np.full(len(index), CIFAR_ORIGIN, dtype=np.uint8)
+    small["train_levels"] = counts
+    folder_cache.save_entry(entry, prep.key, small)
+
+
 def load_folder(
     path: str | Path, cache_dir: Path, seed: int = 0, *, shape: Sequence[int] | None = None,
     resize: bool = False, val_fraction: float | None = None, test_fraction: float | None = None,
     pixels: str | None = None,
 ) -> object:
-    """A folder dataset as :class:`~routec.data.splits.DatasetSplits`, from the cache when current."""
+    """A folder dataset as :class:`~routec.data.splits.DatasetSplits`, from the cache when current.
+
+    The splits' images are :class:`~routec.data.stored.StoredImages`: read from the
+    cache's files and converted to float32 per batch, so memory does not grow with
+    the folder.
+    """
     import torch
 
-    from routec.data import cache
+    from routec.data import cache, folder_cache
     from routec.data.augmentation import SHIFT_FRACTION
     from routec.data.log import note
     from routec.data.splits import DatasetInfo, DatasetSplits, Split
+    from routec.data.stored import StoredImages
 
     prep = prepare_folder(path, cache_dir, seed, shape=shape, resize=resize, val_fraction=val_fraction,
                           test_fraction=test_fraction, pixels=pixels)
-
-    def build() -> dict[str, np.ndarray]:
-        note(f"decoding {len(prep.tree.files)} images under {prep.tree.root}; first use, caching in "
-             f"{cache.entry_path(cache_dir, prep.stem, prep.key)}")
-        return decode_splits(prep.tree, prep.assignment, prep.shape, prep.pixels, prep.resize)
-
-    result = cache.cached(cache_dir, prep.stem, prep.key, build)
-    a = result.arrays
+    entry = cache.entry_path(cache_dir, prep.stem, prep.key)
+    opened = folder_cache.open_entry(entry, prep.key, prep.shape)
+    hit = opened is not None
+    if opened is None:
+        dtype = stored_dtype(prep.tree, prep.tree.fingerprint())
+        note(f"decoding {len(prep.tree.files)} images under {prep.tree.root}; first use, caching them "
+             f"({np.dtype(dtype).name}) in {entry.parent}")
+        build_entry(prep, entry, dtype)
+        opened = folder_cache.open_entry(entry, prep.key, prep.shape)
+        if opened is None:
+            raise DataError(f"could not write the cache entry {entry}",
+                            hint="check that the cache folder is writable and has space (--cache-dir DIR)")
+    small, rows = opened
     parts = {
-        s: Split(torch.from_numpy(a[f"{s}_images"]), torch.from_numpy(a[f"{s}_labels"]),
-                 torch.from_numpy(a[f"{s}_origin"]), torch.from_numpy(a[f"{s}_source_index"]))
+        s: Split(StoredImages(rows[s], prep.pixels, histogram=small["train_levels"] if s == "train" else None),
+                 torch.from_numpy(small[f"{s}_labels"]), torch.from_numpy(small[f"{s}_origin"]),
+                 torch.from_numpy(small[f"{s}_source_index"]))
         for s in SPLIT_DIRS
     }
     info = DatasetInfo(
@@ -524,7 +592,7 @@ def load_folder(
         shape=prep.shape, pixels=prep.pixels, shift=SHIFT_FRACTION, flip=True,
         files_digest=prep.tree.list_digest(),
     )
-    return DatasetSplits(info, parts["train"], parts["val"], parts["test"], result.path, result.hit)
+    return DatasetSplits(info, parts["train"], parts["val"], parts["test"], entry, hit)
 
 
 def file_list(path: str | Path) -> list[Path]:

@@ -239,9 +239,34 @@ _CHUNK = 4096
 def normalized(data: DatasetSplits) -> DatasetSplits:
     """Every split standardised per channel with the training split's mean and standard deviation.
 
-    A channel that is constant in training keeps a divisor of 1.
+    A channel that is constant in training keeps a divisor of 1. Images kept as
+    stored integers (image folders) get the statistics from the counts of their
+    values and are standardised per batch, in the same float32 operations.
     """
+    from routec.data.stored import StoredImages
+
     x = data.train.images
+    if isinstance(x, StoredImages):
+        mean, std = x.channel_stats()
+    else:
+        mean, std = _tensor_stats(x)
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    c = len(mean)
+    m, s = mean.to(torch.float32).view(1, c, 1, 1), std.to(torch.float32).view(1, c, 1, 1)
+
+    def apply(split: Split) -> Split:
+        if isinstance(split.images, StoredImages):
+            images = split.images.normalized(tuple(m.view(-1).tolist()), tuple(s.view(-1).tolist()))
+            return Split(images, split.labels, split.origin, split.source_index)
+        return Split((split.images - m) / s, split.labels, split.origin, split.source_index)
+
+    info = data.info.model_copy(update={"normalization": (tuple(mean.tolist()), tuple(std.tolist()))})
+    return DatasetSplits(info, apply(data.train), apply(data.val), apply(data.test), data.cache_path,
+                         data.cache_hit)
+
+
+def _tensor_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation (float64) of N×C×H×W float images, in chunks."""
     c = x.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
     squares = torch.zeros(c, dtype=torch.float64)
@@ -251,16 +276,7 @@ def normalized(data: DatasetSplits) -> DatasetSplits:
         squares += chunk.square().sum(dim=(0, 2, 3))
     count = len(x) * x.shape[2] * x.shape[3]
     mean = total / count
-    std = (squares / count - mean.square()).clamp_min(0.0).sqrt()
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
-    m, s = mean.to(torch.float32).view(1, c, 1, 1), std.to(torch.float32).view(1, c, 1, 1)
-
-    def apply(split: Split) -> Split:
-        return Split((split.images - m) / s, split.labels, split.origin, split.source_index)
-
-    info = data.info.model_copy(update={"normalization": (tuple(mean.tolist()), tuple(std.tolist()))})
-    return DatasetSplits(info, apply(data.train), apply(data.val), apply(data.test), data.cache_path,
-                         data.cache_hit)
+    return mean, (squares / count - mean.square()).clamp_min(0.0).sqrt()
 
 
 def split_table(data: DatasetSplits, max_rows: int = 40) -> str:

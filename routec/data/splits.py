@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from routec.data.seeds import generator
+
+if TYPE_CHECKING:
+    from routec.data.stored import StoredImages
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 MNIST_ORIGIN = 0
@@ -44,12 +48,18 @@ class DatasetInfo(BaseModel):
 class Split:
     """N examples: images N×C×H×W float32 (linear light), labels N int64, origin N uint8.
 
+    ``images`` is a tensor (the named datasets, in memory) or, for image folders,
+    :class:`~routec.data.stored.StoredImages`: the same indexing (``x[i]``,
+    ``x[a:b]``, ``x[idx]``, ``x.index_select(0, idx)``, ``len``, ``shape``) gives
+    float32 tensors read from the cache per batch. Code that reads a split takes
+    batches of it, never the whole ``images`` at once.
+
     ``source_index`` (N int64, optional) is each example's position in the file it
     came from (the MNIST or CIFAR-10 train or test file, or the sorted file list of
     an image folder), to trace an example back.
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | StoredImages
     labels: torch.Tensor
     origin: torch.Tensor
     source_index: torch.Tensor | None = None

@@ -83,7 +83,12 @@ class FeatureCache:
 
     @classmethod
     def build(cls, net: nn.Module, images: Tensor, device: torch.device,
-              batch: int = 256) -> FeatureCache:
+              batch: int | None = None) -> FeatureCache:
+        """Run the network over ``images`` a batch at a time (``images[a:b]``: a split kept
+        on disk is never held whole), keeping the frozen pieces' outputs."""
+        from routec.train.evaluate import eval_batch
+
+        batch = min(256, eval_batch(images)) if batch is None else batch
         pieces = [p for p in pieces_of(net) if p.frozen]
         outputs: dict[int, list[Tensor]] = {id(p): [] for p in pieces}
         hooks = [p.register_forward_hook(

@@ -73,12 +73,32 @@ class ConfidencePolicy:
         return choice
 
 
+EVAL_BATCH = 500
+# Input values per evaluation batch at most: 500 images of 3×32×32 fit, 224×224 ones go
+# 55 at a time, so an evaluation's memory follows the batch, not the split.
+EVAL_BATCH_VALUES = 2**23
+
+
+def eval_batch(images: Tensor) -> int:
+    """Images per evaluation batch: EVAL_BATCH, fewer for large images."""
+    per_image = 1
+    for v in tuple(images.shape)[1:]:
+        per_image *= int(v)
+    return max(1, min(EVAL_BATCH, EVAL_BATCH_VALUES // max(1, per_image)))
+
+
 @torch.no_grad()
 def evaluate(net: RoutedNetwork, images: Tensor, labels: Tensor, *, k_cpt: float | None = None,
-             policy: str | Policy = "argmax", threshold: float = 0.9, batch: int = 500
+             policy: str | Policy = "argmax", threshold: float = 0.9, batch: int | None = None
              ) -> EvalResult:
     """Routed evaluation; ``policy`` is "argmax", "confidence" (with ``threshold``), or
-    any callable that ``net.route`` accepts (MACs are then those ``route`` counts)."""
+    any callable that ``net.route`` accepts (MACs are then those ``route`` counts).
+
+    ``images`` is read one batch at a time (``images[a:b]``), so a split kept on disk
+    (:class:`~routec.data.stored.StoredImages`) is never held whole; ``batch``
+    defaults to :func:`eval_batch`."""
+    if batch is None:
+        batch = eval_batch(images)
     if isinstance(policy, str) and policy not in ("argmax", "confidence"):
         raise RunError(f"unknown policy '{policy}'", hint="argmax, confidence, or a callable")
     was_training = net.training

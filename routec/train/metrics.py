@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from routec.data.splits import sample_indices
+from routec.data.stored import select_rows
 from routec.errors import RunError
 from routec.files import atomic_write_text
 from routec.runtime.routing import RoutedNetwork
@@ -99,7 +100,7 @@ class Validation:
         self.images, self.labels = data.val.images, data.val.labels
         if cfg.val_examples:  # a sample of the whole split: it is stored class by class
             keep = sample_indices(len(self.labels), cfg.val_examples)
-            self.images, self.labels = self.images[keep], self.labels[keep]
+            self.images, self.labels = select_rows(self.images, keep), self.labels[keep]
         self.eval_k = (cfg.router_k_cpt(0.04 if cfg.cost == "latency" else 4e-9)
                        if cfg.dynamic else None)
         self.path_seconds = path_seconds  # measured time per exit, from the cost table

@@ -156,20 +156,20 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path) -> None:
     assert first.cache_path is not None
     first.cache_path.write_bytes(first.cache_path.read_bytes()[:200])
     again = load_dataset(str(root), cache_dir=cache)
-    assert not again.cache_hit and torch.equal(again.train.images, first.train.images)
+    assert not again.cache_hit and torch.equal(again.train.images[:], first.train.images[:])
 
 
 def test_normalize_uses_training_statistics(tmp_path: Path) -> None:
     write(tmp_path / "d", {"a": 10, "b": 10}, mode="RGB")
     plain = load_dataset(str(tmp_path / "d"), cache_dir=tmp_path / "c")
     norm = load_dataset(str(tmp_path / "d"), cache_dir=tmp_path / "c", normalize=True)
-    x = plain.train.images.double()
+    x = plain.train.images[:].double()  # [:]: every image as a float32 tensor
     mean, std = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3), unbiased=False)
     assert norm.info.normalization is not None
     np.testing.assert_allclose(norm.info.normalization[0], mean.numpy(), rtol=1e-6)
     np.testing.assert_allclose(norm.info.normalization[1], std.numpy(), rtol=1e-6)
-    want = (plain.val.images.double() - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
-    np.testing.assert_allclose(norm.val.images.numpy(), want.numpy(), atol=1e-5)
+    want = (plain.val.images[:].double() - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    np.testing.assert_allclose(norm.val.images[:].numpy(), want.numpy(), atol=1e-5)
 
 
 def test_split_tree_with_own_val_and_test(tmp_path: Path) -> None:
