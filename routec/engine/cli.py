@@ -12,6 +12,7 @@ from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.engine import registry
 from routec.errors import RoutecError, RunError
 from routec.flags import number
+from routec.train.run_files import has_checkpoint
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -103,7 +104,7 @@ def _parse_mix(text: str | None) -> list[float] | None:
 
 def _is_run(target: str) -> bool:
     p = Path(target)
-    return (p.is_dir() and (p / "checkpoint.pt").exists()) or (p.is_file() and p.suffix == ".pt")
+    return (p.is_dir() and has_checkpoint(p)) or (p.is_file() and p.suffix == ".pt")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -204,11 +205,11 @@ def run_workload(run: str, static: str | None, data_root: str | None,
 def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
     if static:
         p = Path(static)
-        if (p / "checkpoint.pt").exists():
+        if has_checkpoint(p):
             return [p]
         if not p.is_dir():
             raise RunError(f"--static {static}: not a run or a folder of runs")
-        return sorted(d for d in p.iterdir() if (d / "checkpoint.pt").exists())
+        return sorted(d for d in p.iterdir() if has_checkpoint(d))
     suite = run_dir.resolve().parent
     parts = suite.name.split("-")
     # hybrid-actor -> hybrid-static; hybrid-actor-latency -> hybrid-actor-static, then
@@ -216,7 +217,7 @@ def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
     for n in range(len(parts) - 1, 0, -1):
         sibling = suite.parent / f"{'-'.join(parts[:n])}-static"
         if sibling.is_dir() and sibling != suite:
-            return sorted(d for d in sibling.iterdir() if (d / "checkpoint.pt").exists())
+            return sorted(d for d in sibling.iterdir() if has_checkpoint(d))
     return []
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from routec.errors import RoutecError, RunError, TrainingDiverged
+from routec.train.run_files import CHECKPOINT, has_checkpoint
 
 Say = Callable[[str], None]
 Kind = Literal["trained", "recorded", "finished", "diverged", "busy", "failed"]
@@ -72,7 +73,7 @@ def run_status(run_dir: Path, iterations: int) -> str:
     """'done', 'partial' or 'new'."""
     from routec.train.checkpoint import load_checkpoint
 
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / CHECKPOINT
     if not ckpt.exists():
         return "new"
     state = load_checkpoint(ckpt)
@@ -97,7 +98,7 @@ def keep_record(job: RunJob, say: Say = _stderr) -> None:
     from routec.train.checkpoint import load_checkpoint
 
     try:
-        state = load_checkpoint(job.run_dir / "checkpoint.pt")
+        state = load_checkpoint(job.run_dir / CHECKPOINT)
         if not state["finished"] or record_is_current(target, state):
             return
         write_record(job.run_dir, target, job.suite, job.run, data_root=job.data_root,
@@ -160,7 +161,7 @@ def run_one(job: RunJob, say: Say = _stderr) -> Outcome:
         return Outcome(job.name, "failed")
     run_dir, record_dir = job.run_dir, job.record_dir
     answered, failure = recorded_outcome(record_dir, cfg)
-    if not (run_dir / "checkpoint.pt").exists() and answered:
+    if not has_checkpoint(run_dir) and answered:
         say(f"{job.name}: recorded in {record_dir}, skipped")
         return Outcome(job.name, "recorded")
     status = run_status(run_dir, cfg.iterations)

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RunError
+from routec.train.run_files import CHECKPOINT, CONFIG, METRICS, RECORDED, has_checkpoint
 
 RECORD = "record.json"
 FAILURE = "failure.json"
 FORMAT = 1
-COPIED = ("config.json", "spec.route", "metrics.jsonl")
+COPIED = RECORDED
 SPLIT = "test"
 POLICY = "argmax"
 
@@ -246,9 +247,9 @@ def _write_folder(run_dir: Path, record_dir: Path, name: str, rec: dict[str, Any
         (record_dir / outcome).unlink(missing_ok=True)
     for copied in COPIED:
         text = (run_dir / copied).read_text(encoding="utf-8")
-        if copied == "config.json":
+        if copied == CONFIG:
             text = json.dumps(portable_config(json.loads(text), data_root), indent=2) + "\n"
-        elif copied == "metrics.jsonl":
+        elif copied == METRICS:
             text = portable(text, data_root)
         atomic_write_bytes(record_dir / copied, text.encode("utf-8"))
     atomic_write_bytes(record_dir / name, (json.dumps(rec, indent=1) + "\n").encode("utf-8"))
@@ -261,7 +262,7 @@ def finished_runs(runs_root: Path) -> Iterator[tuple[str, str, Path]]:
     for suite, runs in SUITES.items():
         for run in runs:
             d = Path(runs_root) / suite / run
-            if (d / "checkpoint.pt").is_file():
+            if has_checkpoint(d):
                 yield suite, run, d
 
 
@@ -282,7 +283,7 @@ def harvest(runs_root: Path, records_root: Path, *, force: bool = False,
                        hint="pass the --out folder of routec experiment (default: runs)")
     written = []
     for suite, run, d in finished_runs(runs_root):
-        state = load_checkpoint(d / "checkpoint.pt")
+        state = load_checkpoint(d / CHECKPOINT)
         if not state["finished"]:
             say(f"{suite}/{run}: unfinished (iteration {state['iteration']}), no record")
             continue

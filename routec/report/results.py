@@ -27,6 +27,7 @@ from routec.report.suites import (RECORDS, Suite, find_failures, find_suites,  #
 from routec.report.summary import RunInfo, SummaryRow, markdown_table, rows_for
 from routec.report.throughput import MAX_IMAGES, TIMING_PASSES, TIMING_SECONDS
 from routec.train.logs import machines_of, metric_lines, training_seconds  # noqa: F401
+from routec.train.run_files import SPEC
 
 Progress = Callable[[str], None]
 PAGE = "docs/results.md"
@@ -565,7 +566,7 @@ def record_dataflow(info: RunInfo, rec: dict[str, Any], k: float | None = None
     cfg = info.config
     if cfg.dynamic and k is None:
         k = DEFAULT_DYNAMIC_KCPT
-    spec = parse_spec((info.path / "spec.route").read_text(encoding="utf-8"), rec["spec_label"])
+    spec = parse_spec((info.path / SPEC).read_text(encoding="utf-8"), rec["spec_label"])
     if cfg.static_columns is not None:
         spec = static_prefix(spec, cfg.static_columns)
     g = build_graph(spec, classes=len(rec["classes"]), dynamic_kcpt=cfg.dynamic)

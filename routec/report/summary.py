@@ -15,6 +15,7 @@ from routec.errors import RunError
 from routec.train.config import RunConfig, saved_config
 from routec.train.evaluations import (POLICY, Evaluator, _fingerprint, cache_path,  # noqa: F401
                                       k_tag)
+from routec.train.run_files import CONFIG
 
 
 @dataclass
@@ -44,11 +45,11 @@ def load_run_info(path: Path, name: str | None = None) -> RunInfo:
         raise RunError(f"{path}: not a run directory",
                        hint="pass directories written by routec train --out")
     try:
-        config = saved_config(json.loads((path / "config.json").read_text(encoding="utf-8")))
+        config = saved_config(json.loads((path / CONFIG).read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise RunError(f"{path}: no config.json (not a routec run directory?)") from None
+        raise RunError(f"{path}: no {CONFIG} (not a routec run directory?)") from None
     except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise RunError(f"{path / 'config.json'}: unreadable ({err})") from None
+        raise RunError(f"{path / CONFIG}: unreadable ({err})") from None
     start, _ = read_metrics(path)
     return RunInfo(name or path.resolve().name, path, config, start)
 

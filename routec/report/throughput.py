@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from routec.report.summary import SummaryRow, macs_saving_text
+from routec.train.run_files import SPEC
 
 TIMING_PASSES, TIMING_SECONDS = 5, 5.0
 MAX_IMAGES = 2000  # images per timing pass (the recorded exit mix, scaled to this many)
@@ -264,7 +265,7 @@ def network_of(record_dir: Path, rec: dict[str, Any], seed: int = 0) -> Any:
     from routec.train.model import to_device
 
     cfg = rec["config"]
-    spec = parse_spec((Path(record_dir) / "spec.route").read_text(encoding="utf-8"),
+    spec = parse_spec((Path(record_dir) / SPEC).read_text(encoding="utf-8"),
                       rec["spec_label"])
     if cfg.get("static_columns") is not None:
         spec = static_prefix(spec, cfg["static_columns"])

@@ -12,6 +12,7 @@ from routec.backbone.flags import add_model_flags, model_sources
 from routec.errors import RunError
 from routec.train.config import (RunConfig, load_config_file, make_config,
                                  saved_settings_upgraded)
+from routec.train.run_files import has_checkpoint
 
 # flag name -> RunConfig field; every flag defaults to None so that only flags the
 # user typed override the config file, which overrides the defaults.
@@ -223,7 +224,7 @@ def _run_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise RunError("--resume needs --out RUN, the run directory to continue")
         saved = saved_settings(Path(args.out))
-        if not (Path(args.out) / "checkpoint.pt").exists() and not args.start_if_missing:
+        if not has_checkpoint(args.out) and not args.start_if_missing:
             raise RunError(missing_checkpoint_message(Path(args.out)))
     elif args.start_if_missing:
         raise RunError("--start-if-missing only applies with --resume")

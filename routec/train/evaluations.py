@@ -13,6 +13,7 @@ from typing import Any
 
 from routec.errors import RoutecError, RunError
 from routec.files import atomic_write_bytes
+from routec.train.run_files import CHECKPOINT
 
 POLICY = "argmax"
 
@@ -40,7 +41,7 @@ class Evaluator:
     def __init__(self, run_dir: Path, *, data_root: str | None = None,
                  cache_dir: str | None = None, use_cache: bool = True) -> None:
         self.run_dir = Path(run_dir)
-        self.ckpt = self.run_dir / "checkpoint.pt"
+        self.ckpt = self.run_dir / CHECKPOINT
         self.data_root, self.cache_dir, self.use_cache = data_root, cache_dir, use_cache
         self._loaded: tuple[Any, Any, Any, dict[str, Any]] | None = None
         self.computed = 0  # evaluations actually run (not read from the cache)

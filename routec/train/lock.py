@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RunError
+from routec.train.run_files import LOCK
 
-LOCK_NAME = ".lock"
+LOCK_NAME = LOCK
 
 # run directory (resolved) -> [open file, depth]: the locks this process holds
 _held: dict[Path, list[Any]] = {}

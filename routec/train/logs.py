@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RoutecError, RunError
+from routec.train.run_files import METRICS
 
 
 def metric_lines(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -47,7 +48,7 @@ def machines_of(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_metrics(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run's start event and its per-iteration records (last record per iteration)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as err:

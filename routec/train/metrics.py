@@ -23,8 +23,7 @@ from routec.runtime.routing import RoutedNetwork
 from routec.train.config import RunConfig
 from routec.train.costs import StepResult
 from routec.train.evaluate import evaluate
-
-METRICS = "metrics.jsonl"
+from routec.train.run_files import METRICS
 
 
 class MetricsWindow:

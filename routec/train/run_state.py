@@ -32,10 +32,8 @@ from routec.train.metrics import METRICS, MetricsWindow, append_jsonl, truncate_
 from routec.train.model import build_network, digest, spec_text, to_device
 from routec.train.runs import load_data, make_augmenter
 from routec.train.sgd import SGD
+from routec.train.run_files import CHECKPOINT, CONFIG, COST_TABLE, SPEC
 
-CHECKPOINT = "checkpoint.pt"
-CONFIG = "config.json"
-COST_TABLE = "cost_table.json"
 
 
 class BatchOrder:
@@ -236,7 +234,7 @@ def open_run_dir(run: Run, start: int) -> None:
     cfg, out_dir, metrics = run.cfg, run.out_dir, run.out_dir / METRICS
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / CONFIG, json.dumps(cfg.model_dump(), indent=2) + "\n")
-    atomic_write_text(out_dir / "spec.route", run.text)
+    atomic_write_text(out_dir / SPEC, run.text)
     if run.table is not None:
         atomic_write_text(out_dir / COST_TABLE, json.dumps(run.table, indent=2) + "\n")
     if start == 0:  # a fresh start (perhaps of a run killed before its first checkpoint)

@@ -7,12 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from routec.errors import RunError
 from routec.train.config import RunConfig, saved_config
+from routec.train.run_files import CHECKPOINT, CONFIG, ROLES
 
 if TYPE_CHECKING:
     from routec.runtime.routing import RoutedNetwork
-
-
-RUN_FILES = {"config.json": "config", "metrics.jsonl": "log", "spec.route": "spec"}
 
 
 def checkpoint_path(run: str | Path) -> Path:
@@ -20,17 +18,17 @@ def checkpoint_path(run: str | Path) -> Path:
     error that says what the path is instead."""
     p = Path(run)
     if p.is_dir():
-        ckpt = p / "checkpoint.pt"
+        ckpt = p / CHECKPOINT
         if ckpt.is_file():
             return ckpt
-        if (p / "config.json").exists():
+        if (p / CONFIG).exists():
             raise RunError(f"{p}: this run has no checkpoint yet (it stopped before its first "
                            "one); resume it with: routec train --out "
                            f"{p} --resume --start-if-missing")
-        raise RunError(f"{p}: not a run directory (no checkpoint.pt in it)")
+        raise RunError(f"{p}: not a run directory (no {CHECKPOINT} in it)")
     if p.is_file():
-        if p.name in RUN_FILES:
-            raise RunError(f"{p} is a run's {RUN_FILES[p.name]} file, not a checkpoint; pass "
+        if p.name in ROLES:
+            raise RunError(f"{p} is a run's {ROLES[p.name]} file, not a checkpoint; pass "
                            f"the run directory {p.parent} instead")
         return p
     raise RunError(f"{p}: no such run directory or checkpoint file")
