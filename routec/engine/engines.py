@@ -15,22 +15,25 @@ module holds their implementations:
 * :class:`OnnxEngine`: each segment exported to ONNX with a dynamic batch axis and run
   by ONNX Runtime, with routing done on numpy arrays between sessions.
 
-Routing (junction splits, exit scatters, MACs from the leaf reached) is shared by
-the segment engines; a missing requirement is an error that names the engine and
+Routing (junction splits, exit scatters, MACs from the leaf reached) is one loop,
+:func:`routec.deploy.router.route_segments`, shared by the segment engines (torch
+tensors, :mod:`routec.engine.array_ops`) and the ONNX engine and torch-free runner
+(numpy arrays); a missing requirement is an error that names the engine and
 what to install (the engine's declaration checks it before it is built).
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from routec.deploy.router import route_segments
 from routec.deploy.topology import Segment, Topology
 from routec.engine import modules as M
 from routec.engine import registry
+from routec.engine.array_ops import OPS
 from routec.engine.registry import EngineError
 from routec.runtime.routing import Policy, RoutedNetwork, RoutedOutput, argmax_policy
 
@@ -121,83 +124,27 @@ class SegmentEngine(InferenceEngine):
     def _route(self, x: Tensor, k: Tensor | None, policy: Policy) -> RoutedOutput:
         n = x.shape[0]
         logits = x.new_zeros(n, self.topology.classes)
-        leaf = torch.full((n,), -1, dtype=torch.long)
-        if n == 0:
-            return RoutedOutput(logits, leaf, torch.zeros(0, dtype=torch.float64))
-        segs, calls, prof = self.segments, self.calls, self.profile
-        argmax = policy is argmax_policy
-        if n == 1 and prof is None:
-            return self._route_one(x, k, policy, argmax)
-        stack: list[tuple[int, Tensor, tuple[Tensor, ...], Tensor | None]] = [
-            (0, torch.arange(n), (x,), k)]
-        while stack:
-            s, rows, h, kk = stack.pop()
-            seg = segs[s]
-            args = (*h, kk) if seg.end == "junction" and kk is not None else h
-            if prof is None:
-                outs = calls[s](*args)
-            else:
-                t0 = time.perf_counter()
-                outs = calls[s](*args)
-                prof[s] = prof.get(s, 0.0) + time.perf_counter() - t0
-            if seg.emits_levels:
-                h = self._levels(s, seg, outs)
-            if seg.end == "exit":
-                y = outs[-1]
-                if rows.shape[0] == n:
-                    logits = y.to(logits.dtype)
-                    leaf.fill_(seg.leaf)
-                else:
-                    logits.index_copy_(0, rows, y.to(logits.dtype))
-                    leaf.index_fill_(0, rows, seg.leaf)
-            elif seg.end == "column":
-                stack.append((seg.next[0], rows, h, kk))
-            else:
-                scores = outs[-1]
-                choice = scores.argmax(dim=1) if argmax else policy(seg.junction, scores, rows, h)
-                m = rows.shape[0]
-                if m == 1:
-                    stack.append((seg.next[int(choice)], rows, h, kk))
-                    continue
-                counts = torch.bincount(choice, minlength=len(seg.next)).tolist()
-                parts = []
-                for w, c in enumerate(counts):
-                    if c == m:
-                        parts.append((seg.next[w], rows, h, kk))
-                    elif c:
-                        pos = (choice == w).nonzero().squeeze(1)
-                        need = self.needs.get(seg.next[w])
-                        parts.append((seg.next[w], rows.index_select(0, pos),
-                                      tuple(None if a is None or (need is not None
-                                                                  and i not in need)
-                                            else _take(a, pos) for i, a in enumerate(h)),
-                                      None if kk is None else kk.index_select(0, pos)))
-                stack.extend(reversed(parts))
-        return RoutedOutput(logits.contiguous(), leaf, self.leaf_macs[leaf])
-
-
-    def _route_one(self, x: Tensor, k: Tensor | None, policy: Policy, argmax: bool
-                   ) -> RoutedOutput:
-        """One image: follow its path, no splitting at all."""
+        leaf = torch.full((n,), -1, dtype=torch.long, device=x.device)
         segs, calls = self.segments, self.calls
-        rows = torch.zeros(1, dtype=torch.long)
-        h: tuple[Any, ...] = (x,)
-        s = 0
-        while True:
+
+        def step(s: int, h: tuple[Any, ...], kk: Tensor | None
+                 ) -> tuple[tuple[Any, ...], Tensor | None]:
             seg = segs[s]
-            outs = calls[s](*h, k) if seg.end == "junction" and k is not None else calls[s](*h)
+            outs = calls[s](*h, kk) if seg.end == "junction" and kk is not None else calls[s](*h)
             if seg.emits_levels:
                 h = self._levels(s, seg, outs)
-            if seg.end == "exit":
-                logits = outs[-1].to(x.dtype)
-                return RoutedOutput(logits.contiguous(), torch.full((1,), seg.leaf),
-                                    self.leaf_macs[seg.leaf:seg.leaf + 1].clone())
-            if seg.end == "column":
-                s = seg.next[0]
-            elif argmax:
-                s = seg.next[int(outs[-1].argmax())]
-            else:
-                s = seg.next[int(policy(seg.junction, outs[-1], rows, h))]
+            return h, (outs[-1] if seg.head >= 0 else None)
+
+        route_segments(segs, step, OPS, x, k, logits, leaf,
+                       None if policy is argmax_policy else policy, self.needs, self.profile)
+        return RoutedOutput(logits, leaf, self._leaf_macs(x.device)[leaf])
+
+    def _leaf_macs(self, device: torch.device) -> Tensor:
+        """Path MACs per leaf on ``device``, so looking up an example's MACs by its leaf
+        never leaves the device."""
+        if self.leaf_macs.device != device:
+            self.leaf_macs = self.leaf_macs.to(device)
+        return self.leaf_macs
 
     def _levels(self, s: int, seg: Segment, outs: Sequence[Any]) -> tuple[Any, ...]:
         """The pyramid a segment hands on, with its dropped levels as None placeholders
@@ -210,14 +157,6 @@ class SegmentEngine(InferenceEngine):
         for i, a in zip(keep, emitted):
             full[i] = a
         return tuple(full)
-
-
-def _take(a: Tensor, pos: Tensor) -> Tensor:
-    """Rows ``pos`` of ``a``, keeping a channels-last tensor channels-last (index_select
-    would return it contiguous, and several times slower)."""
-    if a.ndim == 4 and a.is_contiguous(memory_format=torch.channels_last):
-        return a.permute(0, 2, 3, 1).index_select(0, pos).permute(0, 3, 1, 2)
-    return a.index_select(0, pos)
 
 
 class FusedEngine(SegmentEngine):
