@@ -82,13 +82,15 @@ class NumpyOps:
 def route_segments(segments: Sequence[Segment], step: SegmentStep, ops: ArrayOps,
                    x: Any, k: Any, logits: Any, leaf: Any, decide: Decide | None = None,
                    needs: dict[int, set[int] | None] | None = None,
-                   profile: dict[int, float] | None = None) -> None:
+                   profile: dict[int, float] | None = None,
+                   wait: Callable[[], object] | None = None) -> None:
     """Route the batch ``x`` (with per-row ``k``, or None) through ``segments``,
     writing each row's logits and leaf index into ``logits`` and ``leaf``.
 
     ``decide`` is the junction policy (None: argmax of the scores); ``needs`` the
     levels of its input each segment reads (a junction gathers only those);
-    ``profile``, when given, collects seconds per segment.
+    ``profile``, when given, collects seconds per segment, each timed after ``wait()``
+    (a device's synchronisation, so a segment's time is its work, not its launch).
     """
     n = x.shape[0]
     if n == 0:
@@ -102,8 +104,12 @@ def route_segments(segments: Sequence[Segment], step: SegmentStep, ops: ArrayOps
         if profile is None:
             h, y = step(s, h, kk)
         else:
+            if wait is not None:
+                wait()
             t0 = time.perf_counter()
             h, y = step(s, h, kk)
+            if wait is not None:
+                wait()
             profile[s] = profile.get(s, 0.0) + time.perf_counter() - t0
         m = rows.shape[0]
         if seg.end == "exit":

@@ -24,6 +24,7 @@ what to install (the engine's declaration checks it before it is built).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ from routec.engine import registry
 from routec.engine.array_ops import OPS
 from routec.engine.registry import EngineError
 from routec.runtime.routing import Policy, RoutedNetwork, RoutedOutput, argmax_policy
+from routec.train.precision import PRECISIONS, autocast
 
 ENGINES = registry.names()
 __all__ = ["ENGINES", "EngineError", "InferenceEngine", "EagerEngine", "SegmentEngine",
@@ -48,10 +50,16 @@ class InferenceEngine:
     code written for a network (``evaluate``, ``ConfidencePolicy``) accepts an engine."""
 
     name = ""  # the registered name, set by Engine.build
+    precision = "fp32"  # set by optimize_for_inference: the forward's autocast
 
     def __init__(self, net: RoutedNetwork) -> None:
         self.net = net
         self.topology = Topology.of(net)
+
+    def _autocast(self, x: Tensor) -> AbstractContextManager[object]:
+        """Autocast at the engine's precision on ``x``'s device (no cast cache: a CUDA
+        graph captured under it must not hold casts made outside it)."""
+        return autocast(self.precision, x.device, cache=False)
 
     def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
               policy: Policy = argmax_policy) -> RoutedOutput:
@@ -83,7 +91,7 @@ class EagerEngine(InferenceEngine):
         if was:  # inference statistics, whatever mode the caller left the network in
             net.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._autocast(x):
                 return net.route(x, k_cpt=k_cpt, policy=policy)
         finally:
             if was:
@@ -117,7 +125,7 @@ class SegmentEngine(InferenceEngine):
               policy: Policy = argmax_policy) -> RoutedOutput:
         net = self.net
         net._check_input(x)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast(x):
             k = net._kcpt(k_cpt, x)
             return self._route(self._prepare(x), k, policy)
 
@@ -135,8 +143,10 @@ class SegmentEngine(InferenceEngine):
                 h = self._levels(s, seg, outs)
             return h, (outs[-1] if seg.head >= 0 else None)
 
+        wait = torch.cuda.synchronize if x.is_cuda and self.profile is not None else None
         route_segments(segs, step, OPS, x, k, logits, leaf,
-                       None if policy is argmax_policy else policy, self.needs, self.profile)
+                       None if policy is argmax_policy else policy, self.needs, self.profile,
+                       wait)
         return RoutedOutput(logits, leaf, self._leaf_macs(x.device)[leaf])
 
     def _leaf_macs(self, device: torch.device) -> Tensor:
@@ -246,20 +256,31 @@ def _torch_policy(policy: Policy) -> Callable[..., Any]:
     return call
 
 
-def optimize_for_inference(net: RoutedNetwork, engine: str | None = None, **options: Any
-                           ) -> InferenceEngine:
+def optimize_for_inference(net: RoutedNetwork, engine: str | None = None,
+                           precision: str = "fp32", **options: Any) -> InferenceEngine:
     """An inference engine for ``net``: ``engine`` names one of
     :func:`routec.engine.registry.names` (default: :func:`routec.engine.registry.default`).
 
     Every engine but the reference one (``net.route`` itself) copies what it needs when
     it is built: later changes to ``net``'s weights are not seen. ``net``'s
-    training/eval mode is left as it was.
+    training/eval mode is left as it was. ``precision`` (fp32, bf16 or fp16) runs the
+    forward under autocast on the input's device; the ONNX engine runs fp32 only.
     """
     if isinstance(net, InferenceEngine):
         net = net.net
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision '{precision}'",
+                          hint="one of " + ", ".join(PRECISIONS))
     entry = registry.get(registry.default() if engine is None else engine)
+    if precision != "fp32" and registry.AUTOCAST not in entry.supports:
+        raise EngineError(f"engine '{entry.name}' runs fp32 only, not {precision}",
+                          hint="use --precision fp32, or one of "
+                               + registry.listing(registry.supporting(registry.AUTOCAST),
+                                                  last="or"))
     built: InferenceEngine = entry.build(net, **options)
+    built.precision = precision
     return built
+
 
 
 def available_engines() -> list[str]:

@@ -126,6 +126,9 @@ class RunConfig(BaseModel):
                                       "many seconds of training since the last one; 0: never")
     val_examples: int | None = Field(None, ge=1, description="cap on validation examples")
     device: str = "cpu"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="the forward pass under autocast at bf16 or fp16 on the device "
+                            "(fp16 with a gradient scaler); fp32: no autocast")
     # a model the user already has (docs/backbones.md): its source, and what trains
     models: dict[str, ModelSource] = Field(default_factory=dict)
     freeze: str = Field("none", description="supplied models' pieces kept as they are: "

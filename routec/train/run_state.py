@@ -30,6 +30,7 @@ from routec.train.costs import node_params
 from routec.train.machine import describe
 from routec.train.metrics import METRICS, MetricsWindow, append_jsonl, truncate_metrics
 from routec.train.model import build_network, digest, spec_text, to_device
+from routec.train.precision import check_precision, grad_scaler
 from routec.train.runs import load_data, make_augmenter
 from routec.train.sgd import SGD
 
@@ -93,6 +94,7 @@ class Run:
     params: list[list[Tensor]]  # per node, for TALR
     grid: Tensor  # the k_cpt values a dynamic run trains at
     cache: FeatureCache | None = None  # built after the restore (see loop._feature_cache)
+    scaler: torch.amp.GradScaler | None = None  # --precision fp16's loss scaler
 
     @property
     def leader(self) -> bool:
@@ -148,6 +150,7 @@ def setup(cfg: RunConfig, out_dir: Path, state: dict[str, Any] | None, label: st
           device: torch.device, dist: D.Dist) -> Run:
     """Data, network, optimizer and generators, freshly seeded; the order of the steps
     fixes the weights' initial draws, so it does not change."""
+    check_precision(cfg.precision, device)  # before any data is decoded
     if cfg.models:  # a new run starts from the weights given; a resumed one from its own
         from routec.backbone.supplied import supply_sources
 
@@ -181,7 +184,8 @@ def setup(cfg: RunConfig, out_dir: Path, state: dict[str, Any] | None, label: st
                sgen=torch.Generator().manual_seed(cfg.seed + 3),
                node_cost=None if node_cost is None else node_cost.to(device), table=table,
                frozen=frozen, head=head, params=node_params(net),
-               grid=torch.tensor(cfg.k_cpt_grid, dtype=torch.float32))
+               grid=torch.tensor(cfg.k_cpt_grid, dtype=torch.float32),
+               scaler=grad_scaler(cfg.precision, device))
 
 
 def _describe_data(cfg: RunConfig, data: Any, name: str, declared: int | None) -> None:

@@ -19,6 +19,7 @@ from routec.train.backbone import distill_loss
 from routec.train.config import RunConfig
 from routec.train.costs import StepResult
 from routec.train.critic import critic_loss
+from routec.train.precision import autocast
 from routec.train.run_state import Run, last_good
 from routec.train.sampled import sampled_critic_loss
 from routec.train.schedules import halving, learning_rate
@@ -100,7 +101,8 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
     idx, x, y, k = draw_batch(run)
     for group in opt.param_groups:
         group["lr"] = lr
-    with (run.cache.rows(D.shard(idx, run.dist)) if run.cache is not None else nullcontext()):
+    with (run.cache.rows(D.shard(idx, run.dist)) if run.cache is not None else nullcontext()), \
+            autocast(cfg.precision, run.device):
         res = strategy_step(cfg, net, run.model, x, y, k, tau, run.sgen, run.node_cost,
                             distill_head=run.head)
     loss = float(res.loss.detach())
@@ -109,10 +111,19 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
                                last_good=last_good(run.ckpt_path),
                                hint="lower --lr, or check the data for NaN/inf values")
     opt.zero_grad(set_to_none=True)
-    res.loss.backward()
+    scaler = run.scaler
+    if scaler is None:
+        res.loss.backward()
+    else:  # fp16: scaled so small gradients survive, unscaled before TALR and clipping
+        scaler.scale(res.loss).backward()
+        scaler.unscale_(opt)
     if cfg.talr and cfg.strategy in ("actor", "critic"):
         apply_talr(run.params, D.global_talr_scales(res.reach, run.dist))
     if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
-    opt.step()
+    if scaler is None:
+        opt.step()
+    else:  # skips the step when a gradient overflowed, and adapts the scale
+        scaler.step(opt)
+        scaler.update()
     return res, y
