@@ -7,9 +7,10 @@ error before anything runs, not torch's warning and a silent fp32 run.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -56,3 +57,18 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
     if precision != "fp16":
         return None
     return torch.amp.GradScaler(device.type)
+
+
+def in_fp32(out: Any) -> Any:
+    """A dense output with its logits and scores back in fp32 (the losses' precision)."""
+    if not dataclasses.is_dataclass(out):
+        return out
+    changes = {}
+    for f in dataclasses.fields(out):
+        v = getattr(out, f.name)
+        if isinstance(v, torch.Tensor) and v.dtype in (torch.bfloat16, torch.float16):
+            changes[f.name] = v.float()
+        elif isinstance(v, tuple) and v and all(isinstance(a, torch.Tensor) for a in v):
+            changes[f.name] = tuple(a.float() if a.dtype in (torch.bfloat16, torch.float16)
+                                    else a for a in v)
+    return dataclasses.replace(out, **changes) if changes else out

@@ -229,6 +229,8 @@ def restore(run: Run, state: dict[str, Any] | None) -> tuple[int, dict[str, Any]
     run.kgen.set_state(state["kcpt_rng"])
     run.sgen.set_state(state["sample_rng"])
     torch.set_rng_state(state["torch_rng"])
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
     return state["iteration"], state.get("window")
 
 
@@ -271,6 +273,8 @@ def checkpoint_state(run: Run, iteration: int, finished: bool, window: MetricsWi
         "sample_rng": run.sgen.get_state(), "torch_rng": torch.get_rng_state(),
         # the running log window, so a checkpoint between log lines resumes them exactly
         "window": window.state(),
+        # fp16's loss scale, so a resumed run goes on at the scale it had reached
+        **({"scaler": run.scaler.state_dict()} if run.scaler is not None else {}),
     }
 
 

@@ -19,7 +19,7 @@ from routec.train.backbone import distill_loss
 from routec.train.config import RunConfig
 from routec.train.costs import StepResult
 from routec.train.critic import critic_loss
-from routec.train.precision import autocast
+from routec.train.precision import autocast, in_fp32
 from routec.train.run_state import Run, last_good
 from routec.train.sampled import sampled_critic_loss
 from routec.train.schedules import halving, learning_rate
@@ -46,11 +46,16 @@ def _strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x
                    node_cost: Tensor | None = None) -> StepResult:
     k_in = k * (cfg.router_k_cpt(1.0)) if cfg.dynamic else None
     if cfg.strategy == "critic" and cfg.critic_mode == "sampled":
-        return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
-                                   error=cfg.critic_error, k_ure=cfg.k_ure, k_l2=cfg.k_l2,
-                                   epsilon=cfg.epsilon, generator=gen,
-                                   k_cpt_input=k_in, node_cost=node_cost)
-    out = model(x, k_cpt=k_in)
+        with autocast(cfg.precision, x.device):  # its forward and loss are one function
+            return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
+                                       error=cfg.critic_error, k_ure=cfg.k_ure, k_l2=cfg.k_l2,
+                                       epsilon=cfg.epsilon, generator=gen,
+                                       k_cpt_input=k_in, node_cost=node_cost)
+    # --precision: the network's forward under autocast, the losses in fp32 (MAC counts
+    # and cost sums overflow fp16)
+    with autocast(cfg.precision, x.device):
+        out = model(x, k_cpt=k_in)
+    out = in_fp32(out)
     if cfg.strategy == "actor":
         res = actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
                          epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat,
@@ -101,8 +106,7 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
     idx, x, y, k = draw_batch(run)
     for group in opt.param_groups:
         group["lr"] = lr
-    with (run.cache.rows(D.shard(idx, run.dist)) if run.cache is not None else nullcontext()), \
-            autocast(cfg.precision, run.device):
+    with (run.cache.rows(D.shard(idx, run.dist)) if run.cache is not None else nullcontext()):
         res = strategy_step(cfg, net, run.model, x, y, k, tau, run.sgen, run.node_cost,
                             distill_head=run.head)
     loss = float(res.loss.detach())
