@@ -211,12 +211,17 @@ class OnnxEngine(InferenceEngine):
         arity = M.pyramid_arity(net, self.topology)
         threads = torch.get_num_threads() if threads is None else threads
         keep, needs = M.levels_kept(net, self.topology, self.segments, arity)
+        # a network on a GPU runs its sessions on ONNX Runtime's CUDA provider, where
+        # installed (onnxruntime-gpu); routing stays on host arrays between sessions
+        on_gpu = any(p.is_cuda for p in net.parameters())
+        self.cuda = on_gpu and onnx_export.cuda_provider()
         calls = []
         for seg in self.segments:
             n_in = M.segment_inputs(self.topology, seg, arity)
             blob, inputs, outputs = onnx_export.export_segment(net, self.topology, seg, n_in,
                                                                keep.get(seg.index))
-            calls.append(onnx_export.session_call(blob, seg, inputs, outputs, threads))
+            calls.append(onnx_export.session_call(blob, seg, inputs, outputs, threads,
+                                                  self.cuda))
         self.runner = SegmentRunner(self.topology, self.segments, calls, needs)
 
     @property
@@ -244,8 +249,9 @@ class OnnxEngine(InferenceEngine):
             logits, leaf, macs = self.runner.route(
                 x.detach().cpu().contiguous().numpy(),
                 None if k is None else k.cpu().numpy(), arr_policy)
-        return RoutedOutput(torch.from_numpy(logits).to(x.dtype), torch.from_numpy(leaf),
-                            torch.from_numpy(macs))
+        return RoutedOutput(torch.from_numpy(logits).to(x.device, x.dtype),
+                            torch.from_numpy(leaf).to(x.device),
+                            torch.from_numpy(macs).to(x.device))
 
 
 def _torch_policy(policy: Policy) -> Callable[..., Any]:
