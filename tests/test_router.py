@@ -129,3 +129,38 @@ def test_numpy_and_torch_route_alike(name: str, merge: bool, n: int, forced: boo
     assert np.array_equal(logits_np[:, 2], k)
     if n >= 37 and len(topo.leaves) > 1:
         assert len(set(leaf_np.tolist())) > 1  # the table really splits the batch
+
+
+def test_one_host_read_per_junction_reached() -> None:
+    """The loop reads the host only through ``counts`` (or ``item`` for one row): once
+    per junction segment that rows reach, however many ways it splits into."""
+    topo, segs, needs = _setup("paper_tree" if "paper_tree" in bundled_specs() else "tiny",
+                               True)
+    n = 64
+    rng = np.random.default_rng(1)
+    table = rng.integers(0, 8, size=(len(topo.junctions), n)) % np.array(topo.ways)[:, None]
+    x = rng.integers(0, 9, size=(n, 3, 4, 4)).astype(np.float32)
+    x[:, 0, 0, 0] = np.arange(n)
+    reads: list[str] = []
+
+    class Counting(TorchOps):
+        def counts(self, choice, ways):
+            reads.append("counts")
+            return super().counts(choice, ways)
+
+        def item(self, a):
+            reads.append("item")
+            return super().item(a)
+
+    leaf = torch.full((n,), -1, dtype=torch.long)
+    route_segments(segs, _torch_step(segs, table), Counting(), torch.from_numpy(x), None,
+                   torch.zeros(n, C), leaf, None, needs)
+    reached = set()
+    for i in range(n):  # junction segments on each example's path
+        s = 0
+        while segs[s].end != "exit":
+            seg = segs[s]
+            if seg.end == "junction":
+                reached.add(s)
+            s = seg.next[0] if seg.end == "column" else seg.next[table[seg.junction, i]]
+    assert len(reads) == len(reached) > 1
