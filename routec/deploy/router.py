@@ -95,6 +95,9 @@ def route_segments(segments: Sequence[Segment], step: SegmentStep, ops: ArrayOps
     n = x.shape[0]
     if n == 0:
         return
+    if n == 1 and profile is None:
+        _route_one(segments, step, ops, x, k, logits, leaf, decide)
+        return
     needs = needs or {}
     stack: list[tuple[int, Any, tuple[Any, ...], Any]] = [
         (0, ops.arange(n, x), (x,), k)]
@@ -137,3 +140,23 @@ def route_segments(segments: Sequence[Segment], step: SegmentStep, ops: ArrayOps
                                     else ops.take(a, pos) for i, a in enumerate(h)),
                               None if kk is None else ops.take(kk, pos)))
             stack.extend(reversed(parts))
+
+
+def _route_one(segments: Sequence[Segment], step: SegmentStep, ops: ArrayOps, x: Any, k: Any,
+               logits: Any, leaf: Any, decide: Decide | None) -> None:
+    """One example: follow its path, no stack, no splitting (batch-1 latency)."""
+    h: tuple[Any, ...] = (x,)
+    rows = None if decide is None else ops.arange(1, x)
+    s = 0
+    while True:
+        seg = segments[s]
+        h, y = step(s, h, k)
+        if seg.end == "exit":
+            ops.put(logits, None, y)
+            ops.fill(leaf, None, seg.leaf)
+            return
+        if seg.end == "column":
+            s = seg.next[0]
+        else:
+            choice = ops.argmax(y) if decide is None else decide(seg.junction, y, rows, h)
+            s = seg.next[ops.item(choice)]
