@@ -269,3 +269,34 @@ def test_distillation_pulls_exits_towards_the_head_only() -> None:
     assert float(loss) == pytest.approx(float(expect), rel=1e-6)
     loss.backward()
     assert logits.grad[2].abs().sum() == 0 and logits.grad[:2].abs().sum() > 0
+
+
+def test_the_model_alone_is_a_static_run_that_trains_nothing(weights, tmp_path, capsys) -> None:
+    """A static run through every frozen column to the model's own head has nothing to
+    learn: it says so, keeps every tensor, and its evaluation is the model's own."""
+    (tmp_path / "net.route").write_text(SPEC)
+    assert main(["train", str(tmp_path / "net.route"), "--model", "backbone=models:tv_resnet",
+                 "--weights", str(weights), "--freeze", "all", "--strategy", "static",
+                 "--static-columns", "3", "--iterations", "3", "--out",
+                 str(tmp_path / "run"), *QUICK]) == 0
+    assert "nothing on the trained path has a trainable parameter" in capsys.readouterr().err
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    given = torch.load(weights, weights_only=True)
+    for key, value in state.items():
+        if ".piece." in key:
+            assert torch.equal(value, given[key.split(".piece.", 1)[1]]), key
+    # the run's test accuracy is the model's own, computed here without routec
+    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    from routec.train.config import saved_config
+    from routec.train.runs import load_data  # the same synthetic test split, normalised
+
+    cfg = saved_config(load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"])
+    test = load_data(cfg, (3, 32, 32)).test
+    model = tv_resnet()
+    model.load_state_dict(given)
+    with torch.no_grad():
+        pred = model.eval()(torch.as_tensor(test.images)).argmax(1)
+    own = int((pred == torch.as_tensor(test.labels)).sum()) / len(pred)
+    got = result["results"][0]["accuracy"]
+    assert got == pytest.approx(own, abs=1e-9)

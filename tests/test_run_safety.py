@@ -175,6 +175,20 @@ def test_a_lock_left_by_a_killed_process_is_free(tmp_path: Path) -> None:
         assert f"pid {os.getpid()}" in (run / ".lock").read_text()
 
 
+def _logged_steps(run: Path) -> list[int]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [x["iteration"] for x in lines if "event" not in x]
+
+
+def _board_steps(run: Path) -> list[int]:
+    """The steps of the loss curve TensorBoard shows for the run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.step for e in acc.Scalars("loss/total")]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_writes_a_checkpoint_and_the_run_resumes_exactly(
         sig: signal.Signals, tmp_path: Path) -> None:
@@ -189,9 +203,12 @@ def test_a_signal_writes_a_checkpoint_and_the_run_resumes_exactly(
     at = load_checkpoint(stopped / "checkpoint.pt")["iteration"]
     assert 10 <= at < 400, "the checkpoint is the signal's, not a periodic one"
     assert not list(stopped.glob(".*.tmp"))
+    # the TensorBoard events of every logged line were written out before it stopped
+    assert _board_steps(stopped) == _logged_steps(stopped)
     done = subprocess.run(_train_cmd(stopped, "--resume", iterations=at + 7), env=ENV,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert _board_steps(stopped) == _logged_steps(stopped)
     subprocess.run(_train_cmd(whole, iterations=at + 7), env=ENV, check=True,
                    capture_output=True)
     a = load_checkpoint(stopped / "checkpoint.pt")["model"]

@@ -42,6 +42,12 @@ def floors(g: RoutingGraph, j: int) -> torch.Tensor:
 
 
 def brute_actor(g, net, out, y, k, tau, k_dec, k_l2):
+    return sum(brute_actor_terms(g, net, out, y, k, tau, k_dec, k_l2).values()).mean()
+
+
+def brute_actor_terms(g, net, out, y, k, tau, k_dec, k_l2):
+    """The actor's cost per example, term by term (error, computation, decisiveness, l2),
+    summed over every path weighted by its probability."""
     n = y.shape[0]
     k = torch.as_tensor(k, dtype=torch.float64).expand(n)
     pol = {}
@@ -50,7 +56,8 @@ def brute_actor(g, net, out, y, k, tau, k_dec, k_l2):
         pol[j] = fl + (1 - fl.sum()) * torch.softmax(out.scores[jpos] / tau, dim=1)
     l2 = {i: sum((w ** 2).sum() for w in getattr(net, g.nodes[i].id).parameters() if w.ndim > 1)
           for i in range(1, len(g.nodes))}
-    total = torch.zeros(n, dtype=torch.float64)
+    terms = {t: torch.zeros(n, dtype=torch.float64)
+             for t in ("error", "computation", "decisiveness", "l2")}
     for kpos, leaf in enumerate(g.leaves):
         path = g.path(leaf)
         prob = torch.ones(n, dtype=torch.float64)
@@ -58,12 +65,15 @@ def brute_actor(g, net, out, y, k, tau, k_dec, k_l2):
             if g.nodes[a].kind == "junction":
                 prob = prob * pol[a][:, g.graph.edges[a, b]["way"]]
         ce = F.cross_entropy(out.leaf_logits[kpos], y, reduction="none")
-        cost = ce + k * sum(g.nodes[i].macs for i in path)
         mod = k_l2 * sum(l2[i] for i in path if i in l2)
         dec = k_dec * sum((out.scores[g.junctions.index(i)] ** 2).sum(dim=1)
                           for i in path if g.nodes[i].kind == "junction")
-        total = total + prob * cost + prob.detach() * (mod + dec)
-    return total.mean()
+        terms["error"] = terms["error"] + prob * ce
+        terms["computation"] = terms["computation"] + prob * k * sum(g.nodes[i].macs
+                                                                     for i in path)
+        terms["decisiveness"] = terms["decisiveness"] + prob.detach() * dec
+        terms["l2"] = terms["l2"] + prob.detach() * mod
+    return terms
 
 
 @pytest.mark.parametrize("name,dynamic", [("tiny", False), ("tiny", True), ("paper_chain", False)])
@@ -85,6 +95,22 @@ def test_actor_loss_and_gradients_match_brute_force(name: str, dynamic: bool) ->
     router = getattr(net, g.nodes[g.junctions[0]].id)
     idx = next(i for i, p in enumerate(params) if p is router.mlp[-1].weight)
     assert g_ours[idx].abs().max() > 0
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_actor_loss_parts_match_brute_force(dynamic: bool) -> None:
+    """The terms the training log draws (error, computation, decisiveness, l2) are each
+    the brute-force term, and add up to the loss."""
+    g, net, x, y, k = setup("tiny", dynamic)
+    out = net(x, k_cpt=k if dynamic else None)
+    res = actor_loss(net, out, y, k, tau=0.7, k_dec=0.01, k_l2=1e-4, epsilon=EPS)
+    ref = brute_actor_terms(g, net, out, y, k, tau=0.7, k_dec=0.01, k_l2=1e-4)
+    assert list(res.parts) == list(ref)
+    for name, term in ref.items():
+        torch.testing.assert_close(res.parts[name], term.mean().detach(), rtol=1e-10,
+                                   atol=1e-12)
+        assert not res.parts[name].requires_grad
+    torch.testing.assert_close(sum(res.parts.values()), res.loss.detach(), rtol=1e-12, atol=0)
 
 
 def brute_utilities(g, scores, leaf_cost, k, optimistic):
@@ -144,6 +170,12 @@ def test_critic_loss_regresses_scores_onto_negative_utilities() -> None:
         kids = sorted(g.graph.successors(j), key=lambda c: g.graph.edges[j, c]["way"])
         total = total + k_ure * res.reach[:, j] * ((out.scores[jpos] + v[:, kids]) ** 2).sum(1)
     torch.testing.assert_close(res.loss, total.mean(), rtol=1e-10, atol=1e-12)
+    # the log's parts: the reach-weighted error and the regression term (no L2 here)
+    error = sum(res.reach[:, leaf] * ce[:, kpos] for kpos, leaf in enumerate(g.leaves))
+    torch.testing.assert_close(res.parts["error"], error.mean().detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(res.parts["regression"], (total - error).mean().detach(),
+                               rtol=1e-8, atol=1e-12)
+    assert float(res.parts["l2"]) == 0.0
 
 
 def test_talr_scales_each_node_by_sqrt_n_over_norm_p() -> None:

@@ -352,8 +352,21 @@ class Page:
             out.append(f"![{fig.key} {panel.title}]({link})\n")
             if confidence:
                 out.append(equal_macs_table(points))
+                if any(not p.curve.startswith("static") and p not in confidence
+                       for p in points):
+                    examples = min(ev["result"]["examples"] for s in have
+                                   for rec in s.records.values()
+                                   for ev in rec.get("confidence", []))
+                    out.append(against_confidence(points, confidence, examples))
             if missing:
                 out.append(f"Not yet on it (no records): {', '.join(missing)}.\n")
+        if fig.timing:
+            from routec.report.timed import read_timing, timing_section
+
+            timing = read_timing(self.root / fig.timing)
+            if timing is not None:
+                out.append(timing_section(timing, fig.title, self.figure,
+                                          f"{fig.key}_time.{self.fmt}"))
         return out
 
     def heatmap_panels(self, fig: Any) -> list[str]:
@@ -491,6 +504,54 @@ def equal_macs_table(points: list[Any]) -> str:
             f"accurate static network ({top_s.label}) {top_s.accuracy:.4f} at "
             f"{top_s.mean_macs / 1e6:.2f} M ({top_s.mean_macs / top_r.mean_macs:.2f}x the "
             "routed point's MACs).")
+    return "\n".join(lines) + "\n"
+
+
+def against_confidence(points: list[Any], confidence: list[Any], examples: int) -> str:
+    """Learned routing against confidence thresholds on the same backbone, at equal mean
+    MACs: each routed network beside the threshold curve (mixing two thresholds where
+    that is better, as for the static curve), then a plain verdict. The yardstick for a
+    difference is the test split's own sampling error (a binomial standard error per
+    point), since each point is one training seed."""
+    from routec.report.plots import best_mixture_at
+
+    learned = sorted((p for p in points if not p.curve.startswith("static")
+                      and p not in confidence), key=lambda p: (p.curve, p.mean_macs))
+    lines = ["Learned routing against confidence thresholds at equal MACs: each routed "
+             "network beside the best the thresholded multi-exit network reaches at its "
+             "mean MACs ('-' outside the thresholds' range).\n",
+             "| network | k_cpt | mean MACs | test accuracy | thresholds at these MACs | "
+             "difference |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    diffs = []
+    for p in learned:
+        ref = best_mixture_at(confidence, p.mean_macs)
+        if ref is not None:
+            diffs.append((p, p.accuracy - ref))
+        lines.append(f"| {p.curve} | {p.label} | {p.mean_macs / 1e6:.2f} M | {p.accuracy:.4f} | "
+                     f"{'-' if ref is None else f'{ref:.4f}'} | "
+                     f"{'-' if ref is None else f'{(p.accuracy - ref) * 100:+.2f} pp'} |")
+    if diffs:
+        acc = sum(p.accuracy for p, _ in diffs) / len(diffs)
+        n = examples
+        se = (acc * (1 - acc) / n) ** 0.5 * 100  # pp, one point's sampling error
+        ahead = [d for _, d in diffs if d * 100 > 2 * se]
+        behind = [d for _, d in diffs if d * 100 < -2 * se]
+        mean = sum(d for _, d in diffs) / len(diffs) * 100
+        if len(ahead) > len(diffs) / 2 and not behind:
+            verdict = "yes: learned routing is more accurate than confidence thresholds"
+        elif len(behind) > len(diffs) / 2 and not ahead:
+            verdict = "no: confidence thresholds are more accurate than learned routing"
+        elif not ahead and not behind:
+            verdict = ("no difference that the test split can resolve: learned routing "
+                       "and confidence thresholds are as accurate")
+        else:
+            verdict = "mixed: learned routing is ahead at some costs and behind at others"
+        lines.append(
+            f"\n**Verdict, at equal MACs: {verdict}.** Over the {len(diffs)} routed "
+            f"network{'s' if len(diffs) != 1 else ''} within the thresholds' range the difference is {mean:+.2f} pp on average "
+            f"({min(d for _, d in diffs) * 100:+.2f} to {max(d for _, d in diffs) * 100:+.2f}); "
+            f"{len(ahead)} are ahead and {len(behind)} behind by more than twice one point's "
+            f"sampling error ({se:.2f} pp on {n:,} test images).")
     return "\n".join(lines) + "\n"
 
 

@@ -70,6 +70,8 @@ def strategy_label(cfg: RunConfig) -> str:
             label += ", no k_dec"
         if getattr(cfg, "regularise_dhat", False):
             label += ", d̂ regularised"
+    if cfg.models and cfg.freeze == "none" and cfg.strategy != "static":
+        label += ", backbone fine-tuned"  # beside the same strategy on a frozen one
     if cfg.dynamic:
         label += ", dynamic k_cpt"
         if cfg.k_cpt_conditioning != "paper":  # its own curve beside the paper's form

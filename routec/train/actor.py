@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from routec.runtime.routing import DenseOutput, RoutedNetwork
-from routec.train.costs import (StepResult, compute_cost, kcpt_column, leaf_errors, node_l2,
-                                node_weights)
+from routec.train.costs import (StepResult, compute_cost, detached, kcpt_column, leaf_errors,
+                                node_l2, node_weights)
 from routec.train.tree import EPSILON, Tree, inference_leaf, reach, training_policy
 
 
@@ -39,4 +39,6 @@ def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | T
         dec = dec + w[:, j] * (s ** 2).sum(dim=1)
     loss = (err + cpt + k_dec * dec).mean() + mod
     leaf = inference_leaf(tree, out.scores, n)
-    return StepResult(loss, sg, leaf, out.leaf_logits[leaf, torch.arange(n)])
+    return StepResult(loss, sg, leaf, out.leaf_logits[leaf, torch.arange(n)],
+                      parts=detached(error=err.mean(), computation=cpt.mean(),
+                                     decisiveness=(k_dec * dec).mean(), l2=mod))

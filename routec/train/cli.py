@@ -92,6 +92,12 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                                     "help": "also checkpoint every this many "
                                                             "seconds (default 60; 0: never)"}),
     "--val-examples": ("val_examples", {"type": int}),
+    "--tensorboard": ("tensorboard", {"action": "store_const", "const": True,
+                                      "help": "write TensorBoard event files into the run "
+                                              "directory (the default)"}),
+    "--no-tensorboard": ("tensorboard", {"action": "store_const", "const": False,
+                                         "help": "write no TensorBoard event files (a "
+                                                 "resume may turn them on or off)"}),
     "--device": ("device", {}),
     "--precision": ("precision", {"choices": ["fp32", "bf16", "fp16"],
                                   "help": "forward pass precision: fp32 (default), bf16 or "
@@ -120,7 +126,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/SPEC-STRATEGY)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved settings (only "
-                        "--iterations may change)")
+                        "--iterations and --[no-]tensorboard may change)")
     p.add_argument("--start-if-missing", action="store_true",
                    help="with --resume: when --out has no checkpoint yet, start the run "
                         "from iteration 0 (with its saved settings, if any)")

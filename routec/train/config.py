@@ -125,6 +125,8 @@ class RunConfig(BaseModel):
     checkpoint_seconds: float = Field(60.0, ge=0, description="also checkpoint after this "
                                       "many seconds of training since the last one; 0: never")
     val_examples: int | None = Field(None, ge=1, description="cap on validation examples")
+    tensorboard: bool = Field(True, description="write TensorBoard event files beside "
+                              "metrics.jsonl (docs/training.md, \"Watching training\")")
     device: str = "cpu"
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="the forward pass under autocast at bf16 or fp16 on the device "
@@ -277,9 +279,10 @@ def make_config(values: dict) -> RunConfig:
         raise RunError("bad run configuration: " + "; ".join(lines)) from None
 
 
-# Settings a resumed run may change: the budget, and where the data lives (a run may
-# move to another machine). Anything else would make the result a mix of two runs.
-RESUME_MAY_CHANGE = frozenset({"iterations", "data_root", "cache_dir"})
+# Settings a resumed run may change: the budget, where the data lives (a run may move
+# to another machine), and whether TensorBoard is written (it changes no result).
+# Anything else would make the result a mix of two runs.
+RESUME_MAY_CHANGE = frozenset({"iterations", "data_root", "cache_dir", "tensorboard"})
 # (the weights a supplied model started from are in the checkpoint, so a resume needs
 # neither the file nor its path: only the factory, which is compared)
 

@@ -7,7 +7,7 @@ milliseconds from a cost table (``--cost latency``; k_cpt per millisecond):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,8 @@ class StepResult:
     loss: the scalar to minimise (batch mean);
     reach: N×nodes training-policy reach probabilities, detached (for TALR);
     leaf: the leaf each example reaches under argmax routing (for metrics);
-    logits: N×C logits at that leaf.
+    logits: N×C logits at that leaf;
+    parts: the loss's terms (names from :data:`LOSS_PARTS`), detached, summing to it.
     """
 
     loss: Tensor
@@ -32,6 +33,23 @@ class StepResult:
     leaf: Tensor
     logits: Tensor
     leaf_logits: Tensor | None = None  # leaves×N×C of the dense pass, where there is one
+    parts: dict[str, Tensor] = field(default_factory=dict)
+    talr: Tensor | None = None  # the step's per-node TALR scales, where TALR applied
+
+
+# The terms a strategy's loss is the sum of (each a batch mean), as the log names them:
+# error (the exits' cross-entropy, weighted by reach), computation (k_cpt × cost),
+# decisiveness (k_dec × squared router scores), regression (the critic's k_ure × squared
+# error of its predicted utilities), l2 (k_L2 × weights²) and distill (--distill's KL).
+LOSS_PARTS = ("error", "computation", "decisiveness", "regression", "l2", "distill")
+
+
+def detached(**parts: Tensor) -> dict[str, Tensor]:
+    """A step's loss terms for the log: detached scalars, in :data:`LOSS_PARTS` order."""
+    unknown = set(parts) - set(LOSS_PARTS)
+    if unknown:
+        raise ValueError(f"unknown loss parts {sorted(unknown)}; add them to LOSS_PARTS")
+    return {k: parts[k].detach() for k in LOSS_PARTS if k in parts}
 
 
 def leaf_errors(out: DenseOutput, y: Tensor) -> Tensor:

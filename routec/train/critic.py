@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from routec.runtime.routing import DenseOutput, RoutedNetwork
-from routec.train.costs import (StepResult, compute_cost, kcpt_column, leaf_errors,
+from routec.train.costs import (StepResult, compute_cost, detached, kcpt_column, leaf_errors,
                                 leaf_mistakes, node_l2, node_weights)
 from routec.train.tree import EPSILON, Tree, inference_leaf, reach, training_policy
 
@@ -65,10 +65,14 @@ def critic_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | 
     target_err = ce.detach() if error == "crossentropy" else leaf_mistakes(out, y)
     v = utilities(tree, tuple(s.detach() for s in out.scores), target_err, k, utility,
                   node_cost).detach()
-    loss = (p[:, list(tree.leaves)] * ce).sum(dim=1)
+    err = (p[:, list(tree.leaves)] * ce).sum(dim=1)
+    loss, regression = err, like.new_zeros(n)
     for j, s in zip(tree.junctions, out.scores):
         target = -v[:, list(tree.children[j])]
-        loss = loss + k_ure * p[:, j] * ((s - target) ** 2).sum(dim=1)
+        term = k_ure * p[:, j] * ((s - target) ** 2).sum(dim=1)
+        loss, regression = loss + term, regression + term.detach()
     mod = k_l2 * (p.mean(dim=0) * node_l2(node_weights(net), like)).sum()
     leaf = inference_leaf(tree, out.scores, n)
-    return StepResult(loss.mean() + mod, p, leaf, out.leaf_logits[leaf, torch.arange(n)])
+    return StepResult(loss.mean() + mod, p, leaf,
+                      out.leaf_logits[leaf, torch.arange(n)],
+                      parts=detached(error=err.mean(), regression=regression.mean(), l2=mod))

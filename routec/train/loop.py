@@ -33,6 +33,7 @@ from routec.train.run_state import (CHECKPOINT, CONFIG, COST_TABLE, BatchOrder, 
                                     missing_checkpoint_message, open_run_dir, read_checkpoint,
                                     restore, run_cost_table, save, setup)
 from routec.train.steps import one_step, schedule, strategy_step
+from routec.train.tensorboard import Board
 from routec.train.tree import Tree
 
 __all__ = ["CHECKPOINT", "CONFIG", "COST_TABLE", "METRICS", "BatchOrder", "RunResult",
@@ -79,8 +80,8 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
            stop: StopOnSignal | None = None) -> RunResult:
     """Set up, restore, open the run directory, then loop (in this order: each step
     draws from the random state the one before left)."""
-    device = resolve_device(cfg.device)  # before any data is decoded
-    dist = D.setup()
+    device = D.process_device(resolve_device(cfg.device))  # before any data is decoded
+    dist = D.setup(device)
     torch.manual_seed(cfg.seed)
     state, label, text = read_checkpoint(cfg, out_dir, resume, start_if_missing)
     if state is not None and int(state["iteration"]) == cfg.iterations and state.get("finished"):
@@ -105,6 +106,7 @@ def _loop(run: Run, start: int, window: MetricsWindow, validation: Validation, *
     iteration boundary with the work since the last checkpoint saved."""
     cfg = run.cfg
     last_save = time.monotonic()
+    board = Board.open(run, start)
     bar = Progress(cfg.iterations, start, enabled=progress and run.leader)
     window.t0 = time.perf_counter()  # the log's seconds count training, not the setup
     val: dict[str, Any] | None = None
@@ -122,7 +124,7 @@ def _loop(run: Run, start: int, window: MetricsWindow, validation: Validation, *
             window.add(res, y)
             done = it + 1
             bar.update(done, window.sums)
-            val = _log(run, window, validation, done, lr, tau) or val
+            val = _log(run, window, validation, board, done, lr, tau) or val
             timed = (cfg.checkpoint_seconds > 0
                      and time.monotonic() - last_save >= cfg.checkpoint_seconds)
             if done % cfg.checkpoint_every == 0 or done == cfg.iterations or timed:
@@ -130,14 +132,16 @@ def _loop(run: Run, start: int, window: MetricsWindow, validation: Validation, *
                 last_save = time.monotonic()
     finally:
         bar.close()
+        board.close()
         D.teardown(run.dist)
     return RunResult(run.out_dir, cfg.iterations, True, val)
 
 
-def _log(run: Run, window: MetricsWindow, validation: Validation, done: int, lr: float,
-         tau: float) -> dict[str, Any] | None:
-    """At a log or validation boundary, one metrics line and a fresh window; the
-    validation result when one ran (every rank evaluates; the leader writes)."""
+def _log(run: Run, window: MetricsWindow, validation: Validation, board: Board, done: int,
+         lr: float, tau: float) -> dict[str, Any] | None:
+    """At a log or validation boundary, one metrics line (and its TensorBoard scalars)
+    and a fresh window; the validation result when one ran (every rank evaluates; the
+    leader writes)."""
     cfg = run.cfg
     evaluates = done % cfg.eval_every == 0 or done == cfg.iterations
     if not (done % cfg.log_every == 0 or evaluates):
@@ -149,6 +153,7 @@ def _log(run: Run, window: MetricsWindow, validation: Validation, done: int, lr:
         validation.add_to(record, val)
     if run.leader:
         append_jsonl(run.out_dir / METRICS, record)
+        board.add(record)
     window.reset()
     return val
 

@@ -27,15 +27,21 @@ METRICS = "metrics.jsonl"
 
 
 class MetricsWindow:
-    """Running sums and exit counts since the last log line, under the inference policy."""
+    """Running sums and exit counts since the last log line, under the inference policy;
+    the loss's parts (``loss_<part>`` sums) and the mean per-node TALR scales too."""
 
     def __init__(self, path_macs: Tensor, saved: dict[str, Any] | None = None) -> None:
         self.path_macs = path_macs
         self.sums: dict[str, float] = {"loss": 0.0, "correct": 0.0, "macs": 0.0, "n": 0.0}
         self.leaf_counts = torch.zeros(len(path_macs))
+        self.talr: Tensor | None = None  # Σ of the steps' TALR scales, where TALR applies
+        self.talr_steps = 0
         if saved is not None:  # a checkpoint written between two log lines
             self.sums.update(saved["sums"])
             self.leaf_counts = saved["leaf_counts"].clone()
+            talr = saved.get("talr")  # absent from checkpoints written before it was logged
+            self.talr = None if talr is None else talr.clone()
+            self.talr_steps = int(saved.get("talr_steps", 0))
         self.t0 = time.perf_counter()
 
     def add(self, res: StepResult, y: Tensor) -> None:
@@ -45,11 +51,19 @@ class MetricsWindow:
         self.sums["macs"] += float(self.path_macs[res.leaf.cpu()].sum())
         self.sums["n"] += len(y)
         self.leaf_counts += torch.bincount(res.leaf.cpu(), minlength=len(self.path_macs))
+        if res.parts:  # one transfer from the device for all of them
+            values = torch.stack([v.double() for v in res.parts.values()]).tolist()
+            for name, v in zip(res.parts, values):
+                self.sums[f"loss_{name}"] = self.sums.get(f"loss_{name}", 0.0) + v * len(y)
+        if res.talr is not None:
+            scales = res.talr.detach().double().cpu()
+            self.talr = scales if self.talr is None else self.talr + scales
+            self.talr_steps += 1
 
     def record(self, done: int, lr: float, tau: float) -> dict[str, Any]:
         """The train half of the log line for iteration ``done``."""
         n = self.sums["n"]
-        return {
+        out = {
             "iteration": done, "lr": lr, "tau": tau,
             "train_loss": self.sums["loss"] / n,
             "train_accuracy": self.sums["correct"] / n,
@@ -57,15 +71,24 @@ class MetricsWindow:
             "train_exit_fraction": (self.leaf_counts / self.leaf_counts.sum()).tolist(),
             "seconds": time.perf_counter() - self.t0,
         }
+        out.update({f"train_{k}": v / n for k, v in self.sums.items() if k.startswith("loss_")})
+        if self.talr is not None and self.talr_steps:
+            out["train_talr_scale"] = (self.talr / self.talr_steps).tolist()
+        return out
 
     def reset(self) -> None:
         """Start the next window after a log line."""
         self.sums = {key: 0.0 for key in self.sums}
         self.leaf_counts.zero_()
+        self.talr, self.talr_steps = None, 0
 
     def state(self) -> dict[str, Any]:
         """The checkpoint's "window" entry (copies: the loop goes on adding)."""
-        return {"sums": dict(self.sums), "leaf_counts": self.leaf_counts.clone()}
+        out: dict[str, Any] = {"sums": dict(self.sums), "leaf_counts": self.leaf_counts.clone(),
+                               "talr_steps": self.talr_steps}
+        if self.talr is not None:
+            out["talr"] = self.talr.clone()
+        return out
 
 
 class Validation:

@@ -95,6 +95,7 @@ class Run:
     grid: Tensor  # the k_cpt values a dynamic run trains at
     cache: FeatureCache | None = None  # built after the restore (see loop._feature_cache)
     scaler: torch.amp.GradScaler | None = None  # --precision fp16's loss scaler
+    untrainable_noted: bool = False  # said once that nothing on the trained path learns
 
     @property
     def leader(self) -> bool:
@@ -133,7 +134,8 @@ def resume_checks(state: dict[str, Any], cfg: RunConfig, spec_label: str | None,
     if changed:
         raise RunError("the checkpoint was written with another configuration: " + "; ".join(
             f"{flag_name(k)} was {a!r}, now {b!r}" for k, a, b in changed)
-            + " (a resume may change only --iterations and where the data lives)")
+            + " (a resume may change only --iterations, where the data lives and "
+              "--[no-]tensorboard)")
     at = int(state["iteration"])
     if cfg.iterations < at:
         raise RunError(f"--iterations {cfg.iterations} is below the checkpoint's iteration "

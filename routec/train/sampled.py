@@ -17,7 +17,8 @@ from torch import Tensor
 
 from routec.errors import RunError
 from routec.runtime.routing import Pyramid, RoutedNetwork
-from routec.train.costs import StepResult, kcpt_column, node_l2, node_weights, path_cost
+from routec.train.costs import (StepResult, detached, kcpt_column, node_l2, node_weights,
+                                path_cost)
 from routec.train.tree import EPSILON, Tree
 
 
@@ -61,14 +62,15 @@ def sampled_critic_loss(net: RoutedNetwork, x: Tensor, y: Tensor, k_cpt: float |
     else:  # the cost of the path each example took, from the cost vector
         cum, leaf_total = path_cost(tree, node_cost)
         total_macs = leaf_total.to(like.device)[out.leaf].to(like.dtype)
-    loss = ce.sum()
+    loss, regression = ce.sum(), like.new_zeros(())
     visited = torch.zeros(n, tree.size, dtype=like.dtype, device=like.device)
     for j, rows, scores, choice in sampler.records:
         node = tree.junctions[j]
         rest = total_macs[rows] - float(cum[node])  # MACs of the taken branch, to its leaf
         target = -(err[rows] + k[rows] * rest)
         taken = scores.gather(1, choice[:, None]).squeeze(1)
-        loss = loss + k_ure * ((taken - target.detach()) ** 2).sum()
+        term = k_ure * ((taken - target.detach()) ** 2).sum()
+        loss, regression = loss + term, regression + term.detach()
     leaf_nodes = torch.tensor(tree.leaves, device=like.device)[out.leaf]
     node = leaf_nodes.clone()  # walk up from each example's leaf, marking its path
     while True:
@@ -78,4 +80,5 @@ def sampled_critic_loss(net: RoutedNetwork, x: Tensor, y: Tensor, k_cpt: float |
             break
         node = torch.where(parent < 0, node, parent)
     mod = k_l2 * (visited.mean(dim=0) * node_l2(node_weights(net), like)).sum()
-    return StepResult(loss / n + mod, visited, out.leaf, out.logits.detach())
+    return StepResult(loss / n + mod, visited, out.leaf, out.logits.detach(),
+                      parts=detached(error=ce.sum() / n, regression=regression / n, l2=mod))

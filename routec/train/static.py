@@ -11,7 +11,7 @@ from torch import Tensor
 
 from routec.errors import RunError
 from routec.runtime.routing import DenseOutput, RoutedNetwork
-from routec.train.costs import StepResult, leaf_errors, node_l2, node_weights
+from routec.train.costs import StepResult, detached, leaf_errors, node_l2, node_weights
 from routec.train.tree import Tree, inference_leaf, reach
 
 
@@ -27,16 +27,18 @@ def static_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_l2: float = 1
                        hint="compile the baseline with --static N, or use --strategy multi-exit")
     n = y.shape[0]
     tree = Tree.of(net)
-    loss = leaf_errors(out, y)[:, 0].mean() + k_l2 * _l2(net, out.leaf_logits)
+    err, l2 = leaf_errors(out, y)[:, 0].mean(), k_l2 * _l2(net, out.leaf_logits)
     p = reach(tree, [], n).to(out.leaf_logits.dtype)
-    return StepResult(loss, p, torch.zeros(n, dtype=torch.long), out.leaf_logits[0])
+    return StepResult(err + l2, p, torch.zeros(n, dtype=torch.long), out.leaf_logits[0],
+                      parts=detached(error=err, l2=l2))
 
 
 def multi_exit_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_l2: float = 1e-4
                     ) -> StepResult:
     n = y.shape[0]
     tree = Tree.of(net)
-    loss = leaf_errors(out, y).mean(dim=1).mean() + k_l2 * _l2(net, out.leaf_logits)
+    err, l2 = leaf_errors(out, y).mean(dim=1).mean(), k_l2 * _l2(net, out.leaf_logits)
     p = torch.ones(n, tree.size, dtype=out.leaf_logits.dtype)  # every node sees every example
     leaf = inference_leaf(tree, out.scores, n)
-    return StepResult(loss, p, leaf, out.leaf_logits[leaf, torch.arange(n)])
+    return StepResult(err + l2, p, leaf, out.leaf_logits[leaf, torch.arange(n)],
+                      parts=detached(error=err, l2=l2))

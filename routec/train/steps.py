@@ -6,6 +6,7 @@ augmentation, k_cpt, the sampled critic), so a resumed run redraws the same.
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import nullcontext
 
 import torch
@@ -37,7 +38,9 @@ def strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x:
     logits, weighted by --distill."""
     res = _strategy_step(cfg, net, model, x, y, k, tau, gen, node_cost)
     if distill_head is not None and res.leaf_logits is not None:
-        res.loss = res.loss + cfg.distill * distill_loss(res.leaf_logits, distill_head)
+        distill = cfg.distill * distill_loss(res.leaf_logits, distill_head)
+        res.loss = res.loss + distill
+        res.parts["distill"] = distill.detach()
     return res
 
 
@@ -115,6 +118,15 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
                                last_good=last_good(run.ckpt_path),
                                hint="lower --lr, or check the data for NaN/inf values")
     opt.zero_grad(set_to_none=True)
+    if not res.loss.requires_grad:
+        # every parameter on the trained path is frozen (a static run through a frozen
+        # model, the model alone): nothing learns, and the run's record is the network
+        # as it is, a baseline beside the routed runs
+        if run.leader and not run.untrainable_noted:
+            print("nothing on the trained path has a trainable parameter (all frozen): "
+                  "the run evaluates the network as it is", file=sys.stderr)
+            run.untrainable_noted = True
+        return res, y
     scaler = run.scaler
     if scaler is None:
         res.loss.backward()
@@ -122,7 +134,8 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
         scaler.scale(res.loss).backward()
         scaler.unscale_(opt)
     if cfg.talr and cfg.strategy in ("actor", "critic"):
-        apply_talr(run.params, D.global_talr_scales(res.reach, run.dist))
+        res.talr = D.global_talr_scales(res.reach, run.dist)
+        apply_talr(run.params, res.talr)
     if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
     if scaler is None:

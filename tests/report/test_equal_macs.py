@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from routec.report.plots import CurvePoint
-from routec.report.results import equal_macs_table, static_accuracy_at
+from routec.report.results import against_confidence, equal_macs_table, static_accuracy_at
 
 
 def test_static_accuracy_is_the_best_mix_of_two_static_networks() -> None:
@@ -41,6 +41,45 @@ def test_equal_macs_table_rows() -> None:
     assert "1 of 3 routed points are more accurate than the static networks" in text
     assert "(multi-exit + confidence, threshold 0.99) reaches 0.7000 at 50.00 M" in text
     assert "(n=2) 0.6000 at 30.00 M (0.60x the routed point's MACs)" in text
+
+
+def _verdict_rows(text: str) -> list[list[str]]:
+    rows = [l for l in text.splitlines() if l.startswith("| ")][2:]
+    return [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+
+
+@pytest.mark.parametrize("shift, verdict", [(+0.03, "yes"), (-0.03, "no"),
+                                            (0.0, "no difference"), (None, "mixed")])
+def test_learned_routing_is_judged_against_the_threshold_curve(shift, verdict) -> None:
+    """Actor points placed above, below, on, and on both sides of the thresholds'
+    curve: the differences are read off the curve by hand, and the verdict follows."""
+    confidence = [CurvePoint("multi-exit + confidence", 10e6, 0.60, "0.5"),
+                  CurvePoint("multi-exit + confidence", 20e6, 0.80, "0.9"),
+                  CurvePoint("multi-exit + confidence", 40e6, 0.85, "0.99")]
+    at = {12e6: 0.64, 15e6: 0.70, 30e6: 0.825}  # on the lines between thresholds
+    shifts = [shift] * 3 if shift is not None else [+0.03, -0.03, +0.03]
+    actor = [CurvePoint("actor", m, a + s, f"{i}e-09")
+             for i, ((m, a), s) in enumerate(zip(at.items(), shifts))]
+    static = [CurvePoint("static", 10e6, 0.5, "n=1")]
+    text = against_confidence(static + actor + confidence, confidence, 10_000)
+    cells = _verdict_rows(text)
+    assert [c[0] for c in cells] == ["actor"] * 3  # neither static nor thresholds listed
+    for c, s in zip(cells, shifts):
+        assert c[5] == f"{s * 100:+.2f} pp"
+    assert f"Verdict, at equal MACs: {verdict}" in text
+    # the yardstick: a binomial standard error at the points' mean accuracy
+    mean = sum(p.accuracy for p in actor) / 3
+    assert f"({(mean * (1 - mean) / 10_000) ** 0.5 * 100:.2f} pp on 10,000 test images)" in text
+
+
+def test_points_outside_the_thresholds_range_are_not_judged() -> None:
+    confidence = [CurvePoint("multi-exit + confidence", 10e6, 0.6, "0.5"),
+                  CurvePoint("multi-exit + confidence", 20e6, 0.8, "0.9")]
+    actor = [CurvePoint("actor", 5e6, 0.9, "64e-09"), CurvePoint("actor", 15e6, 0.70, "8e-09")]
+    text = against_confidence(actor + confidence, confidence, 1000)
+    cells = _verdict_rows(text)
+    assert cells[0][4:] == ["-", "-"] and cells[1][5] == "+0.00 pp"
+    assert "Over the 1 routed network within" in text
 
 
 def test_multi_exit_record_holds_confidence_evaluations_equal_to_eval(tmp_path: Path,
