@@ -15,12 +15,12 @@
 #
 #   pip download -d wheels --python-version 3.11 --platform manylinux2014_x86_64 \
 #       --only-binary=:all: lark pydantic networkx graphviz numpy matplotlib rich \
-#       safetensors onnx onnxruntime-gpu
+#       safetensors tensorboard onnx onnxruntime-gpu
 #
 # then, on the GPU machine, from the repository root:
 #
 #   pip install --no-index --find-links wheels lark pydantic networkx graphviz numpy \
-#       matplotlib rich safetensors
+#       matplotlib rich safetensors tensorboard
 #   pip install --no-index --find-links wheels --no-deps -e .
 #   pip install --no-index --find-links wheels onnx onnxruntime-gpu   # optional: onnx
 #
