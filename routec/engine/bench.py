@@ -16,6 +16,8 @@ timed on its own test images with its own decisions.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import platform
 import statistics
@@ -41,15 +43,17 @@ class MixPolicy:
     """Route each example towards a target exit: ``target[row]`` is its leaf index."""
 
     def __init__(self, topo: Topology, target: Tensor) -> None:
-        self.table = torch.tensor(topo.way_to_leaf(), dtype=torch.long)
+        self.table = torch.tensor(topo.way_to_leaf(), dtype=torch.long, device=target.device)
         self.target = target
 
     def __call__(self, j: int, scores: Tensor, rows: Tensor, features: Any) -> Tensor:
+        if self.table.device != rows.device:  # follow the rows to the GPU, once
+            self.table, self.target = self.table.to(rows.device), self.target.to(rows.device)
         return self.table[j].index_select(0, self.target.index_select(0, rows))
 
     def as_array_policy(self) -> Callable[..., Any]:
         """The same policy on numpy arrays, for engines that route on arrays."""
-        table, target = self.table.numpy(), self.target.numpy()
+        table, target = self.table.cpu().numpy(), self.target.cpu().numpy()
         return lambda j, scores, rows, levels: table[j][target[rows]]
 
 
@@ -147,8 +151,33 @@ def spec_workload(spec: str, mix: Sequence[float] | None = None, batch: int = 25
                     mix=list(mix))
 
 
-def _engines(net: RoutedNetwork, names: Sequence[str]) -> dict[str, InferenceEngine]:
-    return {name: optimize_for_inference(net, name) for name in names}
+def _engines(net: RoutedNetwork, names: Sequence[str], precision: str = "fp32"
+             ) -> dict[str, InferenceEngine]:
+    return {name: optimize_for_inference(net, name, precision=precision) for name in names}
+
+
+def on_device(work: Workload, device: torch.device) -> Workload:
+    """``work`` with its networks, images and targets on ``device`` (a GPU run keeps
+    decisions, gathers and scatters there)."""
+    if device.type == "cpu":
+        return work
+    work.routed.to(device)
+    work.static.to(device)
+    return dataclasses.replace(
+        work, images=work.images.to(device),
+        target=None if work.target is None else work.target.to(device))
+
+
+def _synced(fn: Callable[..., object], device: torch.device) -> Callable[..., object]:
+    """``fn`` that returns when the device has finished its work, so a timer around it
+    times the work and not only its launch."""
+    if device.type != "cuda":
+        return fn
+
+    def call(*args: Any) -> None:
+        fn(*args)
+        torch.cuda.synchronize(device)
+    return call
 
 
 def _run_batches(engine: InferenceEngine, x: Tensor, batch: int, target: Tensor | None,
@@ -168,24 +197,28 @@ def _run_batches(engine: InferenceEngine, x: Tensor, batch: int, target: Tensor 
 
 def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None = None,
             repeats: int = 7, min_seconds: float = 3.0, latency_images: int = 100,
-            per_node: bool = True, progress: Callable[[str], None] | None = None
-            ) -> dict[str, Any]:
+            per_node: bool = True, progress: Callable[[str], None] | None = None,
+            device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
     """Time routed against static, each in every engine; returns plain numbers.
 
     Keys: ``throughput`` (images/s per side and engine at ``batch``), ``latency``
     (batch-1 seconds: p50/p95/mean per side and engine), ``best`` (fastest engine per
     side and the ratios), ``macs`` (mean MACs per example each side), ``nodes`` (time
-    per node, fused engine), and the machine, threads and torch version.
+    per node, fused engine), and the machine, threads and torch version. ``device``
+    moves both networks and the images there (timings wait for the device);
+    ``precision`` runs every engine under autocast (see routec.train.precision).
     """
     say = progress or (lambda s: None)
+    dev = torch.device(device)
+    work = on_device(work, dev)
     # engines not supporting BENCH are timed on request only (compiling takes minutes here)
     names = list(engines or registry.timed_by_default())
     topo = Topology.of(work.routed)
     static_topo = Topology.of(work.static)
     k = work.k_cpt
     say(f"building engines: {', '.join(names)}")
-    routed = _engines(work.routed, names)
-    static = _engines(work.static, names)
+    routed = _engines(work.routed, names, precision)
+    static = _engines(work.static, names, precision)
 
     # decisions and MACs actually taken (the mix, or the run's own routing)
     x = work.images
@@ -204,6 +237,7 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
                                           None if work.target is None else work.target[:n_full],
                                           k, topo)
         fns[f"static/{e}"] = _run_batches(static[e], x[:n_full], batch, None, None, None)
+    fns = {key: _synced(fn, dev) for key, fn in fns.items()}
     t = _round_robin(fns, repeats, min_seconds)
     thr = {key: n_full / statistics.median(v) for key, v in t.items()}
 
@@ -215,16 +249,17 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
         if work.target is not None:
             # the batch-1 images follow the mix exactly, as the batches do
             one_target = (mix_targets(work.mix, m, seed=1) if work.mix is not None
-                          else work.target[:m])
+                          else work.target[:m]).to(x.device)
             pols = [MixPolicy(topo, one_target[i:i + 1]) for i in range(m)]
             one_fns[f"routed/{e}"] = (lambda i, e=e, pols=pols: routed[e].route(
                 x[i:i + 1], k_cpt=k, policy=pols[i]))
         else:
             one_fns[f"routed/{e}"] = lambda i, e=e: routed[e].route(x[i:i + 1], k_cpt=k)
-        deep = MixPolicy(topo, torch.tensor([deepest]))
+        deep = MixPolicy(topo, torch.tensor([deepest], device=x.device))
         one_fns[f"routed-deepest/{e}"] = (lambda i, e=e, deep=deep: routed[e].route(
             x[i:i + 1], k_cpt=k, policy=deep))
         one_fns[f"static/{e}"] = lambda i, e=e: static[e].route(x[i:i + 1])
+    one_fns = {key: _synced(fn, dev) for key, fn in one_fns.items()}
     for fn in one_fns.values():  # warm-up
         for i in range(min(3, m)):
             fn(i)
@@ -266,6 +301,9 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
         "batch": batch, "images": n_full, "exit_mix": mix,
         "exits": [topo.nodes[i] for i in topo.leaves],
         "machine": machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda"
+                              else ""),
+        "precision": precision,
         "engines": names,
         "macs": {"routed": routed_macs, "static": static_macs, "ratio": mac_ratio},
         "throughput": thr,
@@ -321,6 +359,7 @@ def node_times(work: Workload, batch: int, n: int, repeats: int = 5,
     r_run = _run_batches(r_eng, x, batch, None if work.target is None else work.target[:n],
                          work.k_cpt, topo)
     s_run = _run_batches(s_eng, x, batch, None, None, None)
+    r_run, s_run = _synced(r_run, x.device), _synced(s_run, x.device)
     r_run(), s_run()  # warm-up
     rows: dict[int, int] = {}
     ref = r_eng.route(x[:batch], k_cpt=work.k_cpt, policy=work.policy(

@@ -54,6 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--data-root")
     b.add_argument("--cache-dir")
     b.add_argument("--json", action="store_true", help="machine-readable output")
+    add_device_flags(b)
     add_model_flags(b, weights=False)
     b.set_defaults(func=run_bench)
 
@@ -90,7 +91,29 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
                    help="inference engine (routec.optimize_for_inference); default "
                         f"{registry.reference()}")
     e.add_argument("--json", action="store_true", help="machine-readable output")
+    add_device_flags(e)
     e.set_defaults(func=run_eval)
+
+
+def add_device_flags(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    """``--device`` (and ``--precision``): where and at what precision inference runs."""
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda, cuda:N or mps: networks, images, decisions "
+                        "and gathers all live there")
+    if precision:
+        p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                       help="forward pass under autocast at bf16 or fp16 (default fp32)")
+
+
+def device_from_flags(args: argparse.Namespace) -> Any:
+    """The torch device of ``--device``, its ``--precision`` checked there: one-line
+    errors before anything is loaded."""
+    from routec.train.device import resolve_device
+    from routec.train.precision import check_precision
+
+    device = resolve_device(args.device)
+    check_precision(getattr(args, "precision", "fp32"), device)
+    return device
 
 
 def _parse_mix(text: str | None) -> list[float] | None:
@@ -117,6 +140,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise RoutecError("--batch must be at least 1")
     engines = registry.parse_names(args.engines)
+    device = device_from_flags(args)
     if _is_run(args.target):
         if args.mix:
             raise RoutecError("--mix applies to a SPEC; a RUN is timed with its own routing "
@@ -131,7 +155,8 @@ def run_bench(args: argparse.Namespace) -> int:
     say = None if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
     result = bench.compare(work, batch=args.batch, engines=engines, repeats=args.repeats,
                            min_seconds=args.seconds, latency_images=args.latency_images,
-                           per_node=not args.no_nodes, progress=say)
+                           per_node=not args.no_nodes, progress=say, device=str(device),
+                           precision=args.precision)
     if pick:
         result["baseline"] = pick
     if args.json:
@@ -288,9 +313,12 @@ def check_run_fits(state: dict[str, Any], cfg: Any, batch: int, command: str,
 
 def run_eval(args: argparse.Namespace) -> int:
     from routec.train.evaluate import evaluate
+    from routec.train.model import to_device
     from routec.train.runs import load_run
 
+    device = device_from_flags(args)
     cfg, net, data, state = load_run(args.run, args.data_root, args.cache_dir)
+    to_device(net, device)
     split = data.test if args.split == "test" else data.val
     # evaluate() runs batches of 500: refuse before the first where they cannot fit
     check_run_fits(state, cfg, min(500, len(split.images)), "routec eval")
@@ -305,7 +333,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from routec.engine import optimize_for_inference
 
-    engine = optimize_for_inference(net, args.engine)
+    engine = optimize_for_inference(net, args.engine, precision=args.precision)
     path_s = _run_path_seconds(args.run, net)
     results = []
     for k in ks:
@@ -320,7 +348,8 @@ def run_eval(args: argparse.Namespace) -> int:
         results.append(row)
     payload = {"run": str(args.run), "iteration": state["iteration"],
                "finished": state["finished"], "data": cfg.data, "split": args.split,
-               "policy": args.policy, "engine": args.engine,
+               "policy": args.policy, "engine": args.engine, "device": str(device),
+               "precision": args.precision,
                "threshold": args.threshold if args.policy == "confidence" else None,
                "classes": state["classes"], "results": results}
     if args.json:

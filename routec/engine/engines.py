@@ -15,24 +15,29 @@ module holds their implementations:
 * :class:`OnnxEngine`: each segment exported to ONNX with a dynamic batch axis and run
   by ONNX Runtime, with routing done on numpy arrays between sessions.
 
-Routing (junction splits, exit scatters, MACs from the leaf reached) is shared by
-the segment engines; a missing requirement is an error that names the engine and
+Routing (junction splits, exit scatters, MACs from the leaf reached) is one loop,
+:func:`routec.deploy.router.route_segments`, shared by the segment engines (torch
+tensors, :mod:`routec.engine.array_ops`) and the ONNX engine and torch-free runner
+(numpy arrays); a missing requirement is an error that names the engine and
 what to install (the engine's declaration checks it before it is built).
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from routec.deploy.router import route_segments
 from routec.deploy.topology import Segment, Topology
 from routec.engine import modules as M
 from routec.engine import registry
+from routec.engine.array_ops import OPS
 from routec.engine.registry import EngineError
 from routec.runtime.routing import Policy, RoutedNetwork, RoutedOutput, argmax_policy
+from routec.train.precision import PRECISIONS, autocast
 
 ENGINES = registry.names()
 __all__ = ["ENGINES", "EngineError", "InferenceEngine", "EagerEngine", "SegmentEngine",
@@ -45,10 +50,16 @@ class InferenceEngine:
     code written for a network (``evaluate``, ``ConfidencePolicy``) accepts an engine."""
 
     name = ""  # the registered name, set by Engine.build
+    precision = "fp32"  # set by optimize_for_inference: the forward's autocast
 
     def __init__(self, net: RoutedNetwork) -> None:
         self.net = net
         self.topology = Topology.of(net)
+
+    def _autocast(self, x: Tensor) -> AbstractContextManager[object]:
+        """Autocast at the engine's precision on ``x``'s device (no cast cache: a CUDA
+        graph captured under it must not hold casts made outside it)."""
+        return autocast(self.precision, x.device, cache=False)
 
     def route(self, x: Tensor, k_cpt: float | Tensor | None = None,
               policy: Policy = argmax_policy) -> RoutedOutput:
@@ -80,7 +91,7 @@ class EagerEngine(InferenceEngine):
         if was:  # inference statistics, whatever mode the caller left the network in
             net.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._autocast(x):
                 return net.route(x, k_cpt=k_cpt, policy=policy)
         finally:
             if was:
@@ -114,90 +125,36 @@ class SegmentEngine(InferenceEngine):
               policy: Policy = argmax_policy) -> RoutedOutput:
         net = self.net
         net._check_input(x)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast(x):
             k = net._kcpt(k_cpt, x)
             return self._route(self._prepare(x), k, policy)
 
     def _route(self, x: Tensor, k: Tensor | None, policy: Policy) -> RoutedOutput:
         n = x.shape[0]
         logits = x.new_zeros(n, self.topology.classes)
-        leaf = torch.full((n,), -1, dtype=torch.long)
-        if n == 0:
-            return RoutedOutput(logits, leaf, torch.zeros(0, dtype=torch.float64))
-        segs, calls, prof = self.segments, self.calls, self.profile
-        argmax = policy is argmax_policy
-        if n == 1 and prof is None:
-            return self._route_one(x, k, policy, argmax)
-        stack: list[tuple[int, Tensor, tuple[Tensor, ...], Tensor | None]] = [
-            (0, torch.arange(n), (x,), k)]
-        while stack:
-            s, rows, h, kk = stack.pop()
-            seg = segs[s]
-            args = (*h, kk) if seg.end == "junction" and kk is not None else h
-            if prof is None:
-                outs = calls[s](*args)
-            else:
-                t0 = time.perf_counter()
-                outs = calls[s](*args)
-                prof[s] = prof.get(s, 0.0) + time.perf_counter() - t0
-            if seg.emits_levels:
-                h = self._levels(s, seg, outs)
-            if seg.end == "exit":
-                y = outs[-1]
-                if rows.shape[0] == n:
-                    logits = y.to(logits.dtype)
-                    leaf.fill_(seg.leaf)
-                else:
-                    logits.index_copy_(0, rows, y.to(logits.dtype))
-                    leaf.index_fill_(0, rows, seg.leaf)
-            elif seg.end == "column":
-                stack.append((seg.next[0], rows, h, kk))
-            else:
-                scores = outs[-1]
-                choice = scores.argmax(dim=1) if argmax else policy(seg.junction, scores, rows, h)
-                m = rows.shape[0]
-                if m == 1:
-                    stack.append((seg.next[int(choice)], rows, h, kk))
-                    continue
-                counts = torch.bincount(choice, minlength=len(seg.next)).tolist()
-                parts = []
-                for w, c in enumerate(counts):
-                    if c == m:
-                        parts.append((seg.next[w], rows, h, kk))
-                    elif c:
-                        pos = (choice == w).nonzero().squeeze(1)
-                        need = self.needs.get(seg.next[w])
-                        parts.append((seg.next[w], rows.index_select(0, pos),
-                                      tuple(None if a is None or (need is not None
-                                                                  and i not in need)
-                                            else _take(a, pos) for i, a in enumerate(h)),
-                                      None if kk is None else kk.index_select(0, pos)))
-                stack.extend(reversed(parts))
-        return RoutedOutput(logits.contiguous(), leaf, self.leaf_macs[leaf])
-
-
-    def _route_one(self, x: Tensor, k: Tensor | None, policy: Policy, argmax: bool
-                   ) -> RoutedOutput:
-        """One image: follow its path, no splitting at all."""
+        leaf = torch.full((n,), -1, dtype=torch.long, device=x.device)
         segs, calls = self.segments, self.calls
-        rows = torch.zeros(1, dtype=torch.long)
-        h: tuple[Any, ...] = (x,)
-        s = 0
-        while True:
+
+        def step(s: int, h: tuple[Any, ...], kk: Tensor | None
+                 ) -> tuple[tuple[Any, ...], Tensor | None]:
             seg = segs[s]
-            outs = calls[s](*h, k) if seg.end == "junction" and k is not None else calls[s](*h)
+            outs = calls[s](*h, kk) if seg.end == "junction" and kk is not None else calls[s](*h)
             if seg.emits_levels:
                 h = self._levels(s, seg, outs)
-            if seg.end == "exit":
-                logits = outs[-1].to(x.dtype)
-                return RoutedOutput(logits.contiguous(), torch.full((1,), seg.leaf),
-                                    self.leaf_macs[seg.leaf:seg.leaf + 1].clone())
-            if seg.end == "column":
-                s = seg.next[0]
-            elif argmax:
-                s = seg.next[int(outs[-1].argmax())]
-            else:
-                s = seg.next[int(policy(seg.junction, outs[-1], rows, h))]
+            return h, (outs[-1] if seg.head >= 0 else None)
+
+        wait = torch.cuda.synchronize if x.is_cuda and self.profile is not None else None
+        route_segments(segs, step, OPS, x, k, logits, leaf,
+                       None if policy is argmax_policy else policy, self.needs, self.profile,
+                       wait)
+        return RoutedOutput(logits, leaf, self._leaf_macs(x.device)[leaf])
+
+    def _leaf_macs(self, device: torch.device) -> Tensor:
+        """Path MACs per leaf on ``device``, so looking up an example's MACs by its leaf
+        never leaves the device."""
+        if self.leaf_macs.device != device:
+            self.leaf_macs = self.leaf_macs.to(device)
+        return self.leaf_macs
 
     def _levels(self, s: int, seg: Segment, outs: Sequence[Any]) -> tuple[Any, ...]:
         """The pyramid a segment hands on, with its dropped levels as None placeholders
@@ -210,14 +167,6 @@ class SegmentEngine(InferenceEngine):
         for i, a in zip(keep, emitted):
             full[i] = a
         return tuple(full)
-
-
-def _take(a: Tensor, pos: Tensor) -> Tensor:
-    """Rows ``pos`` of ``a``, keeping a channels-last tensor channels-last (index_select
-    would return it contiguous, and several times slower)."""
-    if a.ndim == 4 and a.is_contiguous(memory_format=torch.channels_last):
-        return a.permute(0, 2, 3, 1).index_select(0, pos).permute(0, 3, 1, 2)
-    return a.index_select(0, pos)
 
 
 class FusedEngine(SegmentEngine):
@@ -262,12 +211,17 @@ class OnnxEngine(InferenceEngine):
         arity = M.pyramid_arity(net, self.topology)
         threads = torch.get_num_threads() if threads is None else threads
         keep, needs = M.levels_kept(net, self.topology, self.segments, arity)
+        # a network on a GPU runs its sessions on ONNX Runtime's CUDA provider, where
+        # installed (onnxruntime-gpu); routing stays on host arrays between sessions
+        on_gpu = any(p.is_cuda for p in net.parameters())
+        self.cuda = on_gpu and onnx_export.cuda_provider()
         calls = []
         for seg in self.segments:
             n_in = M.segment_inputs(self.topology, seg, arity)
             blob, inputs, outputs = onnx_export.export_segment(net, self.topology, seg, n_in,
                                                                keep.get(seg.index))
-            calls.append(onnx_export.session_call(blob, seg, inputs, outputs, threads))
+            calls.append(onnx_export.session_call(blob, seg, inputs, outputs, threads,
+                                                  self.cuda))
         self.runner = SegmentRunner(self.topology, self.segments, calls, needs)
 
     @property
@@ -295,8 +249,9 @@ class OnnxEngine(InferenceEngine):
             logits, leaf, macs = self.runner.route(
                 x.detach().cpu().contiguous().numpy(),
                 None if k is None else k.cpu().numpy(), arr_policy)
-        return RoutedOutput(torch.from_numpy(logits).to(x.dtype), torch.from_numpy(leaf),
-                            torch.from_numpy(macs))
+        return RoutedOutput(torch.from_numpy(logits).to(x.device, x.dtype),
+                            torch.from_numpy(leaf).to(x.device),
+                            torch.from_numpy(macs).to(x.device))
 
 
 def _torch_policy(policy: Policy) -> Callable[..., Any]:
@@ -307,20 +262,31 @@ def _torch_policy(policy: Policy) -> Callable[..., Any]:
     return call
 
 
-def optimize_for_inference(net: RoutedNetwork, engine: str | None = None, **options: Any
-                           ) -> InferenceEngine:
+def optimize_for_inference(net: RoutedNetwork, engine: str | None = None,
+                           precision: str = "fp32", **options: Any) -> InferenceEngine:
     """An inference engine for ``net``: ``engine`` names one of
     :func:`routec.engine.registry.names` (default: :func:`routec.engine.registry.default`).
 
     Every engine but the reference one (``net.route`` itself) copies what it needs when
     it is built: later changes to ``net``'s weights are not seen. ``net``'s
-    training/eval mode is left as it was.
+    training/eval mode is left as it was. ``precision`` (fp32, bf16 or fp16) runs the
+    forward under autocast on the input's device; the ONNX engine runs fp32 only.
     """
     if isinstance(net, InferenceEngine):
         net = net.net
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision '{precision}'",
+                          hint="one of " + ", ".join(PRECISIONS))
     entry = registry.get(registry.default() if engine is None else engine)
+    if precision != "fp32" and registry.AUTOCAST not in entry.supports:
+        raise EngineError(f"engine '{entry.name}' runs fp32 only, not {precision}",
+                          hint="use --precision fp32, or one of "
+                               + registry.listing(registry.supporting(registry.AUTOCAST),
+                                                  last="or"))
     built: InferenceEngine = entry.build(net, **options)
+    built.precision = precision
     return built
+
 
 
 def available_engines() -> list[str]:

@@ -30,6 +30,7 @@ def _example_inputs(net: Any, topo: Topology, seg: Segment, n_in: int, batch: in
     """Real inputs for a segment: the anchor pyramid of a small random batch."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch, *topo.input_shape, generator=gen)
+    x = x.to(next(iter(net.parameters()), x).device)  # a network on a GPU exports from there
     first = seg.transforms[0] if seg.transforms else seg.head
     with torch.no_grad():
         if topo.kinds[first] == "stem":
@@ -46,7 +47,7 @@ def _example_inputs(net: Any, topo: Topology, seg: Segment, n_in: int, batch: in
                 h = getattr(net, topo.nodes[i])(h)
             args = tuple(t.clone() for t in h)
     if seg.end == "junction" and topo.dynamic_kcpt:
-        args = args + (torch.full((batch,), 4e-9),)
+        args = args + (torch.full((batch,), 4e-9, device=x.device),)
     return args
 
 
@@ -84,7 +85,16 @@ def export_segment(net: Any, topo: Topology, seg: Segment, n_in: int,
     return blob, inputs, outputs
 
 
-def session(blob: bytes | str, threads: int = 0) -> Any:
+def cuda_provider() -> bool:
+    """Whether this onnxruntime runs sessions on a GPU (the onnxruntime-gpu build)."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def session(blob: bytes | str, threads: int = 0, cuda: bool = False) -> Any:
+    """A session on the CPU, or with ``cuda`` on ONNX Runtime's CUDA provider (its
+    inputs and outputs still numpy arrays on the host, where routing happens)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -93,15 +103,16 @@ def session(blob: bytes | str, threads: int = 0) -> Any:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(blob, sess_options=opts, providers=["CPUExecutionProvider"])
+    providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
+    return ort.InferenceSession(blob, sess_options=opts, providers=providers)
 
 
 def session_call(blob: bytes | str, seg: Segment, inputs: list[str], outputs: list[str],
-                 threads: int = 0) -> Any:
+                 threads: int = 0, cuda: bool = False) -> Any:
     """A SegmentRunner callable backed by one ONNX Runtime session."""
     from routec.deploy.loader import make_call
 
-    return make_call(session(blob, threads), seg, inputs, outputs)
+    return make_call(session(blob, threads, cuda), seg, inputs, outputs)
 
 
 def sha256(data: bytes) -> str:

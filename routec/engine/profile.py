@@ -33,15 +33,16 @@ from routec.train.cost_table import (FORMAT, VERSION, CostTableError,  # noqa: F
 def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
             engine: str | None = None, repeats: int = 5, images: int | None = None,
             min_seconds: float = 1.0, seed: int = 0, label: str = "",
-            progress: Any = None) -> dict[str, Any]:
+            progress: Any = None, device: str = "cpu") -> dict[str, Any]:
     """The cost table of ``routed`` (a built network, weights irrelevant to time) as a
     plain dict; ``static`` is its static chain, timed whole for the sum check.
     ``engine`` supports :data:`routec.engine.registry.PROFILE` (default:
-    :func:`routec.engine.registry.profile_default`)."""
+    :func:`routec.engine.registry.profile_default`); ``device`` is where the networks
+    and images live (each timing waits for the device)."""
     import torch
 
     from routec.deploy.topology import Topology
-    from routec.engine.bench import Workload, _round_robin, machine, node_times
+    from routec.engine.bench import Workload, _round_robin, _synced, machine, node_times
     from routec.engine import registry
     from routec.engine.engines import optimize_for_inference
 
@@ -56,8 +57,9 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     if any(b < 1 for b in batches):
         raise RoutecError("--batch values must be at least 1")
     say = progress or (lambda s: None)
-    routed.eval()
-    static.eval()
+    dev = torch.device(device)
+    routed.to(dev).eval()
+    static.to(dev).eval()
     topo = Topology.of(routed)
     stopo = Topology.of(static)
     k = 0.0 if topo.dynamic_kcpt else None
@@ -67,9 +69,10 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     for batch in batches:
         n = max(batch, images or 0, 32)
         n -= n % batch
-        x = torch.rand(n, *topo.input_shape, generator=gen)
+        x = torch.rand(n, *topo.input_shape, generator=gen).to(dev)
         samples: dict[int, list[float]] = {i: [] for i in range(len(topo.nodes))}
-        works = [Workload(routed, static, x, torch.full((n,), li, dtype=torch.long), k_cpt=k)
+        works = [Workload(routed, static, x, torch.full((n,), li, dtype=torch.long, device=dev),
+                          k_cpt=k)
                  for li in range(len(topo.leaves))]
         chain_nodes = _chain_path(topo, stopo)
         chain_leaf = topo.leaves.index(chain_nodes[-1])
@@ -88,7 +91,8 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
                     samples[i].append(by_name[topo.nodes[i]])
                 if li == chain_leaf:
                     sums.append(sum(by_name[topo.nodes[i]] for i in chain_nodes))
-            t = _round_robin({"whole": lambda: [whole_eng.route(c) for c in chunks]}, 1,
+            t = _round_robin({"whole": _synced(lambda: [whole_eng.route(c) for c in chunks],
+                                               dev)}, 1,
                              min_seconds / max(1, repeats), warmup=1)
             wholes.append(statistics.median(t["whole"]) / n)
         by_batch[batch] = {topo.nodes[i]: statistics.median(v) for i, v in samples.items()}
@@ -107,7 +111,7 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
         "format": FORMAT, "version": VERSION, "network": topo.name, "label": label,
         "unit": "seconds per example", "engine": engine, "batch": first,
         "batches": list(batches), "machine": machine(), "platform": platform.platform(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev),
         "repeats": repeats, "nodes": nodes,
         "static_chain": {"network": stopo.name, "nodes": list(stopo.nodes), "by_batch": chain},
     }

@@ -38,6 +38,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=number(int, at_least=0), default=0,
                    help="torch threads (default: torch's default); time with the thread "
                         "count training and deployment will use")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda, cuda:N or mps: where the nodes are timed")
     p.add_argument("-o", "--out", metavar="FILE", help="write the cost table (JSON) here")
     p.add_argument("--json", action="store_true", help="print the table as JSON")
     add_model_flags(p, weights=False)
@@ -75,6 +77,9 @@ def run_profile(args: argparse.Namespace) -> int:
 
     from routec.engine.profile import format_table, profile
 
+    from routec.train.device import resolve_device
+
+    device = resolve_device(args.device)  # a one-line error before anything is built
     if args.threads:
         torch.set_num_threads(args.threads)
     if any(b < 1 for b in args.batch):
@@ -88,7 +93,7 @@ def run_profile(args: argparse.Namespace) -> int:
     say = None if args.json else (lambda s: print(f"... {s}", file=sys.stderr))
     table = profile(routed, static, batches=args.batch, engine=args.engine,
                     repeats=max(1, args.repeats), images=args.images or None, label=label,
-                    progress=say)
+                    progress=say, device=str(device))
     if args.out:
         from routec.files import atomic_write
 

@@ -21,6 +21,7 @@ from routec.errors import RoutecError
 #: what an engine can be used for besides routing (``Engine.supports``)
 PROFILE = "profile"  # times one node per segment: routec profile, bench's node table
 BENCH = "bench"  # timed by routec bench and the reports when no engine is named
+AUTOCAST = "autocast"  # runs at --precision bf16/fp16 (torch.autocast around the forward)
 
 
 class EngineError(RoutecError):

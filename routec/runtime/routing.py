@@ -61,7 +61,9 @@ def split(choice: Tensor, ways: int, rows: Tensor, h: Pyramid, k: Tensor | None
     When every row takes the same way, that part reuses the tensors as they are
     (no copy), which is the common case late in a trained network. A single row
     costs one host read of its choice and no bincount or nonzero; otherwise one
-    bincount is read back once for all ways.
+    bincount is read back once for all ways, and the ways' positions come from one
+    stable sort split by those counts (no ``nonzero``, which would read the device
+    again per way).
     """
     n = rows.numel()
     if n == 1:
@@ -70,13 +72,16 @@ def split(choice: Tensor, ways: int, rows: Tensor, h: Pyramid, k: Tensor | None
         return [(rows, h, k) if w == way else empty for w in range(ways)]
     parts: list[tuple[Tensor, Pyramid, Tensor | None]] = []
     counts = torch.bincount(choice, minlength=ways).tolist()
+    order: tuple[Tensor, ...] = ()
     for way, c in enumerate(counts):
         if c == n:
             parts.append((rows, h, k))
         elif c == 0:
             parts.append((rows[:0], tuple(x[:0] for x in h), None if k is None else k[:0]))
         else:
-            pos = (choice == way).nonzero().squeeze(1)
+            if not order:  # each way's positions, in batch order, without another sync
+                order = torch.argsort(choice, stable=True).split(counts)
+            pos = order[way]
             parts.append((rows.index_select(0, pos), tuple(x.index_select(0, pos) for x in h),
                           None if k is None else k.index_select(0, pos)))
     return parts

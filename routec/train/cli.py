@@ -100,6 +100,10 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                          "help": "write no TensorBoard event files (a "
                                                  "resume may turn them on or off)"}),
     "--device": ("device", {}),
+    "--precision": ("precision", {"choices": ["fp32", "bf16", "fp16"],
+                                  "help": "forward pass precision: fp32 (default), bf16 or "
+                                          "fp16 (autocast on the device; fp16 scales the "
+                                          "loss)"}),
     "--freeze": ("freeze", {"metavar": "none|all|COLUMN",
                             "help": "supplied models: keep their pieces as trained, with "
                                     "batch-norm statistics kept and no gradients: none "

@@ -128,6 +128,9 @@ class RunConfig(BaseModel):
     tensorboard: bool = Field(True, description="write TensorBoard event files beside "
                               "metrics.jsonl (docs/training.md, \"Watching training\")")
     device: str = "cpu"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="the forward pass under autocast at bf16 or fp16 on the device "
+                            "(fp16 with a gradient scaler); fp32: no autocast")
     # a model the user already has (docs/backbones.md): its source, and what trains
     models: dict[str, ModelSource] = Field(default_factory=dict)
     freeze: str = Field("none", description="supplied models' pieces kept as they are: "

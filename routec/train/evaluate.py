@@ -51,8 +51,8 @@ class ConfidencePolicy:
             self.exit_node.append(exits[0] if exits else None)
             self.exit_way.append(net.WAY[exits[0]] if exits else None)
 
-    def start(self, n: int) -> None:
-        self.extra_macs = torch.zeros(n, dtype=torch.float64)
+    def start(self, n: int, device: torch.device | str = "cpu") -> None:
+        self.extra_macs = torch.zeros(n, dtype=torch.float64, device=device)
 
     def __call__(self, j: int, scores: Tensor, rows: Tensor, features: Pyramid) -> Tensor:
         node = self.exit_node[j]
@@ -67,9 +67,9 @@ class ConfidencePolicy:
         choice[confident] = way
         assert self.extra_macs is not None
         # consulted but not taken: its MACs were spent all the same
-        self.extra_macs.index_add_(0, rows[~confident],
-                                   torch.full((int((~confident).sum()),),
-                                              float(self.net.MACS[node]), dtype=torch.float64))
+        # (every row adds its share, 0 where it was taken: no read of the device)
+        self.extra_macs.index_add_(0, rows, (~confident).to(torch.float64)
+                                   * float(self.net.MACS[node]))
         return choice
 
 
@@ -104,32 +104,36 @@ def evaluate(net: RoutedNetwork, images: Tensor, labels: Tensor, *, k_cpt: float
     was_training = net.training
     net.eval()
     n_leaves, classes = len(net.LEAVES), net.CLASSES
-    counts = torch.zeros(n_leaves, dtype=torch.long)
-    correct = torch.zeros(n_leaves, dtype=torch.long)
-    per_class = torch.zeros(classes, n_leaves, dtype=torch.long)
-    macs = 0.0
+    # batches go to the network's device and the tallies stay there: one read at the end
+    device = next(iter(net.parameters()), torch.empty(0)).device
+    counts = torch.zeros(n_leaves, dtype=torch.long, device=device)
+    correct = torch.zeros(n_leaves, dtype=torch.long, device=device)
+    per_class = torch.zeros(classes, n_leaves, dtype=torch.long, device=device)
+    macs = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(images), batch):
-        x, y = images[start:start + batch], labels[start:start + batch]
+        x = images[start:start + batch].to(device, non_blocking=True)
+        y = labels[start:start + batch].to(device, non_blocking=True)
         if policy == "confidence":
             pol = ConfidencePolicy(net, threshold)
-            pol.start(len(x))
+            pol.start(len(x), device)
             out = net.route(x, k_cpt=k_cpt, policy=pol)
             assert pol.extra_macs is not None
-            macs += float((out.macs + pol.extra_macs).sum())
+            macs += (out.macs.to(device) + pol.extra_macs.to(device)).sum()
         else:
             out = net.route(x, k_cpt=k_cpt,
                             policy=argmax_policy if policy == "argmax" else policy)
-            macs += float(out.macs.sum())
-        hit = out.logits.argmax(dim=1) == y
-        counts += torch.bincount(out.leaf, minlength=n_leaves)
-        correct += torch.bincount(out.leaf[hit], minlength=n_leaves)
-        per_class.index_put_((y, out.leaf), torch.ones_like(y), accumulate=True)
+            macs += out.macs.to(device).sum()
+        leaf = out.leaf.to(device)  # an engine of sessions answers on the host
+        hit = out.logits.to(device).argmax(dim=1) == y
+        counts += torch.bincount(leaf, minlength=n_leaves)
+        correct += torch.bincount(leaf[hit], minlength=n_leaves)
+        per_class.index_put_((y, leaf), torch.ones_like(y), accumulate=True)
     net.train(was_training)
     n = len(images)
     return EvalResult(
         examples=n,
         accuracy=float(correct.sum()) / n,
-        mean_macs=macs / n,
+        mean_macs=float(macs) / n,
         exit_fraction=(counts.double() / n).tolist(),
         exit_accuracy=[float(c) / float(k) if k else None for c, k in zip(correct, counts)],
         class_exit_counts=per_class.tolist(),

@@ -30,6 +30,7 @@ from routec.train.costs import node_params
 from routec.train.machine import describe
 from routec.train.metrics import METRICS, MetricsWindow, append_jsonl, truncate_metrics
 from routec.train.model import build_network, digest, spec_text, to_device
+from routec.train.precision import check_precision, grad_scaler
 from routec.train.runs import load_data, make_augmenter
 from routec.train.sgd import SGD
 from routec.train.run_files import CHECKPOINT, CONFIG, COST_TABLE, SPEC
@@ -91,6 +92,7 @@ class Run:
     params: list[list[Tensor]]  # per node, for TALR
     grid: Tensor  # the k_cpt values a dynamic run trains at
     cache: FeatureCache | None = None  # built after the restore (see loop._feature_cache)
+    scaler: torch.amp.GradScaler | None = None  # --precision fp16's loss scaler
     untrainable_noted: bool = False  # said once that nothing on the trained path learns
 
     @property
@@ -148,6 +150,7 @@ def setup(cfg: RunConfig, out_dir: Path, state: dict[str, Any] | None, label: st
           device: torch.device, dist: D.Dist) -> Run:
     """Data, network, optimizer and generators, freshly seeded; the order of the steps
     fixes the weights' initial draws, so it does not change."""
+    check_precision(cfg.precision, device)  # before any data is decoded
     if cfg.models:  # a new run starts from the weights given; a resumed one from its own
         from routec.backbone.supplied import supply_sources
 
@@ -181,7 +184,8 @@ def setup(cfg: RunConfig, out_dir: Path, state: dict[str, Any] | None, label: st
                sgen=torch.Generator().manual_seed(cfg.seed + 3),
                node_cost=None if node_cost is None else node_cost.to(device), table=table,
                frozen=frozen, head=head, params=node_params(net),
-               grid=torch.tensor(cfg.k_cpt_grid, dtype=torch.float32))
+               grid=torch.tensor(cfg.k_cpt_grid, dtype=torch.float32),
+               scaler=grad_scaler(cfg.precision, device))
 
 
 def _describe_data(cfg: RunConfig, data: Any, name: str, declared: int | None) -> None:
@@ -225,6 +229,8 @@ def restore(run: Run, state: dict[str, Any] | None) -> tuple[int, dict[str, Any]
     run.kgen.set_state(state["kcpt_rng"])
     run.sgen.set_state(state["sample_rng"])
     torch.set_rng_state(state["torch_rng"])
+    if run.scaler is not None and "scaler" in state:
+        run.scaler.load_state_dict(state["scaler"])
     return state["iteration"], state.get("window")
 
 
@@ -267,6 +273,8 @@ def checkpoint_state(run: Run, iteration: int, finished: bool, window: MetricsWi
         "sample_rng": run.sgen.get_state(), "torch_rng": torch.get_rng_state(),
         # the running log window, so a checkpoint between log lines resumes them exactly
         "window": window.state(),
+        # fp16's loss scale, so a resumed run goes on at the scale it had reached
+        **({"scaler": run.scaler.state_dict()} if run.scaler is not None else {}),
     }
 
 

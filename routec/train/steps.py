@@ -20,6 +20,7 @@ from routec.train.backbone import distill_loss
 from routec.train.config import RunConfig
 from routec.train.costs import StepResult
 from routec.train.critic import critic_loss
+from routec.train.precision import autocast, in_fp32
 from routec.train.run_state import Run, last_good
 from routec.train.sampled import sampled_critic_loss
 from routec.train.schedules import halving, learning_rate
@@ -48,11 +49,16 @@ def _strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x
                    node_cost: Tensor | None = None) -> StepResult:
     k_in = k * (cfg.router_k_cpt(1.0)) if cfg.dynamic else None
     if cfg.strategy == "critic" and cfg.critic_mode == "sampled":
-        return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
-                                   error=cfg.critic_error, k_ure=cfg.k_ure, k_l2=cfg.k_l2,
-                                   epsilon=cfg.epsilon, generator=gen,
-                                   k_cpt_input=k_in, node_cost=node_cost)
-    out = model(x, k_cpt=k_in)
+        with autocast(cfg.precision, x.device):  # its forward and loss are one function
+            return sampled_critic_loss(net, x, y, k, tau, utility=cfg.utility,
+                                       error=cfg.critic_error, k_ure=cfg.k_ure, k_l2=cfg.k_l2,
+                                       epsilon=cfg.epsilon, generator=gen,
+                                       k_cpt_input=k_in, node_cost=node_cost)
+    # --precision: the network's forward under autocast, the losses in fp32 (MAC counts
+    # and cost sums overflow fp16)
+    with autocast(cfg.precision, x.device):
+        out = model(x, k_cpt=k_in)
+    out = in_fp32(out)
     if cfg.strategy == "actor":
         res = actor_loss(net, out, y, k, tau, k_dec=cfg.k_dec, k_l2=cfg.k_l2,
                          epsilon=cfg.epsilon, regularise_dhat=cfg.regularise_dhat,
@@ -121,11 +127,20 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
                   "the run evaluates the network as it is", file=sys.stderr)
             run.untrainable_noted = True
         return res, y
-    res.loss.backward()
+    scaler = run.scaler
+    if scaler is None:
+        res.loss.backward()
+    else:  # fp16: scaled so small gradients survive, unscaled before TALR and clipping
+        scaler.scale(res.loss).backward()
+        scaler.unscale_(opt)
     if cfg.talr and cfg.strategy in ("actor", "critic"):
         res.talr = D.global_talr_scales(res.reach, run.dist)
         apply_talr(run.params, res.talr)
     if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
-    opt.step()
+    if scaler is None:
+        opt.step()
+    else:  # skips the step when a gradient overflowed, and adapts the scale
+        scaler.step(opt)
+        scaler.update()
     return res, y

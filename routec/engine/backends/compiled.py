@@ -7,7 +7,7 @@ import shutil
 from typing import Any
 
 from routec.engine import registry
-from routec.engine.registry import Engine, EngineError
+from routec.engine.registry import AUTOCAST, Engine, EngineError
 
 NAME = "compiled"
 
@@ -37,4 +37,4 @@ def _build(net: Any, **options: Any) -> Any:
 
 ENGINE = Engine(
     name=NAME, summary="fused segments compiled by torch.compile (needs a C++ compiler)",
-    builder=_build, requires=_requires, order=2, speed=3)
+    builder=_build, requires=_requires, supports=frozenset({AUTOCAST}), order=2, speed=3)

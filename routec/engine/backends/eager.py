@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from routec.engine.registry import BENCH, Engine
+from routec.engine.registry import AUTOCAST, BENCH, Engine
 
 
 def _build(net: Any, **options: Any) -> Any:
@@ -14,4 +14,4 @@ def _build(net: Any, **options: Any) -> Any:
 
 ENGINE = Engine(
     name="eager", summary="net.route itself, the generated module in eager PyTorch",
-    builder=_build, supports=frozenset({BENCH}), order=0, speed=0, reference=True)
+    builder=_build, supports=frozenset({BENCH, AUTOCAST}), order=0, speed=0, reference=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from routec.engine.registry import BENCH, PROFILE, Engine
+from routec.engine.registry import AUTOCAST, BENCH, PROFILE, Engine
 
 
 def _build(net: Any, **options: Any) -> Any:
@@ -16,4 +16,4 @@ def _build(net: Any, **options: Any) -> Any:
 
 ENGINE = Engine(
     name="fused", summary="the eager network's layers traced per segment, batch-norm folded",
-    builder=_build, supports=frozenset({BENCH, PROFILE}), order=1, speed=1)
+    builder=_build, supports=frozenset({BENCH, PROFILE, AUTOCAST}), order=1, speed=1)
