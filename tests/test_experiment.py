@@ -371,3 +371,20 @@ def test_status_prices_a_wider_kind_from_the_recorded_one_by_measured_macs(
     assert line.startswith(head) and line.endswith(tail), line
     assert float(line[len(head):-len(tail)]) == pytest.approx(2 * ratio, abs=0.051)
     assert 3 < ratio < 4.2  # ×2 wide: convolutions' MACs ×4, routers and exits less
+
+
+def test_a_record_matches_settings_that_differ_only_in_tensorboard() -> None:
+    """Event files change nothing a record holds; any setting that trains differently does."""
+    from routec.experiment.records import _same_settings
+    from routec.train.config import make_config
+    from routec.train.model import digest
+
+    text = "any spec text"
+    cfg = make_config({"spec": "tiny", "data": "synthetic", "iterations": 10})
+    rec = {"spec_sha256": digest(text), "config": cfg.model_dump()}
+    quiet = make_config({"spec": "tiny", "data": "synthetic", "iterations": 10,
+                         "tensorboard": False})
+    other = make_config({"spec": "tiny", "data": "synthetic", "iterations": 10, "lr": 0.05})
+    assert _same_settings(rec, quiet.model_dump(), text)
+    assert not _same_settings(rec, other.model_dump(), text)
+    assert not _same_settings(rec, quiet.model_dump(), text + " edited")

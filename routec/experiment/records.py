@@ -102,7 +102,9 @@ def _same_settings(rec: dict[str, Any], config: dict[str, Any], spec_text: str) 
         recorded = saved_config(rec["config"]).model_dump()
     except (ValidationError, TypeError):
         return False
-    return portable_config(recorded) == portable_config(config)
+    neutral = ("tensorboard",)  # writes event files; the run's outcome is the same
+    return ({k: v for k, v in portable_config(recorded).items() if k not in neutral}
+            == {k: v for k, v in portable_config(config).items() if k not in neutral})
 
 
 def portable_config(config: dict[str, Any], data_root: str | None = None) -> dict[str, Any]:
