@@ -170,7 +170,7 @@ def _path_seconds(run: Run, tree: Tree) -> list[float] | None:
 def _feature_cache(cfg: RunConfig, net: RoutedNetwork, data: Any, device: torch.device,
                    frozen: list[str], leader: bool) -> FeatureCache | None:
     """The frozen pieces' outputs for the training split, when no augmentation changes
-    their input and they fit in a quarter of the free memory; says which, either way."""
+    their input and they fit in half the free memory; says which, either way."""
     if not frozen:
         return None
     say = (lambda m: print(m, file=sys.stderr)) if leader else (lambda m: None)
@@ -186,7 +186,7 @@ def _feature_cache(cfg: RunConfig, net: RoutedNetwork, data: Any, device: torch.
 
     need = cache_bytes_estimate(net, len(data.train))
     free = available_memory(str(device))
-    if free is not None and need > free[0] // 4:
+    if free is not None and need > free[0] // 2:
         say(f"frozen pieces are computed at every step: caching their outputs would take "
             f"{need / 2**30:.1f} GiB of {free[0] / 2**30:.1f} GiB free")
         return None
