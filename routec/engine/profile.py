@@ -41,7 +41,9 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     import torch
 
     from routec.deploy.topology import Topology
-    from routec.engine.bench import Workload, _round_robin, machine, node_times
+    from routec.engine.bench import Workload, node_times
+    from routec.engine.timing import round_robin
+    from routec.train.machine import cpu_model
     from routec.engine import registry
     from routec.engine.engines import optimize_for_inference
 
@@ -88,8 +90,8 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
                     samples[i].append(by_name[topo.nodes[i]])
                 if li == chain_leaf:
                     sums.append(sum(by_name[topo.nodes[i]] for i in chain_nodes))
-            t = _round_robin({"whole": lambda: [whole_eng.route(c) for c in chunks]}, 1,
-                             min_seconds / max(1, repeats), warmup=1)
+            t = round_robin({"whole": lambda: [whole_eng.route(c) for c in chunks]}, 1,
+                            min_seconds / max(1, repeats), warmup=1)
             wholes.append(statistics.median(t["whole"]) / n)
         by_batch[batch] = {topo.nodes[i]: statistics.median(v) for i, v in samples.items()}
         chain[str(batch)] = {
@@ -106,7 +108,7 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     return {
         "format": FORMAT, "version": VERSION, "network": topo.name, "label": label,
         "unit": "seconds per example", "engine": engine, "batch": first,
-        "batches": list(batches), "machine": machine(), "platform": platform.platform(),
+        "batches": list(batches), "machine": cpu_model(), "platform": platform.platform(),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "repeats": repeats, "nodes": nodes,
         "static_chain": {"network": stopo.name, "nodes": list(stopo.nodes), "by_batch": chain},
