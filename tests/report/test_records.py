@@ -160,7 +160,7 @@ def test_the_committed_page_regenerates_from_the_committed_records(tmp_path: Pat
         pytest.skip("no committed records")
     out = tmp_path / "results.md"
     build_results(records, out, figures=False,
-                  command=f"routec report --experiments {RECORDS} -o docs/results.md")
+                  command=f"routec report results {RECORDS} -o docs/results.md")
     assert out.read_text(encoding="utf-8") == page.read_text(encoding="utf-8")
     # every figure the page links is committed beside it
     import re
