@@ -37,6 +37,7 @@ from routec.engine import bench, registry
 from routec.train.config import make_config
 from routec.train.device import resolve_device
 from routec.train.logs import metric_lines
+from routec.train.machine import cpu_model
 from routec.train.loop import train
 
 SPECS = ("paper_chain", "resnet_chain")
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
                                  if device.type == "cuda" else ""),
-        "torch": torch.__version__, "machine": f"{bench.machine()}, {platform.platform()}",
+        "torch": torch.__version__, "machine": f"{cpu_model()}, {platform.platform()}",
         "quick": args.quick, "engines": engines, "precisions": precisions,
         "inference": [], "training": []}
     for spec in SPECS:

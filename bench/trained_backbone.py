@@ -14,7 +14,7 @@ Run from the repository root (the model is ``examples.cifar_resnet:resnet20``):
   python bench/trained_backbone.py --runs runs/exp --records results/records \\
       -o results/records/time-trained.json [--images 1024] [--engines eager,fused,onnx]
 
-``routec report --experiments results/records`` then plots accuracy against time.
+``routec report results results/records`` then plots accuracy against time.
 """
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     from routec.engine import optimize_for_inference
-    from routec.engine.bench import _round_robin, machine
+    from routec.engine.timing import round_robin
+    from routec.train.machine import cpu_model
     from routec.train.evaluate import ConfidencePolicy
     from routec.train.runs import load_run
 
@@ -118,8 +119,8 @@ def main() -> int:
     print(f"timing {len(fns)} (network, engine) pairs round-robin on {len(images)} test "
           f"images at batch {args.batch}, {args.threads} thread(s)", file=sys.stderr)
     with torch.no_grad():
-        times = _round_robin({f"{i}/{e}": fn for (i, e), fn in fns.items()},
-                             repeats=args.repeats, min_seconds=0.0, warmup=1)
+        times = round_robin({f"{i}/{e}": fn for (i, e), fn in fns.items()},
+                            repeats=args.repeats, min_seconds=0.0, warmup=1)
     for key, values in times.items():
         i, name = key.split("/", 1)
         points[int(i)]["seconds"][name] = statistics.median(values) / len(images)
@@ -128,7 +129,7 @@ def main() -> int:
             p["engine"] = min(p["seconds"], key=p["seconds"].get)
             p["seconds_per_image"] = p["seconds"][p["engine"]]
     record = {"what": "accuracy against measured time, each network in its fastest engine",
-              "command": "python " + " ".join(sys.argv), "machine": machine(),
+              "command": "python " + " ".join(sys.argv), "machine": cpu_model(),
               "torch": torch.__version__, "threads": args.threads, "batch": args.batch,
               "images": len(images), "repeats": args.repeats, "engines": engines,
               "points": points}

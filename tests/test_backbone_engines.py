@@ -28,7 +28,7 @@ from routec.cli import main
 from routec.codegen import build_class
 from routec.deploy.topology import Topology
 from routec.engine import optimize_for_inference
-from routec.engine.bench import MixPolicy, mix_targets
+from routec.engine.timing import FixedExits, sample_exits
 from routec.graph import build_graph
 from routec.parse import parse_spec
 
@@ -128,19 +128,19 @@ def _check_engine(g, net, eng, name: str) -> None:
         assert torch.equal(ref.macs, path_macs[ref.leaf])  # the graph's count, per path
         spread |= set(ref.leaf.tolist())
         _same(ref, eng.route(x), f"{name} n={n}")
-        target = mix_targets([1.0] * leaves, n, seed=n) if n else torch.zeros(0, dtype=torch.long)
+        target = sample_exits([1.0] * leaves, n, seed=n) if n else torch.zeros(0, dtype=torch.long)
         with torch.inference_mode():
-            ref = net.route(x, policy=MixPolicy(topo, target))
+            ref = net.route(x, policy=FixedExits(topo, target))
         assert torch.equal(ref.leaf, target)  # the policy really forced the mix
-        _same(ref, eng.route(x, policy=MixPolicy(topo, target)), f"{name} n={n} mix")
+        _same(ref, eng.route(x, policy=FixedExits(topo, target)), f"{name} n={n} mix")
     assert len(spread) >= 2, "the routers' own decisions reach several exits"
     x = images(1, SHAPE, seed=40)
     for leaf in range(leaves):  # one image forced to each exit in turn
         one = torch.tensor([leaf])
         with torch.inference_mode():
-            ref = net.route(x, policy=MixPolicy(topo, one))
+            ref = net.route(x, policy=FixedExits(topo, one))
         assert int(ref.leaf) == leaf
-        _same(ref, eng.route(x, policy=MixPolicy(topo, one)), f"{name} one to exit {leaf}")
+        _same(ref, eng.route(x, policy=FixedExits(topo, one)), f"{name} one to exit {leaf}")
 
 
 @pytest.mark.parametrize("engine", ENGINES)

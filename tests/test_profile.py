@@ -77,7 +77,7 @@ def test_a_paths_node_times_add_up_to_the_path_timed_whole(lopsided_table) -> No
     """Independent: the routed network forced down the big branch, merged segments,
     timed here by its own loop."""
     from routec.deploy.topology import Topology
-    from routec.engine.bench import MixPolicy
+    from routec.engine.timing import FixedExits
     from routec.engine.engines import optimize_for_inference
 
     net = _net(LOPSIDED)
@@ -85,7 +85,7 @@ def test_a_paths_node_times_add_up_to_the_path_timed_whole(lopsided_table) -> No
     big_leaf = [i for i, leaf in enumerate(topo.leaves) if topo.nodes[leaf] == "exit_big"][0]
     eng = optimize_for_inference(net, "fused")
     x = torch.rand(32, 3, 16, 16)
-    pol = MixPolicy(topo, torch.full((32,), big_leaf))
+    pol = FixedExits(topo, torch.full((32,), big_leaf))
     whole = _median_time(lambda: eng.route(x, policy=pol)) / 32
     s = {o["node"]: o["seconds"] for o in lopsided_table["nodes"]}
     path = sum(s[n] for n in ("stem", "c0", "j_c0", "big", "exit_big") if n in s)

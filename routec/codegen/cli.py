@@ -14,7 +14,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="check a .route spec and generate its PyTorch module",
                        description="Parse and validate SPEC (a .route file or the name of a "
                                    "bundled spec), then write its generated module with -o.")
-    p.add_argument("spec", help="a .route file, or a bundled spec: paper_chain, paper_tree, tiny")
+    from routec import specs
+
+    p.add_argument("spec", help="a .route file, or a bundled spec ("
+                                + ", ".join(specs.names()) + ")")
     p.add_argument("-o", "--output", help="write the generated module here ('-' for stdout)")
     p.add_argument("--report", action="store_true",
                    help="print nodes, parameters and MACs per node and per path")

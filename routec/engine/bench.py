@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 
 import math
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -32,69 +31,13 @@ from torch import Tensor
 from routec.deploy.topology import Topology
 from routec.engine import registry
 from routec.engine.engines import InferenceEngine, optimize_for_inference
+from routec.engine.timing import FixedExits, batch_calls, measure_throughput, sample_exits
 from routec.errors import RoutecError
 from routec.runtime.routing import Policy, RoutedNetwork, argmax_policy
+from routec.train.machine import cpu_model
 
 DEFAULT_MIX = (50, 10, 10, 10, 5, 5, 5, 5)
 LATENCY_REPEATS = 5  # calls per image per network at batch 1
-
-
-class MixPolicy:
-    """Route each example towards a target exit: ``target[row]`` is its leaf index."""
-
-    def __init__(self, topo: Topology, target: Tensor) -> None:
-        self.table = torch.tensor(topo.way_to_leaf(), dtype=torch.long, device=target.device)
-        self.target = target
-
-    def __call__(self, j: int, scores: Tensor, rows: Tensor, features: Any) -> Tensor:
-        if self.table.device != rows.device:  # follow the rows to the GPU, once
-            self.table, self.target = self.table.to(rows.device), self.target.to(rows.device)
-        return self.table[j].index_select(0, self.target.index_select(0, rows))
-
-    def as_array_policy(self) -> Callable[..., Any]:
-        """The same policy on numpy arrays, for engines that route on arrays."""
-        table, target = self.table.cpu().numpy(), self.target.cpu().numpy()
-        return lambda j, scores, rows, levels: table[j][target[rows]]
-
-
-def mix_targets(mix: Sequence[float], n: int, seed: int = 0) -> Tensor:
-    """``n`` leaf indices in the proportions of ``mix``, shuffled."""
-    total = float(sum(mix))
-    counts = [int(round(n * m / total)) for m in mix]
-    counts[int(max(range(len(mix)), key=lambda i: mix[i]))] += n - sum(counts)
-    target = torch.repeat_interleave(torch.arange(len(mix)), torch.tensor(counts))
-    return target[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
-
-
-def machine() -> str:
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return model or platform.processor() or platform.machine()
-
-
-def _round_robin(fns: dict[str, Callable[[], object]], repeats: int, min_seconds: float,
-                 warmup: int = 2) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    while True:
-        for key, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-        done = min(len(v) for v in times.values())
-        if done >= repeats and min(sum(v) for v in times.values()) >= min_seconds:
-            return times
-        if done >= 50 * repeats:
-            return times
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -118,7 +61,7 @@ class Workload:
     def policy(self, rows_target: Tensor | None) -> Policy:
         if rows_target is None:
             return argmax_policy
-        return MixPolicy(Topology.of(self.routed), rows_target)
+        return FixedExits(Topology.of(self.routed), rows_target)
 
 
 def spec_workload(spec: str, mix: Sequence[float] | None = None, batch: int = 256,
@@ -146,7 +89,7 @@ def spec_workload(spec: str, mix: Sequence[float] | None = None, batch: int = 25
         raise RoutecError("--mix values must be non-negative and not all zero")
     n = max(batch, images or 0)
     x = torch.rand(n, *routed.INPUT_SHAPE, generator=torch.Generator().manual_seed(seed))
-    return Workload(routed, static, x, mix_targets(mix, n, seed), label=f"{routed.NAME} (routed)",
+    return Workload(routed, static, x, sample_exits(mix, n, seed), label=f"{routed.NAME} (routed)",
                     static_label=f"{static.NAME} static, {static_depth(parsed)} columns",
                     mix=list(mix))
 
@@ -178,21 +121,6 @@ def _synced(fn: Callable[..., object], device: torch.device) -> Callable[..., ob
         fn(*args)
         torch.cuda.synchronize(device)
     return call
-
-
-def _run_batches(engine: InferenceEngine, x: Tensor, batch: int, target: Tensor | None,
-                 k: float | None, topo: Topology | None) -> Callable[[], object]:
-    chunks = [(x[s:s + batch], None if target is None else target[s:s + batch])
-              for s in range(0, len(x) - batch + 1, batch)] or [(x, target)]
-    calls = []
-    for xb, tb in chunks:
-        pol = argmax_policy if tb is None or topo is None else MixPolicy(topo, tb)
-        calls.append((xb, pol))
-
-    def run() -> None:
-        for xb, pol in calls:
-            engine.route(xb, k_cpt=k, policy=pol)
-    return run
 
 
 def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None = None,
@@ -231,15 +159,16 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     static_macs = float(static_topo.leaf_macs[0])
 
     say(f"throughput at batch {batch}")
-    fns: dict[str, Callable[[], object]] = {}
+    nets: dict[str, tuple[Any, float | None]] = {}
+    exits: dict[str, Tensor] = {}
     for e in names:
-        fns[f"routed/{e}"] = _run_batches(routed[e], x[:n_full], batch,
-                                          None if work.target is None else work.target[:n_full],
-                                          k, topo)
-        fns[f"static/{e}"] = _run_batches(static[e], x[:n_full], batch, None, None, None)
-    fns = {key: _synced(fn, dev) for key, fn in fns.items()}
-    t = _round_robin(fns, repeats, min_seconds)
-    thr = {key: n_full / statistics.median(v) for key, v in t.items()}
+        nets[f"routed/{e}"] = (routed[e], k)
+        if work.target is not None:
+            exits[f"routed/{e}"] = work.target[:n_full]
+        nets[f"static/{e}"] = (static[e], None)
+    timed = measure_throughput(nets, x[:n_full], batch=batch, repeats=repeats,
+                               min_seconds=min_seconds, exits=exits)
+    thr = {key: t.images_per_second for key, t in timed.items()}
 
     say("latency at batch 1")
     m = min(latency_images, len(x))
@@ -248,14 +177,15 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     for e in names:
         if work.target is not None:
             # the batch-1 images follow the mix exactly, as the batches do
-            one_target = (mix_targets(work.mix, m, seed=1) if work.mix is not None
+            one_target = (sample_exits(work.mix, m, seed=1) if work.mix is not None
                           else work.target[:m]).to(x.device)
-            pols = [MixPolicy(topo, one_target[i:i + 1]) for i in range(m)]
+            fixed = FixedExits(topo, one_target)
+            pols = [fixed.rows(i, i + 1) for i in range(m)]
             one_fns[f"routed/{e}"] = (lambda i, e=e, pols=pols: routed[e].route(
                 x[i:i + 1], k_cpt=k, policy=pols[i]))
         else:
             one_fns[f"routed/{e}"] = lambda i, e=e: routed[e].route(x[i:i + 1], k_cpt=k)
-        deep = MixPolicy(topo, torch.tensor([deepest], device=x.device))
+        deep = FixedExits(topo, torch.tensor([deepest], device=x.device))
         one_fns[f"routed-deepest/{e}"] = (lambda i, e=e, deep=deep: routed[e].route(
             x[i:i + 1], k_cpt=k, policy=deep))
         one_fns[f"static/{e}"] = lambda i, e=e: static[e].route(x[i:i + 1])
@@ -300,7 +230,7 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
         "network": work.label or topo.name, "static": work.static_label or static_topo.name,
         "batch": batch, "images": n_full, "exit_mix": mix,
         "exits": [topo.nodes[i] for i in topo.leaves],
-        "machine": machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "machine": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda"
                               else ""),
         "precision": precision,
@@ -356,10 +286,9 @@ def node_times(work: Workload, batch: int, n: int, repeats: int = 5,
     r_eng = make.build(work.routed, merge=False)
     s_eng = make.build(work.static, merge=False)
     x = work.images[:n]
-    r_run = _run_batches(r_eng, x, batch, None if work.target is None else work.target[:n],
-                         work.k_cpt, topo)
-    s_run = _run_batches(s_eng, x, batch, None, None, None)
-    r_run, s_run = _synced(r_run, x.device), _synced(s_run, x.device)
+    r_run = batch_calls(r_eng, x, batch, k_cpt=work.k_cpt,
+                        target=None if work.target is None else work.target[:n])
+    s_run = batch_calls(s_eng, x, batch)
     r_run(), s_run()  # warm-up
     rows: dict[int, int] = {}
     ref = r_eng.route(x[:batch], k_cpt=work.k_cpt, policy=work.policy(

@@ -92,9 +92,12 @@ def cuda_provider() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def session(blob: bytes | str, threads: int = 0, cuda: bool = False) -> Any:
-    """A session on the CPU, or with ``cuda`` on ONNX Runtime's CUDA provider (its
-    inputs and outputs still numpy arrays on the host, where routing happens)."""
+def session(blob: bytes | str, threads: int = 0, cuda: bool = False, spin: bool = True
+            ) -> Any:
+    """An ONNX Runtime session with ``threads`` intra-op threads (0: its default), on the
+    CPU, or with ``cuda`` on ONNX Runtime's CUDA provider (its inputs and outputs still
+    numpy arrays on the host, where routing happens). ``spin=False`` lets its idle
+    worker threads sleep at once: see :func:`session_call`."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -102,6 +105,8 @@ def session(blob: bytes | str, threads: int = 0, cuda: bool = False) -> Any:
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     providers = (["CUDAExecutionProvider"] if cuda else []) + ["CPUExecutionProvider"]
     return ort.InferenceSession(blob, sess_options=opts, providers=providers)
@@ -109,10 +114,20 @@ def session(blob: bytes | str, threads: int = 0, cuda: bool = False) -> Any:
 
 def session_call(blob: bytes | str, seg: Segment, inputs: list[str], outputs: list[str],
                  threads: int = 0, cuda: bool = False) -> Any:
-    """A SegmentRunner callable backed by one ONNX Runtime session."""
+    """A SegmentRunner callable backed by one ONNX Runtime session.
+
+    Every session owns its intra-op thread pool, and after a call its workers spin,
+    waiting for more work, for a while. A routed network is several sessions called
+    in turn with numpy routing in between: with more than one thread, the pools of
+    the sessions just run spin against the one running now and the routing, on the
+    same cores (at 2 threads on 2 cores routed inference ran 2-5x slower than with
+    one, while a static chain, one session, did not). So the workers of every
+    segment's session sleep at once, the static chain's too, so that both sides of
+    a comparison run alike.
+    """
     from routec.deploy.loader import make_call
 
-    return make_call(session(blob, threads, cuda), seg, inputs, outputs)
+    return make_call(session(blob, threads, cuda, spin=False), seg, inputs, outputs)
 
 
 def sha256(data: bytes) -> str:

@@ -42,7 +42,9 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     import torch
 
     from routec.deploy.topology import Topology
-    from routec.engine.bench import Workload, _round_robin, _synced, machine, node_times
+    from routec.engine.bench import Workload, _synced, node_times
+    from routec.engine.timing import round_robin
+    from routec.train.machine import cpu_model
     from routec.engine import registry
     from routec.engine.engines import optimize_for_inference
 
@@ -91,9 +93,9 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
                     samples[i].append(by_name[topo.nodes[i]])
                 if li == chain_leaf:
                     sums.append(sum(by_name[topo.nodes[i]] for i in chain_nodes))
-            t = _round_robin({"whole": _synced(lambda: [whole_eng.route(c) for c in chunks],
-                                               dev)}, 1,
-                             min_seconds / max(1, repeats), warmup=1)
+            t = round_robin({"whole": _synced(lambda: [whole_eng.route(c) for c in chunks],
+                                              dev)}, 1,
+                            min_seconds / max(1, repeats), warmup=1)
             wholes.append(statistics.median(t["whole"]) / n)
         by_batch[batch] = {topo.nodes[i]: statistics.median(v) for i, v in samples.items()}
         chain[str(batch)] = {
@@ -110,7 +112,7 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     return {
         "format": FORMAT, "version": VERSION, "network": topo.name, "label": label,
         "unit": "seconds per example", "engine": engine, "batch": first,
-        "batches": list(batches), "machine": machine(), "platform": platform.platform(),
+        "batches": list(batches), "machine": cpu_model(), "platform": platform.platform(),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev),
         "repeats": repeats, "nodes": nodes,
         "static_chain": {"network": stopo.name, "nodes": list(stopo.nodes), "by_batch": chain},

@@ -34,7 +34,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "rerunning skips finished (or recorded) runs and resumes "
                                    "unfinished ones.")
     p.add_argument("suites", nargs="*", metavar="SUITE",
-                   help="suite names, run one after another; omit with --list")
+                   help="suites, run one after another (--list shows their runs): "
+                        + ", ".join(SUITES))
     p.add_argument("--list", action="store_true", help="list suites and their runs")
     p.add_argument("--status", action="store_true",
                    help="say, per suite (all of them if none is named), which runs are done "

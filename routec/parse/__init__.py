@@ -50,12 +50,11 @@ def parse_spec(text: str, file: str = "<string>") -> NetworkSpec:
 
 def bundled_specs() -> dict[str, str]:
     """Names of the specs that ship with routec (``paper_chain`` → its text)."""
+    from routec import specs
+
     root = resources.files("routec.specs")
-    return {
-        entry.name.removesuffix(".route"): entry.read_text(encoding="utf-8")
-        for entry in sorted(root.iterdir(), key=lambda e: e.name)
-        if entry.name.endswith(".route")
-    }
+    return {name: root.joinpath(f"{name}.route").read_text(encoding="utf-8")
+            for name in specs.names()}
 
 
 def resolve_spec_path(spec: str) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""``routec draw`` (node-link diagrams of specs and runs) and ``routec report`` (run summaries)."""
+"""``routec draw`` (node-link diagrams of specs and runs) and ``routec report`` (run
+summaries, the results page, its records and timings: one verb each)."""
 from __future__ import annotations
 
 import argparse
@@ -46,53 +47,150 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_model_flags(d, weights=False)
     d.set_defaults(func=run_draw)
 
+    add_report_command(sub)
+
+
+# -- routec report: one verb per job ---------------------------------------------------------
+# the flags each verb replaced (routec report --experiments RECORDS ...), still accepted
+LEGACY = {"experiments": "results", "harvest": "harvest", "throughput": "throughput",
+          "clock": "clock"}
+
+
+def note_new_spelling(old: str, new: str) -> None:
+    """The one line an old spelling prints: it still works, and this is its new name."""
+    print(f"note: 'routec report {old}' is now 'routec report {new}'", file=sys.stderr)
+
+
+class _AnyWord(dict):  # type: ignore[type-arg]
+    """The verbs' parsers, by name, as the choices argparse checks a first word against
+    before :class:`_Verbs` sees it: every word passes, so that an old spelling's run
+    directory reaches :class:`_Verbs`."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+class _Verbs(argparse._SubParsersAction):
+    """The verbs of ``routec report``; a first word that is no verb is the run directory
+    of the old spelling ``routec report RUN_DIR...``, read as ``runs RUN_DIR...``."""
+
+    def accept_run_dirs(self) -> None:
+        """Once every verb is added: let any first word through to :meth:`__call__`."""
+        self.choices = _AnyWord(self.choices)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if values and values[0] not in self.choices.keys():  # the real verbs
+            note_new_spelling("RUN_DIR...", "runs RUN_DIR...")
+            values = ["runs", *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_report_command(sub: argparse._SubParsersAction) -> None:
+    from routec.engine import registry
+
     r = sub.add_parser(
-        "report", help="plots and tables from trained runs (no retraining)",
+        "report", help="plots, tables and the results page from trained runs (no retraining)",
+        description="What to report is a verb: 'runs' for a report on run directories, "
+                    "'results' for the results page from run records, 'harvest' to write "
+                    "those records, 'throughput' and 'clock' to time the networks the page "
+                    "compares. Accuracy and MACs come from routed inference on the "
+                    "checkpoints, cached as eval_*.json in each run directory.")
+    verbs = r.add_subparsers(dest="verb", metavar="VERB", action=_Verbs)
+    runs = verbs.add_parser(
+        "runs", help="accuracy vs MACs, dataflow heatmaps and a summary table of run "
+                     "directories",
         description="From run directories' logs and checkpoints: accuracy vs mean MACs "
                     "(static runs as one curve, each other strategy as a curve over k_cpt, a "
                     "dynamic-k_cpt run over its grid), a dataflow-over-training heatmap per "
-                    "routed run, and a Markdown and HTML summary table. Accuracy and MACs come "
-                    "from routed inference on the checkpoint, cached as eval_*.json in each "
-                    "run directory.")
-    r.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories")
-    r.add_argument("--experiments", metavar="RECORDS",
-                   help="instead of RUN_DIRs: the results page from the run records under "
-                        "RECORDS (as routec experiment writes them, e.g. results/records; a "
-                        "folder of run directories is evaluated into temporary records "
-                        "first): -o names its .md file (figures go in a folder of the same "
-                        "name beside it)")
-    r.add_argument("--harvest", metavar="RUNS",
-                   help="write the record of every finished run under RUNS (routec "
-                        "experiment's --out) into -o (default: results/records); run "
-                        "directories are only read")
-    r.add_argument("--force", action="store_true",
-                   help="--harvest: rewrite records that are already up to date")
-    r.add_argument("--throughput", metavar="RECORDS",
-                   help="time the networks the results page compares (from their records, "
-                        "no weights needed) and store the numbers in RECORDS/throughput.json")
-    r.add_argument("--clock", metavar="RECORDS",
-                   help="time every network of the suites trained with --cost latency, their "
-                        "MAC-priced counterparts and the static suite (from their records) "
-                        "and store the numbers in RECORDS/clock.json")
-    from routec.engine import registry
+                    "routed run, and a Markdown and HTML summary table.")
+    runs.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
+    runs.add_argument("-o", "--out", default=None, help="output folder (default: report)")
+    _figure_format(runs)
+    runs.add_argument("--split", choices=SPLITS, default="test")
+    runs.add_argument("--diagrams", action="store_true",
+                      help="also draw each routed run's dataflow diagram (needs Graphviz)")
+    runs.add_argument("--no-cache", action="store_true", help="re-evaluate every checkpoint")
+    _data_flags(runs)
+    runs.set_defaults(func=report_runs)
 
+    res = verbs.add_parser(
+        "results", help="the results page from run records",
+        description="The results page from the run records under RECORDS (as routec "
+                    "experiment writes them, e.g. results/records; a folder of run "
+                    "directories is evaluated into temporary records first).")
+    res.add_argument("records", metavar="RECORDS", help="folder of run records")
+    res.add_argument("-o", "--out", default=None,
+                     help="the page's .md file (default: results.md); figures go in a "
+                          "folder of the same name beside it")
+    _figure_format(res)
+    _data_flags(res)
+    res.set_defaults(func=report_results)
+
+    har = verbs.add_parser(
+        "harvest", help="write the records of finished runs",
+        description="Write the record of every finished run under RUNS (routec "
+                    "experiment's --out) into -o; run directories are only read.")
+    har.add_argument("runs_root", metavar="RUNS", help="folder of suites of run directories")
+    har.add_argument("-o", "--out", default=None, help="records folder (default: "
+                                                         "results/records)")
+    har.add_argument("--force", action="store_true",
+                     help="rewrite records that are already up to date")
+    _data_flags(har)
+    har.set_defaults(func=report_harvest)
+
+    thr = verbs.add_parser(
+        "throughput", help="time the networks the results page compares",
+        description="Time the networks the results page compares (from their records, no "
+                    "weights needed) and store the numbers in RECORDS/throughput.json.")
+    thr.add_argument("records", metavar="RECORDS", help="folder of run records")
+    thr.add_argument("--engine", nargs="+", default=None, choices=registry.names(),
+                     metavar="ENGINE",
+                     help=f"inference engines to time, of {registry.listing(last='or')} "
+                          f"(default: {registry.reference()})")
+    thr.set_defaults(func=report_throughput)
+
+    clk = verbs.add_parser(
+        "clock", help="time the suites trained with --cost latency",
+        description="Time every network of the suites trained with --cost latency, their "
+                    "MAC-priced counterparts and the static suite (from their records) and "
+                    "store the numbers in RECORDS/clock.json.")
+    clk.add_argument("records", metavar="RECORDS", help="folder of run records")
+    clk.add_argument("--engine", default=None, choices=registry.names(), metavar="ENGINE",
+                     help=f"the engine, of {registry.listing(last='or')} (default: the cost "
+                          "table's)")
+    clk.set_defaults(func=report_clock)
+    verbs.accept_run_dirs()
+
+    # the old spellings, before the verbs: hidden from --help, still accepted
+    hidden = argparse.SUPPRESS
+    for flag in LEGACY:
+        r.add_argument(f"--{flag}", help=hidden)
+    r.add_argument("--force", action="store_true", help=hidden)
     r.add_argument("--engine", nargs="+", default=None, choices=registry.names(),
-                   metavar="ENGINE",
-                   help=f"--throughput: inference engines to time, of "
-                        f"{registry.listing(last='or')} (default: {registry.reference()}); "
-                        "--clock: the one engine (default: the cost table's)")
-    r.add_argument("-o", "--out", default=None,
-                   help="output folder (default: report), or with --experiments the "
-                        "results page (default: results.md)")
-    r.add_argument("--format", choices=("png", "svg", "pdf"), default="png",
+                   metavar="ENGINE", help=hidden)
+    r.add_argument("-o", "--out", default=None, help=hidden)
+    r.add_argument("--format", choices=FIGURE_FORMATS, default="png", help=hidden)
+    r.add_argument("--split", choices=SPLITS, default="test", help=hidden)
+    r.add_argument("--diagrams", action="store_true", help=hidden)
+    r.add_argument("--no-cache", action="store_true", help=hidden)
+    r.add_argument("--data-root", help=hidden)
+    r.add_argument("--cache-dir", help=hidden)
+    r.set_defaults(func=report_old_spelling, verb=None)
+
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def _figure_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FIGURE_FORMATS, default="png",
                    help="figure format (default png)")
-    r.add_argument("--split", choices=SPLITS, default="test")
-    r.add_argument("--diagrams", action="store_true",
-                   help="also draw each routed run's dataflow diagram (needs Graphviz)")
-    r.add_argument("--no-cache", action="store_true", help="re-evaluate every checkpoint")
-    r.add_argument("--data-root")
-    r.add_argument("--cache-dir")
-    r.set_defaults(func=run_report)
+
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="where the runs' datasets are (to evaluate "
+                                       "checkpoints)")
+    p.add_argument("--cache-dir")
 
 
 # -- draw ---------------------------------------------------------------------------------
@@ -169,24 +267,47 @@ def _run_diagram(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 # -- report -------------------------------------------------------------------------------
-def run_report(args: argparse.Namespace) -> int:
-    modes = [m for m in ("experiments", "harvest", "throughput", "clock") if getattr(args, m)]
+def report_old_spelling(args: argparse.Namespace) -> int:
+    """``routec report --experiments RECORDS`` and the other flags the verbs replaced:
+    checked as before, then run as their verb, with a note naming it."""
+    modes = [m for m in LEGACY if getattr(args, m)]
     if len(modes) > 1:
         raise RoutecError(f"--{modes[0]} and --{modes[1]} are separate commands; give one")
-    if (args.runs and modes):
-        raise RoutecError(f"give run directories or --{modes[0]}, not both")
-    if args.force and not args.harvest:
+    if args.force and modes != ["harvest"]:
         raise RoutecError("--force applies to --harvest")
-    if args.harvest:
-        return _run_harvest(args)
-    if args.throughput:
-        return _run_throughput(args)
-    if args.clock:
-        return _run_clock(args)
-    if args.experiments:
-        return _run_results(args)
-    if not args.runs:
-        raise RoutecError("give run directories, or --experiments RECORDS for a results page")
+    if not modes:
+        raise RoutecError("say what to report: routec report runs RUN_DIR..., results "
+                          "RECORDS, harvest RUNS, throughput RECORDS or clock RECORDS",
+                          hint="routec report --help says what each does (the old "
+                               "spellings RUN_DIR... and --experiments RECORDS still work)")
+    (mode,) = modes
+    verb = LEGACY[mode]
+    what = "RUNS" if verb == "harvest" else "RECORDS"
+    note_new_spelling(f"--{mode} {what}", f"{verb} {what}")
+    if verb == "harvest":
+        args.runs_root = args.harvest
+        return report_harvest(args)
+    args.records = getattr(args, mode)
+    if verb == "throughput":
+        if args.out:
+            raise RoutecError("--throughput writes RECORDS/throughput.json; -o does not apply")
+        return report_throughput(args)
+    if verb == "clock":
+        if args.out:
+            raise RoutecError("--clock writes RECORDS/clock.json; -o does not apply")
+        if args.engine and len(args.engine) > 1:
+            raise RoutecError("--clock times in one engine (default: the cost table's); "
+                              f"got {' '.join(args.engine)}")
+        args.engine = args.engine[0] if args.engine else None
+        return report_clock(args)
+    if args.diagrams or args.split != "test":
+        raise RoutecError("--diagrams and --split apply to run directories; a results page "
+                          "always draws the actor suites' diagrams on the test split")
+    args.spelled = "routec report --experiments"  # the page names the command as typed
+    return report_results(args)
+
+
+def report_runs(args: argparse.Namespace) -> int:
     out = Path(args.out or "report")
     written = build_report([Path(r) for r in args.runs], out, fmt=args.format,
                            split=args.split, diagrams=args.diagrams,
@@ -197,62 +318,50 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_harvest(args: argparse.Namespace) -> int:
+def report_harvest(args: argparse.Namespace) -> int:
     from routec.experiment.records import harvest
 
     out = Path(args.out or "results/records")
-    written = harvest(Path(args.harvest), out, force=args.force, data_root=args.data_root,
+    written = harvest(Path(args.runs_root), out, force=args.force, data_root=args.data_root,
                       cache_dir=args.cache_dir)
     print(f"wrote {len(written)} record(s) to {out}", file=sys.stderr)
     return 0
 
 
-def _run_throughput(args: argparse.Namespace) -> int:
-    from routec.report.results import THROUGHPUT, stderr_progress
-    from routec.report.results import measure_records
-
-    if args.out:
-        raise RoutecError("--throughput writes RECORDS/throughput.json; -o does not apply")
-    root = Path(args.throughput)
-    data = measure_records(root, tuple(args.engine or ()) or None, say=stderr_progress)
+def report_throughput(args: argparse.Namespace) -> int:
     from routec.report.draw import write_bytes
+    from routec.report.results import THROUGHPUT, measure_records, stderr_progress
 
+    root = Path(args.records)
+    data = measure_records(root, tuple(args.engine or ()) or None, say=stderr_progress)
     write_bytes(root / THROUGHPUT, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
     print(f"wrote {root / THROUGHPUT} ({len(data['pairs'])} timed pair(s))", file=sys.stderr)
     return 0
 
 
-def _run_clock(args: argparse.Namespace) -> int:
+def report_clock(args: argparse.Namespace) -> int:
     from routec.report.clock import CLOCK, measure_clock
     from routec.report.draw import write_bytes
     from routec.report.results import stderr_progress
 
-    if args.out:
-        raise RoutecError("--clock writes RECORDS/clock.json; -o does not apply")
-    if args.engine and len(args.engine) > 1:
-        raise RoutecError("--clock times in one engine (default: the cost table's); "
-                          f"got {' '.join(args.engine)}")
-    root = Path(args.clock)
-    data = measure_clock(root, engine=args.engine[0] if args.engine else None,
-                         say=stderr_progress)
+    root = Path(args.records)
+    data = measure_clock(root, engine=args.engine, say=stderr_progress)
     write_bytes(root / CLOCK, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
     print(f"wrote {root / CLOCK} ({len(data['runs'])} timed network(s), {data['engine']}, "
           f"batch {data['batch']}, {data['threads']} thread(s))", file=sys.stderr)
     return 0
 
 
-def _run_results(args: argparse.Namespace) -> int:
+def report_results(args: argparse.Namespace) -> int:
     import shlex
     import tempfile
 
     from routec.report.results import build_results, has_records, stderr_progress
 
-    if args.diagrams or args.split != "test":
-        raise RoutecError("--diagrams and --split apply to run directories; a results page "
-                          "always draws the actor suites' diagrams on the test split")
     out = Path(args.out or "results.md")
-    root = Path(args.experiments)
-    command = " ".join(["routec report --experiments", shlex.quote(args.experiments),
+    root = Path(args.records)
+    spelled = getattr(args, "spelled", "routec report results")
+    command = " ".join([spelled, shlex.quote(args.records),
                         "-o", shlex.quote(str(out))]
                        + (["--format", args.format] if args.format != "png" else []))
     if root.is_dir() and not has_records(root) and any(root.glob("*/*/checkpoint.pt")):
@@ -260,7 +369,7 @@ def _run_results(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="routec-records-") as tmp:
             print(f"{root} holds run directories, not records: evaluating them into "
-                  f"temporary records (routec report --harvest {root} -o DIR keeps them)",
+                  f"temporary records (routec report harvest {root} -o DIR keeps them)",
                   file=sys.stderr)
             harvest(root, Path(tmp), data_root=args.data_root, cache_dir=args.cache_dir)
             written = build_results(Path(tmp), out, fmt=args.format, command=command,

@@ -12,7 +12,7 @@ accurate?
 As for the throughput table (:mod:`routec.report.throughput`), timing needs no
 weights: each network is built from its record's spec and images are sent along
 its exits in the proportions its record measured on the test split. The numbers
-are stored in ``RECORDS/clock.json`` (``routec report --clock RECORDS``) and the
+are stored in ``RECORDS/clock.json`` (``routec report clock RECORDS``) and the
 page is rendered from that file.
 """
 from __future__ import annotations
@@ -88,7 +88,8 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
 
     from routec.engine.profile import path_seconds
     from routec.report.suites import find_suites, machine_text
-    from routec.report.throughput import measure, timed_network, timing_images
+    from routec.engine.timing import measure_throughput
+    from routec.report.throughput import timed_network, timing_images
     from routec.train.machine import describe
 
     say = say or (lambda _m: None)
@@ -134,8 +135,8 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
         n = len(x)
         say(f"timing {len(nets)} networks round-robin ({engine}, batch {batch}, "
             f"{threads} thread(s), {n} images per pass)")
-        t = measure(nets, x, batch=batch, repeats=repeats, min_seconds=min_seconds,
-                    routing={key: v.routing for key, v in timed.items()})
+        t = measure_throughput(nets, x, batch=batch, repeats=repeats, min_seconds=min_seconds,
+                               exits={key: v.exits[:n] for key, v in timed.items()})
         machine = machine_text(describe(torch.device("cpu")))
     finally:
         torch.set_num_threads(before)
@@ -224,7 +225,7 @@ def render_clock(group: ClockGroup, rows: dict[str, list[SummaryRow]],
                if f"{s}/{r.run}" not in stored["runs"]]
     lines = [f"### {group.latency} against {group.macs or '(no MAC-priced suite recorded)'}\n"]
     if not points:
-        return "\n".join(lines) + "\nNot yet timed: run `routec report --clock RECORDS`.\n"
+        return "\n".join(lines) + "\nNot yet timed: run `routec report clock RECORDS`.\n"
     link = figure(f"clock_{group.latency}.png", lambda p: plots.accuracy_vs_macs(
         points, p, title=f"{group.latency}: test accuracy vs measured time per image",
         xlabel="measured milliseconds per image (routed inference)", engineering_x=False))
@@ -264,7 +265,7 @@ def render_clock(group: ClockGroup, rows: dict[str, list[SummaryRow]],
                      + (" (training is deterministic, and the price is the only "
                         "difference between the grids)." if same[2] else "."))
     if untimed:
-        lines.append(f"\nNot yet timed: {', '.join(untimed)} (run `routec report --clock "
+        lines.append(f"\nNot yet timed: {', '.join(untimed)} (run `routec report clock "
                      "RECORDS`).")
     return "\n".join(lines) + "\n"
 

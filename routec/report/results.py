@@ -1,14 +1,14 @@
 """The reproduction page: every recorded suite, as one document.
 
-``routec report --experiments results/records -o docs/results.md`` reads run
+``routec report results results/records -o docs/results.md`` reads run
 records (``RECORDS/SUITE/RUN``, as ``routec experiment`` and ``routec report
---harvest`` write them; see :mod:`routec.experiment.records`) and writes the
+harvest`` write them; see :mod:`routec.experiment.records`) and writes the
 Markdown page plus its figures beside it (``docs/results/``): setup (machine,
 budget, exact commands), the paper's claims of §5–6 with verdicts, wall-clock
 throughput of routed inference, and the counterparts of the paper's Figs. 5–10
 with per-suite tables. Numbers come only from the records (no weights, no run
 directories), and throughput only from the measurements stored beside them in
-``throughput.json`` (``routec report --throughput``), so the page is the same
+``throughput.json`` (``routec report throughput``), so the page is the same
 wherever it is regenerated.
 """
 from __future__ import annotations
@@ -198,7 +198,7 @@ class Page:
             f"[`{RECORDS}`](../{RECORDS}) (one folder per finished run: its effective config, "
             "training log, and final routed evaluation with per-exit, per-class and per-node "
             "counts; no weights); do not edit it by hand. Regenerate it anywhere with:\n",
-            f"```\n{command or f'routec report --experiments {RECORDS} -o {PAGE}'}\n```\n",
+            f"```\n{command or f'routec report results {RECORDS} -o {PAGE}'}\n```\n",
             "## Setup\n",
             f"- Budget: {common[0]:,} iterations of batch {common[1]} per network"
             + "".join(f"; {n:,} × {b} for {', '.join(names)}"
@@ -248,8 +248,8 @@ class Page:
                 else "—"
             lines.append(f"| {name} | {cmd} | {budget} | {have} | {where} |")
         lines += ["", "Records of runs trained before records were written automatically "
-                  f"come from `routec report --harvest runs -o {RECORDS}`; the throughput "
-                  f"table from `routec report --throughput {RECORDS}` (stored in "
+                  f"come from `routec report harvest runs -o {RECORDS}`; the throughput "
+                  f"table from `routec report throughput {RECORDS}` (stored in "
                   f"`{RECORDS}/{THROUGHPUT}`).\n"]
         return "\n".join(lines)
 
@@ -301,7 +301,7 @@ class Page:
                  "measured by `routec profile`, instead of k_cpt × MACs. Both grids are "
                  "judged on the clock: each network is timed with its recorded test exit "
                  "mix (no weights needed) and plotted at its measured time per image. The "
-                 f"numbers come from `routec report --clock {RECORDS}` (stored in "
+                 f"numbers come from `routec report clock {RECORDS}` (stored in "
                  f"`{RECORDS}/{CLOCK}`).\n"]
         stored = load_clock(self.root / CLOCK)
         for g in groups:
@@ -638,7 +638,8 @@ def measure_records(root: Path, engines: tuple[str, ...] | None = None, *,
 
     engines = engines or (registry.reference(),)
 
-    from routec.report.throughput import measure, pairs, timed_network, timing_images
+    from routec.engine.timing import measure_throughput
+    from routec.report.throughput import pairs, timed_network, timing_images
     from routec.train.machine import describe
 
     say = say or (lambda _m: None)
@@ -659,8 +660,8 @@ def measure_records(root: Path, engines: tuple[str, ...] | None = None, *,
             x = timing_images(list(timed.values()))
             n = len(x)
             mixes = {key: t.exit_count for key, t in timed.items()}
-            t = measure(nets, x, repeats=repeats, min_seconds=min_seconds,
-                        routing={key: v.routing for key, v in timed.items()})
+            t = measure_throughput(nets, x, repeats=repeats, min_seconds=min_seconds,
+                                   exits={key: v.exits[:n] for key, v in timed.items()})
             out.append({"engine": engine, "images": n, "batch": t["actor"].batch,
                         "threads": t["actor"].threads, "machine": machine, **{
                             key: {"run": run, "exit_count": mixes[key],

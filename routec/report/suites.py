@@ -1,5 +1,5 @@
 """The suites recorded under a records folder (``RECORDS/SUITE/RUN``, as ``routec
-experiment`` and ``routec report --harvest`` write them): what the results page, the
+experiment`` and ``routec report harvest`` write them): what the results page, the
 throughput table and the clock read.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def find_suites(root: Path) -> list[Suite]:
             found.append(Suite(name, infos, records, missing, diverged))
     if not found:
         raise RunError(f"{root}: no suite has a run record",
-                       hint="records come from routec experiment, or routec report --harvest "
+                       hint="records come from routec experiment, or routec report harvest "
                             "RUNS -o " + str(root))
     return found
 

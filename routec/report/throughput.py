@@ -10,15 +10,15 @@ cheapest static network at least as accurate. Timing needs no trained weights:
 how long routed inference takes depends on the path each image takes, not on
 what the weights are, so :func:`routec.report.results.measure_records` builds each
 network from its record's spec, freshly initialised, and sends images along the
-exits in the proportions the record measured (:class:`ScriptedRouting`). The measurements are
-stored in ``RECORDS/throughput.json`` and the page is rendered from that file,
-so regenerating the page does not re-time anything.
+exits in the proportions the record measured
+(:class:`routec.engine.timing.FixedExits`), timed by
+:func:`routec.engine.timing.measure_throughput` as ``routec bench`` is. The
+measurements are stored in ``RECORDS/throughput.json`` and the page is rendered
+from that file, so regenerating the page does not re-time anything.
 """
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,101 +29,6 @@ from routec.train.run_files import SPEC
 
 TIMING_PASSES, TIMING_SECONDS = 5, 5.0
 MAX_IMAGES = 2000  # images per timing pass (the recorded exit mix, scaled to this many)
-BATCH = 256
-
-
-@dataclass
-class Throughput:
-    images_per_second: float
-    passes: list[float]  # seconds per pass over the images
-    threads: int
-    batch: int
-
-
-class ScriptedRouting:
-    """A routing policy that sends image i to the exit ``leaves[i]`` (a leaf index).
-
-    Each junction takes the way toward that exit, so routed inference runs exactly
-    the nodes of that exit's path, with the routers still evaluated as usual.
-    """
-
-    def __init__(self, net: Any, leaves: Any) -> None:
-        import torch
-
-        jpos = {node: j for j, node in enumerate(net.JUNCTIONS)}
-        self.table = torch.zeros(len(net.JUNCTIONS), len(net.LEAVES), dtype=torch.long)
-        for leaf, node in enumerate(net.LEAVES):
-            path = net.path(node)
-            for a, b in zip(path, path[1:]):
-                if a in jpos:
-                    self.table[jpos[a], leaf] = net.WAY[b]
-        self.leaves = leaves
-        self.current = leaves
-
-    def batch(self, start: int, stop: int) -> "ScriptedRouting":
-        self.current = self.leaves[start:stop]
-        return self
-
-    def __call__(self, j: int, scores: Any, rows: Any, features: Any) -> Any:
-        return self.table[j, self.current[rows]]
-
-
-def scaled_mix(exit_count: list[int], n: int, seed: int = 0) -> Any:
-    """``n`` leaf indices in the proportions of ``exit_count`` (largest remainder),
-    shuffled with a fixed seed so every batch carries a similar mix."""
-    import torch
-
-    total = sum(exit_count)
-    exact = [c * n / total for c in exit_count]
-    counts = [int(e) for e in exact]
-    for i in sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])[:n - sum(counts)]:
-        counts[i] += 1
-    leaves = torch.cat([torch.full((c,), i, dtype=torch.long) for i, c in enumerate(counts)])
-    return leaves[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
-
-
-def measure(nets: dict[str, tuple[Any, float | None]], images: Any, *,
-            batch: int = BATCH, repeats: int = 5, min_seconds: float = 0.0,
-            max_repeats: int = 200, routing: dict[str, ScriptedRouting] | None = None
-            ) -> dict[str, Throughput]:
-    """Images per second of routed inference for each (network or engine, k_cpt),
-    round-robin; ``routing`` gives a network a scripted routing instead of argmax.
-
-    Passes go on until every network has ``repeats`` of them and at least
-    ``min_seconds`` of timing: on a small image set a handful of short passes leaves
-    the median at the mercy of a noisy virtual machine.
-    """
-    import torch
-
-    routing = routing or {}
-    seconds: dict[str, list[float]] = {name: [] for name in nets}
-    for net, _ in nets.values():
-        net.eval()
-
-    def run(name: str, start: int, stop: int) -> None:
-        net, k = nets[name]
-        if name in routing:
-            net.route(images[start:stop], k_cpt=k, policy=routing[name].batch(start, stop))
-        else:
-            net.route(images[start:stop], k_cpt=k)
-
-    def enough() -> bool:
-        done = min(len(s) for s in seconds.values())
-        return done >= max_repeats or (
-            done >= repeats and min(sum(s) for s in seconds.values()) >= min_seconds)
-
-    with torch.inference_mode():
-        for name in nets:  # warm-up: allocator, oneDNN kernels
-            run(name, 0, min(batch, len(images)))
-        while not enough():
-            for name in nets:
-                t = time.perf_counter()
-                for start in range(0, len(images), batch):
-                    run(name, start, min(start + batch, len(images)))
-                seconds[name].append(time.perf_counter() - t)
-    threads = torch.get_num_threads()
-    return {name: Throughput(len(images) / statistics.median(s), s, threads, batch)
-            for name, s in seconds.items()}
 
 
 # -- which networks the page times -----------------------------------------------------------
@@ -250,7 +155,7 @@ def render_rows(chosen: list[Pair], stored: dict[str, Any],
         lines.append("\nEach side in its fastest engine: " + "; ".join(best) + ".")
     if unmeasured:
         lines.append(f"\nNot yet timed for the records as they stand: {', '.join(unmeasured)} "
-                     "(run `routec report --throughput RECORDS`).")
+                     "(run `routec report throughput RECORDS`).")
     return "\n".join(lines)
 
 
@@ -284,11 +189,11 @@ def network_of(record_dir: Path, rec: dict[str, Any], seed: int = 0) -> Any:
 
 @dataclass
 class Timed:
-    """A record's network set up for timing: its engine's runner, the scripted routing
-    that replays the record's exit mix, and that mix (examples per exit)."""
+    """A record's network set up for timing: its engine's runner, the exit of each
+    timed image (the record's exit mix, scaled) and that mix (examples per exit)."""
     net: Any
     runner: Any
-    routing: ScriptedRouting
+    exits: Any  # leaf index per image
     exit_count: list[int]
 
 
@@ -297,17 +202,18 @@ def timed_network(record_dir: Path, rec: dict[str, Any], engine: str,
     """Build a record's network in ``engine``, routing at most ``images`` images in the
     proportions the record measured."""
     from routec.engine import optimize_for_inference
+    from routec.engine.timing import sample_exits
 
     net = network_of(record_dir, rec)
     mix = _exit_count(rec)
     return Timed(net, optimize_for_inference(net, engine),
-                 ScriptedRouting(net, scaled_mix(mix, min(images, sum(mix)))), mix)
+                 sample_exits(mix, min(images, sum(mix))), mix)
 
 
 def timing_images(timed: list[Timed]) -> Any:
-    """One seeded image set, as many images as the shortest scripted mix routes."""
+    """One seeded image set, as many images as the shortest scaled mix routes."""
     import torch
 
-    n = min(len(t.routing.leaves) for t in timed)
+    n = min(len(t.exits) for t in timed)
     shape = tuple(timed[0].runner.INPUT_SHAPE)
     return torch.rand((n, *shape), generator=torch.Generator().manual_seed(0))

@@ -6,18 +6,18 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from routec.backbone.flags import add_model_flags, model_sources
 from routec.errors import RunError
-from routec.train.config import (RunConfig, load_config_file, make_config,
+from routec.train.config import (RunConfig, Strategy, load_config_file, make_config,
                                  saved_settings_upgraded)
 from routec.train.run_files import has_checkpoint
 
 # flag name -> RunConfig field; every flag defaults to None so that only flags the
 # user typed override the config file, which overrides the defaults.
 FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--strategy": ("strategy", {"choices": ["actor", "critic", "static", "multi-exit"]}),
+    "--strategy": ("strategy", {"choices": list(get_args(Strategy))}),
     "--data": ("data", {"help": "dataset: hybrid, cifar2, cifar5, cifar10, mnist, mnist28 "
                                 "(1x28x28), synthetic, auto (hybrid if its files are found, "
                                 "else synthetic), or a folder DIR/<class>/*.png"}),

@@ -8,7 +8,7 @@ import torch
 from helpers import calibrate, compile_bundled, images, randomise
 from routec.deploy.topology import Topology
 from routec.engine import optimize_for_inference
-from routec.engine.bench import MixPolicy
+from routec.engine.timing import FixedExits as MixPolicy
 from routec.engine.buckets import bucket_for, bucket_sizes, pad_rows
 from routec.engine.graphs import BucketEngine
 from routec.errors import RoutecError

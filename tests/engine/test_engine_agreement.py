@@ -11,7 +11,7 @@ import torch
 from helpers import calibrate, compile_bundled, images, randomise
 from routec.deploy.topology import Topology
 from routec.engine import optimize_for_inference
-from routec.engine.bench import MixPolicy, mix_targets
+from routec.engine.timing import FixedExits, sample_exits
 from routec.parse import bundled_specs
 
 ENGINES = ["eager", "fused", "onnx"]
@@ -58,20 +58,20 @@ def test_engines_agree_under_a_forced_mix(built) -> None:
     g, net, engines = built
     topo = Topology.of(net)
     n = 3 * len(topo.leaves)
-    target = mix_targets([1.0] * len(topo.leaves), n, seed=1)
+    target = sample_exits([1.0] * len(topo.leaves), n, seed=1)
     x = torch.randn(n, *g.input_shape, generator=torch.Generator().manual_seed(9))
     with torch.inference_mode():
-        ref = net.route(x, policy=MixPolicy(topo, target))
+        ref = net.route(x, policy=FixedExits(topo, target))
     assert torch.equal(ref.leaf, target)  # the policy really forced every exit
     for eng in engines.values():
-        _same(ref, eng.route(x, policy=MixPolicy(topo, target)))
+        _same(ref, eng.route(x, policy=FixedExits(topo, target)))
     for leaf in range(len(topo.leaves)):  # one image forced to each exit in turn
         one = torch.tensor([leaf])
         with torch.inference_mode():
-            ref = net.route(x[:1], policy=MixPolicy(topo, one))
+            ref = net.route(x[:1], policy=FixedExits(topo, one))
         assert int(ref.leaf) == leaf
         for eng in engines.values():
-            _same(ref, eng.route(x[:1], policy=MixPolicy(topo, one)))
+            _same(ref, eng.route(x[:1], policy=FixedExits(topo, one)))
 
 
 def test_batchnorm_is_folded_everywhere(built) -> None:

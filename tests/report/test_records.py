@@ -14,7 +14,8 @@ import torch
 from routec.cli import main
 from routec.experiment.records import RECORD, harvest, portable, read_record
 from routec.report.results import RECORDS, build_results
-from routec.report.throughput import ScriptedRouting, network_of, scaled_mix
+from routec.engine.timing import FixedExits, sample_exits
+from routec.report.throughput import network_of
 from routec.train.evaluate import evaluate
 from routec.train.runs import load_run
 
@@ -125,7 +126,7 @@ def test_data_root_paths_are_written_portably(tmp_path: Path) -> None:
 # -- throughput without weights --------------------------------------------------------------
 @pytest.mark.parametrize("counts,n", [([5, 0, 3, 2], 20), ([1, 1, 1], 7), ([9990, 10], 2000)])
 def test_a_scaled_mix_keeps_the_recorded_proportions(counts: list[int], n: int) -> None:
-    leaves = scaled_mix(counts, n)
+    leaves = sample_exits(counts, n)
     got = torch.bincount(leaves, minlength=len(counts)).tolist()
     assert sum(got) == n
     for g, c in zip(got, counts):
@@ -133,7 +134,7 @@ def test_a_scaled_mix_keeps_the_recorded_proportions(counts: list[int], n: int) 
 
 
 @pytest.mark.parametrize("engine", ["eager", "fused"])
-def test_scripted_routing_sends_each_image_to_its_exit(runs: Path, engine: str) -> None:
+def test_fixed_exits_send_each_image_to_its_exit(runs: Path, engine: str) -> None:
     from routec.engine import optimize_for_inference
 
     rec_dir = runs / "results" / "records" / "hybrid-actor" / "k0e-9"
@@ -143,7 +144,7 @@ def test_scripted_routing_sends_each_image_to_its_exit(runs: Path, engine: str) 
     x = torch.rand(len(leaves), *net.INPUT_SHAPE)
     runner = optimize_for_inference(net, engine)
     with torch.no_grad():
-        out = runner.route(x, policy=ScriptedRouting(net, leaves))
+        out = runner.route(x, policy=FixedExits(net, leaves))
     assert out.leaf.tolist() == leaves.tolist()
     assert out.macs.tolist() == [float(net.path_macs()[i]) for i in leaves.tolist()]
 
@@ -159,7 +160,7 @@ def test_the_committed_page_regenerates_from_the_committed_records(tmp_path: Pat
         pytest.skip("no committed records")
     out = tmp_path / "results.md"
     build_results(records, out, figures=False,
-                  command=f"routec report --experiments {RECORDS} -o docs/results.md")
+                  command=f"routec report results {RECORDS} -o docs/results.md")
     assert out.read_text(encoding="utf-8") == page.read_text(encoding="utf-8")
     # every figure the page links is committed beside it
     import re

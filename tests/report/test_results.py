@@ -335,7 +335,7 @@ def test_throughput_passes_go_on_until_enough_time_is_measured() -> None:
     from routec.codegen import build_class
     from routec.graph import build_graph
     from routec.parse import load_spec
-    from routec.report.throughput import measure
+    from routec.engine.timing import measure_throughput as measure
 
     net = build_class(build_graph(load_spec("tiny")))()
     images = torch.randn(32, 3, 32, 32)
