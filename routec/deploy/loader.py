@@ -137,6 +137,9 @@ def load(directory: str | Path, threads: int = 0) -> "DeployedNetwork":
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    # one session per node, called in turn: idle pools that spin would fight the running
+    # one for the cores (the onnx engine's sessions sleep too: routec.engine.onnx_export)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     segments = topo.segments(merge=False)
     calls = []
     for seg in segments:

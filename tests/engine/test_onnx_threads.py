@@ -44,3 +44,29 @@ def test_every_session_of_the_onnx_engine_lets_idle_workers_sleep(monkeypatch) -
     out = engine.route(x)
     assert out.leaf.tolist() == ref.leaf.tolist()
     assert torch.allclose(out.logits, ref.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_the_torch_free_runner_lets_idle_workers_sleep_too(monkeypatch, tmp_path) -> None:
+    """routec.deploy loads an export as one session per node: the same rule holds."""
+    from routec.codegen import build_class
+    from routec.deploy.loader import load
+    from routec.engine.onnx_export import export_network
+    from routec.graph import build_graph
+    from routec.parse import load_spec
+
+    net = build_class(build_graph(load_spec("tiny")))().eval()
+    export_network(net, tmp_path / "export")
+    made: list[Any] = []
+    real = ort.InferenceSession
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        sess = real(*args, **kwargs)
+        made.append(sess)
+        return sess
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    load(tmp_path / "export", threads=2)
+    assert len(made) > 1
+    for sess in made:
+        assert sess.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning") == "0"
