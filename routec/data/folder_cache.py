@@ -16,8 +16,11 @@ a temporary name and renamed, so an interrupted build leaves no entry.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +38,28 @@ CHUNK_IMAGES = 64  # 9.6 MB of 3×224×224 uint8: a build holds about two chunks
 
 def images_path(entry: Path, split: str) -> Path:
     return entry.with_name(f"{entry.name[:-len('.pt')]}.{split}.npy")
+
+
+def writable_entry(entry: Path) -> Path:
+    """``entry`` when its folder takes files; otherwise the same name in a temporary
+    folder removed at exit. The cache only saves time: an unwritable one (a file in the
+    way, a name too long, a read-only disk) costs this command a decode, not the command.
+    Images still stream from files, so memory stays bounded by the batch."""
+    probe = entry.with_name(f".{images_path(entry, 'train').name}.{os.getpid()}.tmp")
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb"):
+            pass
+        probe.unlink()
+        return entry
+    except OSError as err:
+        from routec.data.log import note
+
+        scratch = Path(tempfile.mkdtemp(prefix="routec-images-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        note(f"could not write cache file {entry} ({err.strerror or err}); continuing without it: "
+             f"this command decodes the images into {scratch}, removed when it ends")
+        return scratch / entry.name
 
 
 def write_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype, chunks: Iterable[np.ndarray],

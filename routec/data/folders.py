@@ -572,6 +572,7 @@ def load_folder(
     hit = opened is not None
     if opened is None:
         dtype = stored_dtype(prep.tree, prep.tree.fingerprint())
+        entry = folder_cache.writable_entry(entry)
         note(f"decoding {len(prep.tree.files)} images under {prep.tree.root}; first use, caching them "
              f"({np.dtype(dtype).name}) in {entry.parent}")
         build_entry(prep, entry, dtype)

@@ -22,11 +22,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda":
         if not torch.backends.cuda.is_built():
             raise RunError(f"--device {name}: no CUDA device is available (this torch, "
-                           f"{torch.__version__}, was built without CUDA)",
-                           hint="use --device cpu, or install a CUDA build of torch")
+                           f"{torch.__version__}, was built without CUDA); use --device cpu, or install "
+                           "a CUDA build of torch")
         if not torch.cuda.is_available():
             raise RunError(f"--device {name}: no CUDA device is available (torch has CUDA "
-                           "but sees no GPU on this machine)", hint="use --device cpu")
+                           "but sees no GPU on this machine); use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise RunError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) here")
         return device
