@@ -36,7 +36,7 @@ import torch
 from routec.engine import bench, registry
 from routec.train.config import make_config
 from routec.train.device import resolve_device
-from routec.train.logs import metric_lines
+from routec.train.run_dir import RunDir
 from routec.train.machine import cpu_model
 from routec.train.loop import train
 
@@ -88,7 +88,7 @@ def training(spec: str, strategy: str, precision: str, device: torch.device, dat
     run = out / "runs" / f"{spec}-{strategy}-{precision}"
     shutil.rmtree(run, ignore_errors=True)
     train(make_config(settings), run, progress=False)
-    logged = [r for r in metric_lines(run) if "seconds" in r and "iteration" in r]
+    logged = [r for r in RunDir(run).metric_lines() if "seconds" in r and "iteration" in r]
     first, last = logged[0], logged[-1]
     steps = last["iteration"] - first["iteration"]
     per = ((last["seconds"] - first["seconds"]) / steps if steps

@@ -69,7 +69,7 @@ def main() -> int:
     from routec.engine.timing import round_robin
     from routec.train.machine import cpu_model
     from routec.train.evaluate import ConfidencePolicy
-    from routec.train.runs import load_run
+    from routec.train.run_dir import RunDir
 
     nets = _networks(args.runs, args.records)
     if not nets:
@@ -82,7 +82,7 @@ def main() -> int:
     points: list[dict[str, Any]] = []
     for i, (curve, label, run_dir, threshold) in enumerate(nets):
         if run_dir not in loaded:
-            cfg, net, data, _ = load_run(run_dir)
+            cfg, net, data, _ = RunDir.open(run_dir).load()
             loaded[run_dir] = (net, {e: optimize_for_inference(net, e) for e in engines})
             if images is None:
                 images = data.test.images[:args.images]

@@ -33,7 +33,7 @@ _API = {
     "node_params": "routec.train.costs", "apply_talr": "routec.train.talr",
     "talr_scales": "routec.train.talr", "RunConfig": "routec.train.config",
     "make_config": "routec.train.config", "train_run": "routec.train.loop:train",
-    "load_run": "routec.train.runs",
+    "load_run": "routec.train.run_dir",
     # evaluate
     "evaluate": "routec.train.evaluate", "EvalResult": "routec.train.evaluate",
     "ConfidencePolicy": "routec.train.evaluate",

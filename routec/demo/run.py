@@ -59,14 +59,14 @@ class Side:
 
 def train_side(side: Side, values: dict[str, Any], progress: bool) -> None:
     """Train one network, or reuse a finished run made with the same settings."""
-    from routec.train.checkpoint import load_checkpoint
     from routec.train.config import changed_settings, make_config
-    from routec.train.loop import CHECKPOINT, train
+    from routec.train.loop import train
+    from routec.train.run_dir import RunDir
 
     cfg = make_config(values)
-    ckpt = side.run / CHECKPOINT
-    if ckpt.exists():
-        state = load_checkpoint(ckpt)
+    run = RunDir(side.run)
+    if run.checkpoint.exists():
+        state = run.state()
         saved = make_config(state["config"])
         if not changed_settings(saved, cfg) and saved.iterations == cfg.iterations \
                 and state["finished"]:
@@ -79,16 +79,16 @@ def train_side(side: Side, values: dict[str, Any], progress: bool) -> None:
           + (f", k_cpt {cfg.k_cpt:g}" if cfg.strategy == "actor" else "") + ")",
           file=sys.stderr)
     t0 = time.perf_counter()
-    train(cfg, side.run, resume=ckpt.exists(), progress=progress)
+    train(cfg, side.run, resume=run.checkpoint.exists(), progress=progress)
     side.train_seconds = time.perf_counter() - t0
 
 
 def evaluate_side(side: Side, data: Any) -> Any:
     """Test accuracy, mean MACs and per-class exits with routed inference."""
     from routec.train.evaluate import evaluate
-    from routec.train.runs import load_run
+    from routec.train.run_dir import RunDir
 
-    _, net, _, state = load_run(side.run)
+    _, net, _, state = RunDir.open(side.run).load()
     side.eval = evaluate(net, data.test.images, data.test.labels).as_dict()
     side.eval["classes"] = list(state["classes"])
     return net

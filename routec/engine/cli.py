@@ -12,7 +12,7 @@ from routec.backbone.flags import add_model_flags, supply_from_flags
 from routec.engine import registry
 from routec.errors import RoutecError, RunError
 from routec.flags import number
-from routec.train.run_files import has_checkpoint
+from routec.train.run_dir import RunDir
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -127,7 +127,7 @@ def _parse_mix(text: str | None) -> list[float] | None:
 
 def _is_run(target: str) -> bool:
     p = Path(target)
-    return (p.is_dir() and has_checkpoint(p)) or (p.is_file() and p.suffix == ".pt")
+    return (p.is_dir() and RunDir(p).has_checkpoint) or (p.is_file() and p.suffix == ".pt")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -176,22 +176,21 @@ def run_workload(run: str, static: str | None, data_root: str | None,
     from routec.api import compile_network
     from routec.engine.bench import Workload
     from routec.parse import parse_spec
-    from routec.train.evaluations import Evaluator
-    from routec.train.runs import checkpoint_path, load_run
 
-    cfg, net, data, state = load_run(run, data_root, cache_dir)
+    routed = RunDir.open(run, data_root=data_root, cache_dir=cache_dir)
+    cfg, net, data, state = routed.load()
     check_run_fits(state, cfg, batch, "routec bench", images)  # before any timing pass
     if cfg.dynamic:
         raise RunError("routec bench times runs with a fixed k_cpt",
                        hint="bench a dynamic-k_cpt network as a SPEC with --mix")
-    run_dir = checkpoint_path(run).parent
-    acc = Evaluator(run_dir, data_root=data_root, cache_dir=cache_dir).result(
-        "test", None)["result"]["accuracy"]
-    candidates = _static_runs(run_dir, static)
+    run_dir = routed.path
+    acc = routed.evaluation("test", None)["result"]["accuracy"]
+    candidates = {d: RunDir(d, data_root=data_root, cache_dir=cache_dir)
+                  for d in _static_runs(run_dir, static)}
     scored = []
-    for d in candidates:
+    for d, candidate in candidates.items():
         try:
-            r = Evaluator(d, data_root=data_root, cache_dir=cache_dir).result("test", None)
+            r = candidate.evaluation("test", None)
         except RoutecError:
             continue
         scored.append((d, r["result"]["accuracy"], r["result"]["mean_macs"]))
@@ -210,7 +209,7 @@ def run_workload(run: str, static: str | None, data_root: str | None,
                 "static chain of the run's spec")
     spec = parse_spec(state["spec_text"], state["spec_label"])
     if chosen is not None:
-        _, static_net, _, _ = load_run(chosen[0], data_root, cache_dir)
+        _, static_net, _, _ = candidates[chosen[0]].load()
     else:
         from routec.graph import static_depth
 
@@ -230,11 +229,11 @@ def run_workload(run: str, static: str | None, data_root: str | None,
 def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
     if static:
         p = Path(static)
-        if has_checkpoint(p):
+        if RunDir(p).has_checkpoint:
             return [p]
         if not p.is_dir():
             raise RunError(f"--static {static}: not a run or a folder of runs")
-        return sorted(d for d in p.iterdir() if has_checkpoint(d))
+        return sorted(d for d in p.iterdir() if RunDir(d).has_checkpoint)
     suite = run_dir.resolve().parent
     parts = suite.name.split("-")
     # hybrid-actor -> hybrid-static; hybrid-actor-latency -> hybrid-actor-static, then
@@ -242,7 +241,7 @@ def _static_runs(run_dir: Path, static: str | None) -> list[Path]:
     for n in range(len(parts) - 1, 0, -1):
         sibling = suite.parent / f"{'-'.join(parts[:n])}-static"
         if sibling.is_dir() and sibling != suite:
-            return sorted(d for d in sibling.iterdir() if has_checkpoint(d))
+            return sorted(d for d in sibling.iterdir() if RunDir(d).has_checkpoint)
     return []
 
 
@@ -261,14 +260,13 @@ def _export(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from routec.engine.backends import onnx
     from routec.engine.onnx_export import export_network
-    from routec.train.runs import load_data
 
     onnx.ENGINE.check()
-    cfg, net, state = load_network(args.run)
+    run = RunDir.open(args.run, data_root=args.data_root, cache_dir=args.cache_dir)
+    cfg, net, state = load_network(run)
     # the dataset's pixel convention and normalisation go into the manifest, so the
     # torch-free runner turns raw images into the inputs the network was trained on
-    data = load_data(cfg, tuple(net.INPUT_SHAPE), args.data_root, args.cache_dir,
-                     classes=list(state["classes"]))
+    data = run.data()
     path = export_network(net, args.out, class_names=list(state["classes"]),
                           data=cfg.data, info=data.info,
                           extra={"source": {"run": str(args.run),
@@ -280,19 +278,16 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_network(run: str | Path, batch: int = 1, images: int = 0,
+def load_network(run: str | Path | RunDir, batch: int = 1, images: int = 0,
                  command: str = "routec export") -> tuple[Any, Any, dict[str, Any]]:
     """(config, network with weights, checkpoint) of a run, without loading its data;
     refused (RunError) before the network is built where ``command`` could not run it
     at ``batch`` with ``images`` images in this machine's memory."""
-    from routec.train.checkpoint import load_checkpoint
-    from routec.train.config import saved_config
-    from routec.train.runs import checkpoint_path, trained_network
-
-    state = load_checkpoint(checkpoint_path(run))
-    cfg = saved_config(state["config"])
+    if not isinstance(run, RunDir):
+        run = RunDir.open(run)
+    state, cfg = run.state(), run.trained_config()
     check_run_fits(state, cfg, batch, command, images)
-    return cfg, trained_network(state, cfg), state
+    return cfg, run.network(), state
 
 
 def check_run_fits(state: dict[str, Any], cfg: Any, batch: int, command: str,
@@ -314,10 +309,10 @@ def check_run_fits(state: dict[str, Any], cfg: Any, batch: int, command: str,
 def run_eval(args: argparse.Namespace) -> int:
     from routec.train.evaluate import evaluate
     from routec.train.model import to_device
-    from routec.train.runs import load_run
 
     device = device_from_flags(args)
-    cfg, net, data, state = load_run(args.run, args.data_root, args.cache_dir)
+    run = RunDir.open(args.run, data_root=args.data_root, cache_dir=args.cache_dir)
+    cfg, net, data, state = run.load()
     to_device(net, device)
     split = data.test if args.split == "test" else data.val
     # evaluate() runs batches of 500: refuse before the first where they cannot fit
@@ -334,7 +329,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from routec.engine import optimize_for_inference
 
     engine = optimize_for_inference(net, args.engine, precision=args.precision)
-    path_s = _run_path_seconds(args.run, net)
+    path_s = _run_path_seconds(run, net)
     results = []
     for k in ks:
         t0 = time.perf_counter()
@@ -359,13 +354,11 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_path_seconds(run: str, net: Any) -> list[float] | None:
+def _run_path_seconds(run: RunDir, net: Any) -> list[float] | None:
     """Seconds per example of the path to each exit, from the run's cost_table.json."""
     from routec.train.cost_table import load_cost_table, node_seconds, path_seconds
-    from routec.train.loop import COST_TABLE
-    from routec.train.runs import checkpoint_path
 
-    f = checkpoint_path(run).parent / COST_TABLE
+    f = run.cost_table_file
     if not f.exists():
         return None
     table = load_cost_table(f)

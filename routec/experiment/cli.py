@@ -22,7 +22,7 @@ from routec.errors import RoutecError, RunError
 from routec.experiment.engine import RunJob, recorded_outcome, run_jobs, run_status
 from routec.experiment.suites import CPU_ITERATIONS, FULL_ITERATIONS, SUITES, split_budget
 from routec.flags import number
-from routec.train.run_files import CHECKPOINT
+from routec.train.run_dir import RunDir
 
 if TYPE_CHECKING:
     from routec.experiment.pace import PaceKey
@@ -255,9 +255,7 @@ def suite_status(suite: str, base: int, args: argparse.Namespace, records: Path 
             continue
         at = 0
         if status == "partial":
-            from routec.train.checkpoint import load_checkpoint
-
-            at = load_checkpoint(run_dir / CHECKPOINT)["iteration"]
+            at = RunDir(run_dir).state()["iteration"]
             partial.append(f"{name} ({at} of {cfg.iterations})")
         else:
             new.append(name + _recorded_elsewhere(records, suite, name))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from routec.errors import RoutecError, RunError, TrainingDiverged
-from routec.train.run_files import CHECKPOINT, has_checkpoint
+from routec.train.run_dir import RunDir
 
 Say = Callable[[str], None]
 Kind = Literal["trained", "recorded", "finished", "diverged", "busy", "failed"]
@@ -71,12 +71,10 @@ class Outcome:
 
 def run_status(run_dir: Path, iterations: int) -> str:
     """'done', 'partial' or 'new'."""
-    from routec.train.checkpoint import load_checkpoint
-
-    ckpt = run_dir / CHECKPOINT
-    if not ckpt.exists():
+    run = RunDir(run_dir)
+    if not run.checkpoint.exists():
         return "new"
-    state = load_checkpoint(ckpt)
+    state = run.state()
     return "done" if state["iteration"] >= iterations else "partial"
 
 
@@ -95,10 +93,9 @@ def keep_record(job: RunJob, say: Say = _stderr) -> None:
     if target is None:
         return
     from routec.experiment.records import record_is_current, write_record
-    from routec.train.checkpoint import load_checkpoint
 
     try:
-        state = load_checkpoint(job.run_dir / CHECKPOINT)
+        state = RunDir(job.run_dir).state()
         if not state["finished"] or record_is_current(target, state):
             return
         write_record(job.run_dir, target, job.suite, job.run, data_root=job.data_root,
@@ -161,7 +158,7 @@ def run_one(job: RunJob, say: Say = _stderr) -> Outcome:
         return Outcome(job.name, "failed")
     run_dir, record_dir = job.run_dir, job.record_dir
     answered, failure = recorded_outcome(record_dir, cfg)
-    if not has_checkpoint(run_dir) and answered:
+    if not RunDir(run_dir).has_checkpoint and answered:
         say(f"{job.name}: recorded in {record_dir}, skipped")
         return Outcome(job.name, "recorded")
     status = run_status(run_dir, cfg.iterations)

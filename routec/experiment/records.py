@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RunError
-from routec.train.run_files import CHECKPOINT, CONFIG, METRICS, RECORDED, has_checkpoint
+from routec.train.run_dir import RunDir
+from routec.train.run_files import CONFIG, METRICS, RECORDED
 
 RECORD = "record.json"
 FAILURE = "failure.json"
@@ -139,10 +140,10 @@ def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None =
                  cache_dir: str | None = None, loaded: Any = None) -> dict[str, Any]:
     """Evaluate a run's checkpoint by routed inference and describe it as a record."""
     from routec.train.dataflow import measure
-    from routec.train.logs import machines_of, training_seconds
-    from routec.train.runs import load_run
 
-    cfg, net, data, state = loaded or load_run(run_dir, data_root, cache_dir)
+    cfg, net, data, state = loaded or RunDir.open(run_dir, data_root=data_root,
+                                                  cache_dir=cache_dir).load()
+    run_log = RunDir(run_dir)  # its training log, read whether or not it was loaded here
     part = data.test
     exit_names = [net.NODES[i] for i in net.LEAVES]
     evaluations = []
@@ -153,7 +154,7 @@ def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None =
             "k_cpt": k, "result": evaluation(flow, exit_names),
             "dataflow": {key: getattr(flow, key) for key in (
                 "node_count", "exit_count", "exit_correct", "exit_origin", "exit_class")}})
-    start = _start_line(Path(run_dir))
+    start = run_log.start()
     extra: dict[str, Any] = {}
     if cfg.strategy == "multi-exit":
         extra["confidence"] = confidence_evaluations(net, part)
@@ -165,8 +166,8 @@ def build_record(run_dir: Path, suite: str, run: str, *, data_root: str | None =
         "data_source": portable(str(start.get("data_source", "")), data_root),
         "classes": list(state["classes"]), "nodes": list(net.NODES),
         "exits": exit_names, "path_macs": net.path_macs(),
-        "machines": machines_of(Path(run_dir)),
-        "training_seconds": training_seconds(Path(run_dir)),
+        "machines": run_log.machines(),
+        "training_seconds": run_log.training_seconds(),
         "evaluations": evaluations, **extra,
     }
 
@@ -185,12 +186,6 @@ def confidence_evaluations(net: Any, part: Any) -> list[dict[str, Any]]:
     return [{"threshold": t, "result": evaluate(net, part.images, part.labels,
                                                 policy="confidence", threshold=t).as_dict()}
             for t in CONFIDENCE_THRESHOLDS]
-
-
-def _start_line(run_dir: Path) -> dict[str, Any]:
-    from routec.train.logs import read_metrics
-
-    return read_metrics(run_dir)[0]
 
 
 def write_record(run_dir: Path, record_dir: Path, suite: str, run: str, *,
@@ -218,17 +213,17 @@ def write_failure(run_dir: Path, record_dir: Path, suite: str, run: str, err: An
     """Record that a run diverged (``err`` a :class:`~routec.errors.TrainingDiverged`):
     its settings, its training log up to the last good checkpoint, the iteration and the
     message; no evaluation, since no trained network stands for the settings."""
-    from routec.train.logs import machines_of, training_seconds
     from routec.train.model import digest
 
     run_dir, record_dir = Path(run_dir), Path(record_dir)
+    run_log = RunDir(run_dir)
     rec = {
         "format": FORMAT, "suite": suite, "run": run, "outcome": "diverged",
         "iteration": int(err.iteration), "last_good": err.last_good, "cause": err.cause,
         "reason": err.message,
         "config": portable_config(config, data_root),
         "spec_sha256": digest(spec_text),
-        "machines": machines_of(run_dir), "training_seconds": training_seconds(run_dir),
+        "machines": run_log.machines(), "training_seconds": run_log.training_seconds(),
     }
     _write_folder(run_dir, record_dir, FAILURE, rec, data_root)
     return record_dir
@@ -247,8 +242,8 @@ def _write_folder(run_dir: Path, record_dir: Path, name: str, rec: dict[str, Any
                        ) from None
     for outcome in (RECORD, FAILURE):  # incomplete until the new outcome file is back
         (record_dir / outcome).unlink(missing_ok=True)
-    for copied in COPIED:
-        text = (run_dir / copied).read_text(encoding="utf-8")
+    for copied, path in RunDir(run_dir).recorded_files():
+        text = path.read_text(encoding="utf-8")
         if copied == CONFIG:
             text = json.dumps(portable_config(json.loads(text), data_root), indent=2) + "\n"
         elif copied == METRICS:
@@ -264,7 +259,7 @@ def finished_runs(runs_root: Path) -> Iterator[tuple[str, str, Path]]:
     for suite, runs in SUITES.items():
         for run in runs:
             d = Path(runs_root) / suite / run
-            if has_checkpoint(d):
+            if RunDir(d).has_checkpoint:
                 yield suite, run, d
 
 
@@ -276,8 +271,6 @@ def harvest(runs_root: Path, records_root: Path, *, force: bool = False,
     Run directories are only read. Unfinished runs are left out; a record that
     already describes its run's checkpoint is kept unless ``force``.
     """
-    from routec.train.checkpoint import load_checkpoint
-
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     runs_root, records_root = Path(runs_root), Path(records_root)
     if not runs_root.is_dir():
@@ -285,7 +278,7 @@ def harvest(runs_root: Path, records_root: Path, *, force: bool = False,
                        hint="pass the --out folder of routec experiment (default: runs)")
     written = []
     for suite, run, d in finished_runs(runs_root):
-        state = load_checkpoint(d / CHECKPOINT)
+        state = RunDir(d).state()
         if not state["finished"]:
             say(f"{suite}/{run}: unfinished (iteration {state['iteration']}), no record")
             continue

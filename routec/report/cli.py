@@ -402,7 +402,8 @@ def build_report(runs: list[Path], out: Path, *, fmt: str = "png", split: str = 
                  cache_dir: str | None = None) -> list[Path]:
     """Write the report files into ``out``; returns their paths."""
     from routec.report import plots
-    from routec.report.summary import Evaluator, load_run_info, rows_for
+    from routec.report.summary import load_run_info, rows_for
+    from routec.train.run_dir import RunDir
 
     if split not in SPLITS:
         raise RunError(f"unknown split '{split}'", hint="use test or val")
@@ -410,8 +411,7 @@ def build_report(runs: list[Path], out: Path, *, fmt: str = "png", split: str = 
     _make_dir(out)
     rows, figures, written, heatmaps = [], [], [], {}
     for info in infos:
-        ev = Evaluator(info.path, data_root=data_root, cache_dir=cache_dir,
-                       use_cache=use_cache)
+        ev = RunDir(info.path, data_root=data_root, cache_dir=cache_dir).evaluator(use_cache)
         rows.extend(rows_for(info, ev, split))
     points = curve_points(infos, rows)
     datasets = sorted({i.config.data for i in infos})

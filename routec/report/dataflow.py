@@ -15,11 +15,11 @@ def measure_run(run: str | Path, *, split: str = "test", k_cpt: float | None = N
                 data_root: str | None = None, cache_dir: str | None = None
                 ) -> tuple[Dataflow, Any]:
     """Dataflow of a saved run (directory or checkpoint) over one split; also its graph."""
-    from routec.train.runs import load_run
+    from routec.train.run_dir import RunDir
 
     if split not in ("test", "val"):
         raise RunError(f"unknown split '{split}'", hint="use test or val")
-    cfg, net, data, state = load_run(run, data_root, cache_dir)
+    cfg, net, data, state = RunDir.open(run, data_root=data_root, cache_dir=cache_dir).load()
     part = data.test if split == "test" else data.val
     # a given k_cpt is in the run's unit (per ms with --cost latency); the default is
     # already what routers read (4e-9 per MAC, the same input as 0.04 per ms)

@@ -15,7 +15,7 @@ from matplotlib.ticker import EngFormatter
 
 from routec.errors import RoutecError, RunError
 from routec.report.draw import write_bytes
-from routec.train.logs import read_metrics  # noqa: F401
+from routec.train.run_dir import RunDir, read_metrics  # noqa: F401
 
 PLOT_FORMATS = ("png", "svg", "pdf")
 
@@ -135,7 +135,7 @@ class Heatmap:
 def heatmap_data(run_dir: Path, source: str = "auto") -> Heatmap:
     """Exit × iteration fractions as logged: validation ones when there are any (as in
     the paper's Fig. 8), else the training windows'."""
-    start, records = read_metrics(run_dir)
+    start, records = RunDir(run_dir).read_metrics()
     if source == "auto":
         source = "val" if any("val_exit_fraction" in r for r in records) else "train"
     key = f"{source}_exit_fraction"

@@ -26,8 +26,7 @@ from routec.report.suites import (RECORDS, Suite, find_failures, find_suites,  #
                                   machine_text)
 from routec.report.summary import RunInfo, SummaryRow, markdown_table, rows_for
 from routec.report.throughput import MAX_IMAGES, TIMING_PASSES, TIMING_SECONDS
-from routec.train.logs import machines_of, metric_lines, training_seconds  # noqa: F401
-from routec.train.run_files import SPEC
+from routec.train.run_dir import RunDir, training_seconds  # noqa: F401
 
 Progress = Callable[[str], None]
 PAGE = "docs/results.md"
@@ -56,7 +55,8 @@ def has_records(root: Path) -> bool:
 # -- training facts from the logs ------------------------------------------------------------
 def early_late_macs(run_dir: Path) -> tuple[float, float] | None:
     """Mean training-window MACs over the first and the last 10% of logged windows."""
-    recs = [r for r in metric_lines(run_dir) if "event" not in r and "train_mean_macs" in r]
+    recs = [r for r in RunDir(run_dir).metric_lines()
+            if "event" not in r and "train_mean_macs" in r]
     if len(recs) < 2:
         return None
     k = max(1, len(recs) // 10)
@@ -73,7 +73,7 @@ def accuracy_fall(run_dir: Path) -> tuple[float, int, float] | None:
     A run that learned and then lost it (diverged) reads very differently from one that
     never learned; the table's final number alone cannot tell them apart.
     """
-    vals = [(int(r["iteration"]), float(r["val_accuracy"])) for r in metric_lines(run_dir)
+    vals = [(int(r["iteration"]), float(r["val_accuracy"])) for r in RunDir(run_dir).metric_lines()
             if "event" not in r and "val_accuracy" in r and "iteration" in r]
     if not vals:
         return None
@@ -91,7 +91,7 @@ def machines(suites: list[Suite], diverged: dict[str, Path] | None = None
     seen: dict[str, list[str]] = {}
     unknown = []
     for name, folder in folders.items():
-        descs = machines_of(folder)
+        descs = RunDir(folder).machines()
         if not descs:
             unknown.append(name)
         for d in descs:
@@ -151,7 +151,7 @@ class Page:
             early_late_macs={s.name: {i.name: el for i in s.runs
                                       if (el := early_late_macs(i.path)) is not None}
                              for s in suites if s.routed},
-            seconds={s.name: {i.name: training_seconds(i.path) for i in s.runs}
+            seconds={s.name: {i.name: RunDir(i.path).training_seconds() for i in s.runs}
                      for s in suites},
             records={s.name: s.records for s in suites},
             diverged=self.failures,
@@ -566,7 +566,7 @@ def record_dataflow(info: RunInfo, rec: dict[str, Any], k: float | None = None
     cfg = info.config
     if cfg.dynamic and k is None:
         k = DEFAULT_DYNAMIC_KCPT
-    spec = parse_spec((info.path / SPEC).read_text(encoding="utf-8"), rec["spec_label"])
+    spec = parse_spec(RunDir(info.path).spec_file.read_text(encoding="utf-8"), rec["spec_label"])
     if cfg.static_columns is not None:
         spec = static_prefix(spec, cfg.static_columns)
     g = build_graph(spec, classes=len(rec["classes"]), dynamic_kcpt=cfg.dynamic)

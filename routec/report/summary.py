@@ -6,16 +6,13 @@ on a run's saved checkpoint, cached beside it (:mod:`routec.train.evaluations`).
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from routec.errors import RunError
-from routec.train.config import RunConfig, saved_config
-from routec.train.evaluations import (POLICY, Evaluator, _fingerprint, cache_path,  # noqa: F401
-                                      k_tag)
-from routec.train.run_files import CONFIG
+from routec.train.config import RunConfig
+from routec.train.evaluations import POLICY, cache_path, k_tag  # noqa: F401
+from routec.train.run_dir import Evaluator, RunDir
 
 
 @dataclass
@@ -38,20 +35,8 @@ class RunInfo:
 
 
 def load_run_info(path: Path, name: str | None = None) -> RunInfo:
-    from routec.train.logs import read_metrics
-
-    path = Path(path)
-    if not path.is_dir():
-        raise RunError(f"{path}: not a run directory",
-                       hint="pass directories written by routec train --out")
-    try:
-        config = saved_config(json.loads((path / CONFIG).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise RunError(f"{path}: no {CONFIG} (not a routec run directory?)") from None
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise RunError(f"{path / CONFIG}: unreadable ({err})") from None
-    start, _ = read_metrics(path)
-    return RunInfo(name or path.resolve().name, path, config, start)
+    run = RunDir(path)
+    return RunInfo(name or run.path.resolve().name, run.path, run.config(), run.start())
 
 
 def strategy_label(cfg: RunConfig) -> str:

@@ -12,7 +12,7 @@ from routec.backbone.flags import add_model_flags, model_sources
 from routec.errors import RunError
 from routec.train.config import (RunConfig, Strategy, load_config_file, make_config,
                                  saved_settings_upgraded)
-from routec.train.run_files import has_checkpoint
+from routec.train.run_dir import RunDir
 
 # flag name -> RunConfig field; every flag defaults to None so that only flags the
 # user typed override the config file, which overrides the defaults.
@@ -197,16 +197,14 @@ def config_from_args(args: argparse.Namespace, saved: dict[str, Any] | None = No
 def saved_settings(out: Path) -> dict[str, Any] | None:
     """The settings a run in ``out`` was started with: its checkpoint's, or (for a run
     stopped before its first checkpoint) its config.json; None when neither exists."""
-    from routec.train.checkpoint import load_checkpoint
-    from routec.train.loop import CHECKPOINT, CONFIG
-
-    if (out / CHECKPOINT).exists():
-        return saved_settings_upgraded(load_checkpoint(out / CHECKPOINT)["config"])
-    if (out / CONFIG).exists():
+    run = RunDir(out)
+    if run.checkpoint.exists():
+        return saved_settings_upgraded(run.state()["config"])
+    if run.config_file.exists():
         try:
-            return saved_settings_upgraded(json.loads((out / CONFIG).read_text(encoding="utf-8")))
+            return saved_settings_upgraded(json.loads(run.config_file.read_text(encoding="utf-8")))
         except (OSError, ValueError) as err:
-            raise RunError(f"{out / CONFIG}: unreadable run config ({err})") from None
+            raise RunError(f"{run.config_file}: unreadable run config ({err})") from None
     return None
 
 
@@ -228,7 +226,7 @@ def _run_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise RunError("--resume needs --out RUN, the run directory to continue")
         saved = saved_settings(Path(args.out))
-        if not has_checkpoint(args.out) and not args.start_if_missing:
+        if not RunDir(args.out).has_checkpoint and not args.start_if_missing:
             raise RunError(missing_checkpoint_message(Path(args.out)))
     elif args.start_if_missing:
         raise RunError("--start-if-missing only applies with --resume")

@@ -1,7 +1,8 @@
 """The files of a run directory, named once.
 
 Training writes them, and every command that opens a run (eval, bench, export,
-draw, report, experiment records, resume) finds them by these names; a record folder
+draw, report, experiment records, resume) finds them through
+:class:`routec.train.run_dir.RunDir`, which reads these names; a record folder
 copies the three a run is judged by (``RECORDED``) under the same names.
 """
 from __future__ import annotations

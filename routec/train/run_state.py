@@ -31,7 +31,8 @@ from routec.train.machine import describe
 from routec.train.metrics import METRICS, MetricsWindow, append_jsonl, truncate_metrics
 from routec.train.model import build_network, digest, spec_text, to_device
 from routec.train.precision import check_precision, grad_scaler
-from routec.train.runs import load_data, make_augmenter
+from routec.train.run_dir import load_data
+from routec.train.runs import make_augmenter
 from routec.train.sgd import SGD
 from routec.train.run_files import CHECKPOINT, CONFIG, COST_TABLE, SPEC
 
