@@ -26,7 +26,7 @@ from models import tiny_vit, tv_resnet
 from routec.backbone.supplied import supply, withdraw_all
 from routec.cli import main
 from routec.codegen import build_class
-from routec.deploy.topology import Topology
+from routec.tree import RoutingTree
 from routec.engine import optimize_for_inference
 from routec.engine.timing import FixedExits, sample_exits
 from routec.graph import build_graph
@@ -117,7 +117,7 @@ def _same(ref, out, what: str) -> None:
 def _check_engine(g, net, eng, name: str) -> None:
     """``eng`` routes like ``net.route`` at batches of 0, 1 and 33, by its own decisions
     and under a forced mix that sends examples to every exit."""
-    topo = Topology.of(net)
+    topo = RoutingTree.of(net)
     path_macs = torch.tensor(g.path_macs(), dtype=torch.float64)
     leaves = len(topo.leaves)
     spread = set()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from routec.deploy.topology import Topology
+from routec.tree import RoutingTree
 from helpers import compile_bundled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def test_gpu_script_dry_run(tmp_path: Path) -> None:
             assert r["throughput"][f"routed/{e}"] > 0 and r["throughput"][f"static/{e}"] > 0
         # the routed MACs are the exits' path MACs weighted by the exit mix (independent
         # of the bench's own averaging)
-        topo = Topology.of(compile_bundled(r["spec"])[1])
+        topo = RoutingTree.of(compile_bundled(r["spec"])[1])
         routed = sum(f * m for f, m in zip(r["exit_mix"], topo.leaf_macs))
         assert abs(r["macs"]["routed"] - routed) <= 1e-6 * routed
         if r["spec"] == "paper_chain" and r["batch"] == 16:

@@ -76,12 +76,12 @@ def _median_time(fn, repeats: int = 7) -> float:
 def test_a_paths_node_times_add_up_to_the_path_timed_whole(lopsided_table) -> None:
     """Independent: the routed network forced down the big branch, merged segments,
     timed here by its own loop."""
-    from routec.deploy.topology import Topology
+    from routec.tree import RoutingTree
     from routec.engine.timing import FixedExits
     from routec.engine.engines import optimize_for_inference
 
     net = _net(LOPSIDED)
-    topo = Topology.of(net)
+    topo = RoutingTree.of(net)
     big_leaf = [i for i, leaf in enumerate(topo.leaves) if topo.nodes[leaf] == "exit_big"][0]
     eng = optimize_for_inference(net, "fused")
     x = torch.rand(32, 3, 16, 16)

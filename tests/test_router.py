@@ -18,7 +18,7 @@ import torch
 
 from helpers import compile_bundled
 from routec.deploy.router import NumpyOps, route_segments
-from routec.deploy.topology import Topology
+from routec.tree import RoutingTree
 from routec.engine.array_ops import TorchOps
 from routec.parse import bundled_specs
 
@@ -28,7 +28,7 @@ C = 10
 @functools.cache
 def _setup(name: str, merge: bool):
     _, net = compile_bundled(name)
-    topo = Topology.of(net)
+    topo = RoutingTree.of(net)
     segs = topo.segments(merge=merge)
     # odd segments read only level 0: the loop must not gather level 1 for them
     needs = {s.index: ({0} if s.index % 2 else None) for s in segs}

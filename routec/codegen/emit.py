@@ -98,14 +98,6 @@ def _layer_expr(layer: LayerConfig, inp: tuple[tuple[int, int, int], ...]) -> st
     return _make(layer_make(layer, inp))
 
 
-def _anchor(g: RoutingGraph, i: int) -> int:
-    """The nearest ancestor whose output is a pyramid (a column or the stem)."""
-    p = g.nodes[i].parent
-    while g.nodes[p].kind == "junction":
-        p = g.nodes[p].parent
-    return p
-
-
 def emit_module(g: RoutingGraph) -> str:
     """The generated module's source text."""
     w = _Writer()
@@ -131,24 +123,29 @@ def emit_module(g: RoutingGraph) -> str:
     w()
     w("from routec.runtime import layers as L")
     w("from routec.runtime.routing import (DenseOutput, Policy, RoutedNetwork, RoutedOutput,")
-    w("                                    argmax_policy, split)")
+    w("                                    RoutingTree, argmax_policy, split)")
     w()
     w()
     w(f"class {cls}(RoutedNetwork):")
     with w.block():
-        w(f"NAME = {g.name!r}")
         w(f"SPEC_SHA256 = {digest!r}")
-        w(f"INPUT_SHAPE = {_tuple(list(g.input_shape))}")
-        w(f"CLASSES = {int(g.classes)}")
-        w(f"DYNAMIC_KCPT = {bool(dyn)!r}")
-        w(f"NODES = {_str_tuple([n.id for n in nodes])}")
-        w(f"KINDS = {_str_tuple([n.kind for n in nodes])}")
-        w(f"PARENT = {_tuple([n.parent for n in nodes])}")
-        w(f"WAY = {_tuple([n.way for n in nodes])}")
-        w(f"MACS = {_tuple([n.macs for n in nodes])}")
-        w(f"LEAVES = {_tuple(g.leaves)}")
-        w(f"JUNCTIONS = {_tuple(g.junctions)}")
-        w(f"WAYS = {_tuple([nodes[j].ways for j in g.junctions])}")
+        w("# the routing tree; NODES, PARENT, LEAVES... are set from it as class constants")
+        w("TREE = RoutingTree(")
+        with w.block():
+            t = g.tree
+            w(f"name={t.name!r},")
+            w(f"input_shape={_tuple(list(t.input_shape))},")
+            w(f"classes={int(t.classes)},")
+            w(f"dynamic_kcpt={bool(t.dynamic_kcpt)!r},")
+            w(f"nodes={_str_tuple(list(t.nodes))},")
+            w(f"kinds={_str_tuple(list(t.kinds))},")
+            w(f"parent={_tuple(t.parent)},")
+            w(f"way={_tuple(t.way)},")
+            w(f"macs={_tuple(t.macs)},  # MACs of each node")
+            w(f"leaves={_tuple(t.leaves)},")
+            w(f"junctions={_tuple(t.junctions)},")
+            w(f"ways={_tuple(t.ways)},")
+        w(")")
         w()
         w("def __init__(self) -> None:")
         with w.block():
@@ -222,7 +219,7 @@ def _emit_dense(w: _Writer, g: RoutingGraph, dyn: bool) -> None:
             if n.kind == "stem":
                 w("h_stem = self.stem(x)")
                 continue
-            src = f"h_{g.nodes[_anchor(g, i)].id}"
+            src = f"h_{g.nodes[g.tree.anchor(g.nodes[i].parent)].id}"
             if n.kind == "column":
                 w(f"h_{n.id} = self.{n.id}({src})")
             elif n.kind == "junction":

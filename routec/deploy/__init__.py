@@ -14,7 +14,7 @@ from routec.deploy.inputs import InputConvention, InputError
 from routec.deploy.loader import DeployedNetwork, load
 from routec.deploy.manifest import ManifestError
 from routec.deploy.runner import SegmentRunner
-from routec.deploy.topology import Segment, Topology
+from routec.tree import RoutingTree, Segment
 
 __all__ = ["load", "DeployedNetwork", "ManifestError", "InputError", "InputConvention",
-           "SegmentRunner", "Segment", "Topology"]
+           "SegmentRunner", "Segment", "RoutingTree"]

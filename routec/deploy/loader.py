@@ -18,7 +18,7 @@ from routec.deploy.inputs import InputConvention, InputError
 from routec.deploy.manifest import (FORMAT, MANIFEST, VERSION, ManifestError, check_head_shapes,
                                     check_network, check_node_records, check_summary, need)
 from routec.deploy.runner import SegmentRunner
-from routec.deploy.topology import Segment, Topology, level_needs
+from routec.tree import RoutingTree, Segment, level_needs
 from routec.errors import RoutecError
 
 __all__ = ["FORMAT", "MANIFEST", "VERSION", "ManifestError", "DeployedNetwork", "load",
@@ -129,7 +129,7 @@ def load(directory: str | Path, threads: int = 0) -> "DeployedNetwork":
     mpath = d / MANIFEST
     m = read_manifest(d)
     records, paths = check_node_records(m, d, mpath)
-    topo = Topology.from_dict(m["network"])
+    topo = RoutingTree.from_dict(m["network"])
     convention = InputConvention.from_manifest(m.get("input"), topo.input_shape,
                                                topo.dynamic_kcpt, mpath)
     opts = ort.SessionOptions()
@@ -158,7 +158,7 @@ class DeployedNetwork:
     """A loaded export: ``predict(raw images)`` → (class, exit index, MACs) per image;
     ``route(network inputs)`` → (logits, exit index, MACs)."""
 
-    def __init__(self, manifest: dict[str, Any], topology: Topology, runner: SegmentRunner,
+    def __init__(self, manifest: dict[str, Any], topology: RoutingTree, runner: SegmentRunner,
                  convention: InputConvention) -> None:
         self.manifest = manifest
         self.topology = topology

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from routec.deploy.topology import Segment
+from routec.tree import Segment
 
 # call(segment_index, levels, k) -> (levels handed on, head output or None); levels a
 # segment does not emit are None placeholders

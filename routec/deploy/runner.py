@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from routec.deploy.router import NumpyOps, route_segments
-from routec.deploy.topology import Segment, Topology
+from routec.tree import RoutingTree, Segment
 
 Levels = tuple[np.ndarray, ...]
 SegmentCall = Callable[[Levels, "np.ndarray | None"], tuple[Levels, "np.ndarray | None"]]
@@ -27,7 +27,7 @@ _OPS = NumpyOps()
 
 
 class SegmentRunner:
-    def __init__(self, topology: Topology, segments: Sequence[Segment],
+    def __init__(self, topology: RoutingTree, segments: Sequence[Segment],
                  calls: Sequence[SegmentCall],
                  needs: dict[int, set[int] | None] | None = None) -> None:
         self.topology = topology

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from routec.deploy.topology import Topology
+from routec.tree import RoutingTree
 from routec.engine import registry
 from routec.engine.engines import InferenceEngine, optimize_for_inference
 from routec.engine.timing import FixedExits, batch_calls, measure_throughput, sample_exits
@@ -61,7 +61,7 @@ class Workload:
     def policy(self, rows_target: Tensor | None) -> Policy:
         if rows_target is None:
             return argmax_policy
-        return FixedExits(Topology.of(self.routed), rows_target)
+        return FixedExits(RoutingTree.of(self.routed), rows_target)
 
 
 def spec_workload(spec: str, mix: Sequence[float] | None = None, batch: int = 256,
@@ -141,8 +141,8 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     work = on_device(work, dev)
     # engines not supporting BENCH are timed on request only (compiling takes minutes here)
     names = list(engines or registry.timed_by_default())
-    topo = Topology.of(work.routed)
-    static_topo = Topology.of(work.static)
+    topo = RoutingTree.of(work.routed)
+    static_topo = RoutingTree.of(work.static)
     k = work.k_cpt
     say(f"building engines: {', '.join(names)}")
     routed = _engines(work.routed, names, precision)
@@ -220,7 +220,7 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     lat_s = min(names, key=lambda e: latency[f"static/{e}"]["mean"])
     speed = thr[f"routed/{best_r}"] / thr[f"static/{best_s}"]
     mac_ratio = static_macs / routed_macs
-    junctions_deep = sum(1 for i in _path(topo, topo.leaves[deepest])
+    junctions_deep = sum(1 for i in topo.path(topo.leaves[deepest])
                          if topo.kinds[i] == "junction")
     deep_vs_static = {e: latency[f"routed-deepest/{e}"]["p50"] / latency[f"static/{e}"]["p50"]
                       for e in names}
@@ -263,13 +263,6 @@ def compare(work: Workload, *, batch: int = 256, engines: Sequence[str] | None =
     return result
 
 
-def _path(topo: Topology, node: int) -> list[int]:
-    out = [node]
-    while topo.parent[out[-1]] >= 0:
-        out.append(topo.parent[out[-1]])
-    return out[::-1]
-
-
 def node_times(work: Workload, batch: int, n: int, repeats: int = 5,
                engine: str | None = None) -> list[dict[str, Any]]:
     """Seconds per pass of each node, routed (rows that reach it) and static (all rows),
@@ -277,8 +270,8 @@ def node_times(work: Workload, batch: int, n: int, repeats: int = 5,
     :func:`routec.engine.registry.profile_default`) with one segment per node; the last
     row is what is left: routing itself (and, in an engine of sessions, the cost of
     crossing session boundaries)."""
-    topo = Topology.of(work.routed)
-    stopo = Topology.of(work.static)
+    topo = RoutingTree.of(work.routed)
+    stopo = RoutingTree.of(work.static)
     name = registry.profile_default() if engine is None else engine
     if name not in registry.supporting(registry.PROFILE):
         name = registry.profile_default()
@@ -294,7 +287,7 @@ def node_times(work: Workload, batch: int, n: int, repeats: int = 5,
     ref = r_eng.route(x[:batch], k_cpt=work.k_cpt, policy=work.policy(
         None if work.target is None else work.target[:batch]))
     for k_leaf in ref.leaf.tolist():
-        for i in _path(topo, topo.leaves[k_leaf]):
+        for i in topo.path(topo.leaves[k_leaf]):
             rows[i] = rows.get(i, 0) + 1
     r_prof: list[dict[int, float]] = []
     s_prof: list[dict[int, float]] = []

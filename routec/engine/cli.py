@@ -363,7 +363,7 @@ def _run_path_seconds(run: RunDir, net: Any) -> list[float] | None:
         return None
     table = load_cost_table(f)
     node_seconds(table, list(net.NODES), str(net.NAME), source=str(f))
-    return path_seconds(table, list(net.PARENT), list(net.LEAVES))
+    return path_seconds(table, net)
 
 
 def _print_eval(p: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from routec.deploy.router import route_segments
-from routec.deploy.topology import Segment, Topology
+from routec.tree import RoutingTree, Segment
 from routec.engine import modules as M
 from routec.engine import registry
 from routec.engine.array_ops import OPS
@@ -54,7 +54,7 @@ class InferenceEngine:
 
     def __init__(self, net: RoutedNetwork) -> None:
         self.net = net
-        self.topology = Topology.of(net)
+        self.topology = RoutingTree.of(net)
 
     def _autocast(self, x: Tensor) -> AbstractContextManager[object]:
         """Autocast at the engine's precision on ``x``'s device (no cast cache: a CUDA

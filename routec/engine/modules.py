@@ -16,7 +16,7 @@ import operator
 import torch
 from torch import Tensor, fx, nn
 
-from routec.deploy.topology import Segment, Topology, level_needs
+from routec.tree import RoutingTree, Segment, level_needs
 
 
 class SegmentModule(nn.Module):
@@ -26,7 +26,7 @@ class SegmentModule(nn.Module):
     exit (children read it), then the head's output when it has a head.
     """
 
-    def __init__(self, net: nn.Module, topo: Topology, seg: Segment, n_in: int,
+    def __init__(self, net: nn.Module, topo: RoutingTree, seg: Segment, n_in: int,
                  keep: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.n_in = n_in
@@ -57,7 +57,7 @@ class SegmentModule(nn.Module):
         return names + (["k_cpt"] if self.head_k else [])
 
 
-def segment_module(net: nn.Module, topo: Topology, seg: Segment, n_in: int,
+def segment_module(net: nn.Module, topo: RoutingTree, seg: Segment, n_in: int,
                    keep: tuple[int, ...] | None = None) -> SegmentModule:
     """A SegmentModule whose class has an explicit ``forward(x0, .., [k])``."""
     args = [f"x{i}" for i in range(n_in)]
@@ -73,7 +73,7 @@ def segment_module(net: nn.Module, topo: Topology, seg: Segment, n_in: int,
     return cls(net, topo, seg, n_in, keep)
 
 
-def segment_reads(net: nn.Module, topo: Topology, segments: list[Segment],
+def segment_reads(net: nn.Module, topo: RoutingTree, segments: list[Segment],
                   arity: dict[int, int]) -> dict[int, set[int] | None]:
     """The input levels each segment's traced graph reads (None: untraceable, all)."""
     reads: dict[int, set[int] | None] = {}
@@ -88,15 +88,15 @@ def segment_reads(net: nn.Module, topo: Topology, segments: list[Segment],
     return reads
 
 
-def levels_kept(net: nn.Module, topo: Topology, segments: list[Segment],
+def levels_kept(net: nn.Module, topo: RoutingTree, segments: list[Segment],
                 arity: dict[int, int]
                 ) -> tuple[dict[int, tuple[int, ...] | None], dict[int, set[int] | None]]:
     """(keep, needs): the levels each segment must output, and the levels each segment
-    (with what it passes its input on to) reads; see ``topology.level_needs``."""
+    (with what it passes its input on to) reads; see ``routec.tree.level_needs``."""
     return level_needs(segments, segment_reads(net, topo, segments, arity))
 
 
-def pyramid_arity(net: nn.Module, topo: Topology) -> dict[int, int]:
+def pyramid_arity(net: nn.Module, topo: RoutingTree) -> dict[int, int]:
     """Levels of the pyramid each stem/column outputs, from one example's pass."""
     x = torch.zeros(1, *topo.input_shape)
     arity: dict[int, int] = {}
@@ -115,7 +115,7 @@ def pyramid_arity(net: nn.Module, topo: Topology) -> dict[int, int]:
     return arity
 
 
-def segment_inputs(topo: Topology, seg: Segment, arity: dict[int, int]) -> int:
+def segment_inputs(topo: RoutingTree, seg: Segment, arity: dict[int, int]) -> int:
     """Number of input tensors of a segment (the stem reads the image alone)."""
     first = seg.transforms[0] if seg.transforms else seg.head
     if topo.kinds[first] == "stem":
@@ -194,7 +194,7 @@ def fold_batchnorm(gm: fx.GraphModule) -> int:
     return folded
 
 
-def fused_segment(net: nn.Module, topo: Topology, seg: Segment, n_in: int,
+def fused_segment(net: nn.Module, topo: RoutingTree, seg: Segment, n_in: int,
                   keep: tuple[int, ...] | None = None) -> tuple[nn.Module, int]:
     """An inference-only copy of a segment: batch-norm folded, channels-last weights.
 

@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from routec.deploy.topology import Segment, Topology
+from routec.tree import RoutingTree, Segment
 from routec.engine import modules as M
 
 OPSET = 17
 
 
-def _example_inputs(net: Any, topo: Topology, seg: Segment, n_in: int, batch: int = 2
+def _example_inputs(net: Any, topo: RoutingTree, seg: Segment, n_in: int, batch: int = 2
                     ) -> tuple[Tensor, ...]:
     """Real inputs for a segment: the anchor pyramid of a small random batch."""
     gen = torch.Generator().manual_seed(0)
@@ -51,7 +51,7 @@ def _example_inputs(net: Any, topo: Topology, seg: Segment, n_in: int, batch: in
     return args
 
 
-def export_segment(net: Any, topo: Topology, seg: Segment, n_in: int,
+def export_segment(net: Any, topo: RoutingTree, seg: Segment, n_in: int,
                    keep: tuple[int, ...] | None = None) -> tuple[bytes, list[str], list[str]]:
     """(ONNX model bytes, input names, output names) of one segment, eval mode; it
     outputs the pyramid levels in ``keep`` (all when None)."""
@@ -195,7 +195,7 @@ def export_network(net: Any, out_dir: str | Path, *, class_names: list[str] | No
 
     out = Path(out_dir)
     (out / "nodes").mkdir(parents=True, exist_ok=True)
-    topo = Topology.of(net)
+    topo = RoutingTree.of(net)
     arity = M.pyramid_arity(net, topo)
     segments = topo.segments(merge=False)
     keep, _ = M.levels_kept(net, topo, segments, arity)

@@ -27,7 +27,7 @@ from typing import Any
 
 from routec.errors import RoutecError
 from routec.train.cost_table import (FORMAT, VERSION, CostTableError,  # noqa: F401
-                                     _path, load_cost_table, node_seconds, path_seconds)
+                                     load_cost_table, node_seconds, path_seconds)
 
 
 def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
@@ -41,7 +41,7 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     and images live (each timing waits for the device)."""
     import torch
 
-    from routec.deploy.topology import Topology
+    from routec.tree import RoutingTree
     from routec.engine.bench import Workload, _synced, node_times
     from routec.engine.timing import round_robin
     from routec.train.machine import cpu_model
@@ -62,8 +62,8 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
     dev = torch.device(device)
     routed.to(dev).eval()
     static.to(dev).eval()
-    topo = Topology.of(routed)
-    stopo = Topology.of(static)
+    topo = RoutingTree.of(routed)
+    stopo = RoutingTree.of(static)
     k = 0.0 if topo.dynamic_kcpt else None
     gen = torch.Generator().manual_seed(seed)
     by_batch: dict[int, dict[str, float]] = {}
@@ -89,7 +89,7 @@ def profile(routed: Any, static: Any, *, batches: Sequence[int] = (256,),
                 rows = node_times(works[li], batch, n, repeats=1, engine=engine)
                 by_name = {r["node"]: r["routed_s"] / r["batch"] for r in rows
                            if r["routed_s"] is not None}
-                for i in _path(topo.parent, leaf):
+                for i in topo.path(leaf):
                     samples[i].append(by_name[topo.nodes[i]])
                 if li == chain_leaf:
                     sums.append(sum(by_name[topo.nodes[i]] for i in chain_nodes))
@@ -126,7 +126,7 @@ def _chain_path(topo: Any, stopo: Any) -> list[int]:
     want = [m for kind, m in zip(stopo.kinds, stopo.macs) if kind in ("stem", "column")]
     best = same_length = None
     for leaf in topo.leaves:
-        path = _path(topo.parent, leaf)
+        path = topo.path(leaf)
         cols = [i for i in path if topo.kinds[i] in ("stem", "column")]
         if [topo.macs[i] for i in cols] == want:
             best = cols + [leaf]

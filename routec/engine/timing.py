@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from routec.deploy.topology import Topology
+from routec.tree import RoutingTree
 from routec.runtime.routing import Policy, argmax_policy
 
 MAX_PASSES_PER_REPEAT = 50  # a timer stops after this many times the passes asked for
@@ -35,11 +35,11 @@ class FixedExits:
 
     Each junction takes the way towards that exit, so routed inference runs exactly
     the nodes of that exit's path, with the routers still evaluated as usual.
-    ``net`` is a routed network, an engine or its :class:`Topology`.
+    ``net`` is a routed network, an engine or its :class:`RoutingTree`.
     """
 
     def __init__(self, net: Any, target: Tensor) -> None:
-        topo = net if isinstance(net, Topology) else Topology.of(net)
+        topo = RoutingTree.of(net)
         self.table = torch.tensor(topo.way_to_leaf(), dtype=torch.long, device=target.device)
         self.target = target
 

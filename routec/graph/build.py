@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import networkx as nx
@@ -21,6 +22,7 @@ from routec.graph import catalogue as C
 from routec.graph import registry as R
 from routec.graph.arguments import BindError, Param, bind
 from routec.graph.expand import ColumnUse, JunctionUse, LeafUse, Segment, expand
+from routec.tree import RoutingTree
 
 
 @dataclass(frozen=True)
@@ -92,17 +94,30 @@ class RoutingGraph:
     def junctions(self) -> list[int]:
         return [i for i, n in enumerate(self.nodes) if n.kind == "junction"]
 
+    @cached_property
+    def tree(self) -> RoutingTree:
+        """The routing tree of this validated graph: code generation writes it into the
+        generated class, and every later stage reads it from there."""
+        return RoutingTree(
+            name=self.name, nodes=tuple(n.id for n in self.nodes),
+            kinds=tuple(n.kind for n in self.nodes), parent=tuple(n.parent for n in self.nodes),
+            way=tuple(n.way for n in self.nodes), macs=tuple(int(n.macs) for n in self.nodes),
+            leaves=tuple(self.leaves), junctions=tuple(self.junctions),
+            ways=tuple(self.nodes[j].ways for j in self.junctions), classes=int(self.classes),
+            input_shape=tuple(int(v) for v in self.input_shape),  # type: ignore[arg-type]
+            dynamic_kcpt=bool(self.dynamic_kcpt))
+
     def path(self, node: int) -> list[int]:
-        """Node indices from the root to ``node`` (networkx shortest path in the tree)."""
-        return nx.shortest_path(self.graph, 0, node)
+        """Node indices from the root to ``node``."""
+        return self.tree.path(node)
 
     def path_macs(self) -> list[int]:
         """MACs of every root-to-leaf path, in leaf order."""
-        return [sum(self.nodes[i].macs for i in self.path(leaf)) for leaf in self.leaves]
+        return self.tree.path_macs()
 
     def mean_macs(self, leaf_fractions: list[float]) -> float:
         """Expected MACs per example when fraction f_i of examples leaves at leaf i."""
-        return sum(f * m for f, m in zip(leaf_fractions, self.path_macs()))
+        return self.tree.mean_macs(leaf_fractions)
 
     @property
     def total_macs(self) -> int:

@@ -35,7 +35,7 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(
         "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
         "set_extra_state", "set_submodule", "share_memory", "to_empty", "xpu",
         "NAME", "SPEC_SHA256", "INPUT_SHAPE", "CLASSES", "DYNAMIC_KCPT", "NODES", "KINDS",
-        "PARENT", "WAY", "MACS", "LEAVES", "JUNCTIONS", "WAYS", "path", "path_macs",
+        "PARENT", "WAY", "MACS", "LEAVES", "JUNCTIONS", "WAYS", "TREE", "path", "path_macs",
     }
 )
 MAX_INT = 1 << 24  # no channel count, size or class count in a sane spec is bigger

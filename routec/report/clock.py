@@ -128,7 +128,7 @@ def measure_clock(root: Path, *, engine: str | None = None, batch: int | None = 
                         # by node name: a static prefix of the profiled network has
                         # the same columns and exits, so the table prices it too
                         sub = {"nodes": [{"node": v, "seconds": secs[v]} for v in net.NODES]}
-                        per_exit = path_seconds(sub, net.PARENT, net.LEAVES)
+                        per_exit = path_seconds(sub, net)
                         predicted[key] = sum(c * s for c, s in zip(mixes[key], per_exit)) \
                             / sum(mixes[key])
         x = timing_images(list(timed.values()))

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from routec.errors import RunError
+from routec.tree import RoutingTree  # noqa: F401  (generated modules import it from here)
 
 Pyramid = tuple[Tensor, ...]
 # policy(junction_index, scores, rows, features) -> chosen way per row (int64); rows are
@@ -88,14 +89,18 @@ def split(choice: Tensor, ways: int, rows: Tensor, h: Pyramid, k: Tensor | None
 
 
 class RoutedNetwork(nn.Module):
-    """Base of every generated network: topology tables and shared bookkeeping.
+    """Base of every generated network: its routing tree and shared bookkeeping.
 
-    Subclasses (written by ``routec compile``) set the class attributes and define
-    ``forward`` (dense pass) and ``route`` (routed inference).
+    Subclasses (written by ``routec compile``) set ``TREE`` and ``SPEC_SHA256`` and
+    define ``forward`` (dense pass) and ``route`` (routed inference). The tree's
+    fields are also class constants (``NODES``, ``PARENT``, ...), set from ``TREE``
+    when the subclass is made, so the generated code and its readers name them
+    briefly; the tree stays their one source.
     """
 
-    NAME: str = ""
+    TREE: RoutingTree
     SPEC_SHA256: str = ""
+    NAME: str = ""
     INPUT_SHAPE: tuple[int, int, int] = (0, 0, 0)
     CLASSES: int = 0
     DYNAMIC_KCPT: bool = False
@@ -108,16 +113,23 @@ class RoutedNetwork(nn.Module):
     JUNCTIONS: tuple[int, ...] = ()
     WAYS: tuple[int, ...] = ()
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        tree = cls.__dict__.get("TREE")
+        if tree is None:
+            return
+        cls.NAME, cls.INPUT_SHAPE, cls.CLASSES = tree.name, tree.input_shape, tree.classes
+        cls.DYNAMIC_KCPT, cls.NODES, cls.KINDS = tree.dynamic_kcpt, tree.nodes, tree.kinds
+        cls.PARENT, cls.WAY, cls.MACS = tree.parent, tree.way, tree.macs
+        cls.LEAVES, cls.JUNCTIONS, cls.WAYS = tree.leaves, tree.junctions, tree.ways
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("node_macs", torch.tensor(self.MACS, dtype=torch.float64),
                              persistent=False)
         # MACs of the path from the root to each node: an example that reaches exit
         # node i has spent exactly _path_macs[i]
-        path = []
-        for i, p in enumerate(self.PARENT):
-            path.append(self.MACS[i] + (path[p] if p >= 0 else 0))
-        self._path_macs = tuple(float(v) for v in path)
+        self._path_macs = tuple(float(v) for v in self.TREE.cumulative_macs)
 
     # -- inputs ---------------------------------------------------------------------
     def _kcpt(self, k_cpt: float | Tensor | None, x: Tensor) -> Tensor | None:
@@ -169,13 +181,10 @@ class RoutedNetwork(nn.Module):
     def _dense(self, leaf_logits: list[Tensor], scores: list[Tensor]) -> DenseOutput:
         return DenseOutput(torch.stack(leaf_logits), tuple(scores), self.node_macs)
 
-    # -- topology helpers the trainer and reports use ---------------------------------
+    # -- tree helpers the trainer and reports use -------------------------------------
     def path(self, node: int) -> list[int]:
         """Node indices from the root to ``node``."""
-        out = [node]
-        while self.PARENT[out[-1]] >= 0:
-            out.append(self.PARENT[out[-1]])
-        return out[::-1]
+        return self.TREE.path(node)
 
     def path_macs(self) -> list[int]:
-        return [sum(self.MACS[i] for i in self.path(leaf)) for leaf in self.LEAVES]
+        return self.TREE.path_macs()

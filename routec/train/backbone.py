@@ -37,11 +37,7 @@ def freeze(net: nn.Module, which: str) -> list[str]:
         if which not in net.NODES or net.NODES.index(which) not in columns:
             raise RunError(f"--freeze {which}: expected none, all, or a column that runs a "
                            f"piece of a supplied model: {', '.join(names)}")
-        at = net.NODES.index(which)
-        ancestors = {at}
-        while net.PARENT[at] >= 0:
-            at = net.PARENT[at]
-            ancestors.add(at)
+        ancestors = set(net.TREE.path(net.NODES.index(which)))
         chosen = [i for i in columns if i in ancestors]
     for i in chosen:
         for piece in pieces_of(getattr(net, net.NODES[i])):

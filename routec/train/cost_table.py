@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from routec.errors import RoutecError
+from routec.tree import RoutingTree
 
 FORMAT = "routec-cost-table"
 VERSION = 1
@@ -20,13 +21,6 @@ VERSION = 1
 
 class CostTableError(RoutecError):
     """A cost table that is missing, unreadable or for another network."""
-
-
-def _path(parent: Sequence[int], node: int) -> list[int]:
-    out = [node]
-    while parent[out[-1]] >= 0:
-        out.append(parent[out[-1]])
-    return out[::-1]
 
 
 def load_cost_table(path: str | Path) -> dict[str, Any]:
@@ -68,8 +62,9 @@ def node_seconds(table: dict[str, Any], nodes: Sequence[str], network: str = "",
     return [float(o["seconds"]) for o in table["nodes"]]
 
 
-def path_seconds(table: dict[str, Any], parent: Sequence[int], leaves: Sequence[int]
-                 ) -> list[float]:
-    """Seconds per example of the path to each leaf (every node evaluated on it)."""
+def path_seconds(table: dict[str, Any], net: Any) -> list[float]:
+    """Seconds per example of the path to each leaf of ``net`` (a network or its
+    routing tree): every node evaluated on it, the table's nodes in the tree's order."""
+    tree = RoutingTree.of(net)
     secs = [float(o["seconds"]) for o in table["nodes"]]
-    return [sum(secs[i] for i in _path(parent, leaf)) for leaf in leaves]
+    return [sum(secs[i] for i in tree.path(leaf)) for leaf in tree.leaves]

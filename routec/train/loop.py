@@ -164,7 +164,7 @@ def _path_seconds(run: Run, tree: Tree) -> list[float] | None:
         return None
     from routec.train.cost_table import path_seconds
 
-    return path_seconds(run.table, tree.parent, tree.leaves)
+    return path_seconds(run.table, tree.routing)
 
 
 def _feature_cache(cfg: RunConfig, net: RoutedNetwork, data: Any, device: torch.device,

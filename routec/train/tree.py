@@ -1,8 +1,11 @@
-"""The routing tree as index tensors, and reach probabilities under a policy.
+"""The routing tree as the strategies index it: its node MACs as a tensor, and reach
+probabilities under a policy.
 
 Strategies work on whole batches at once: per-node quantities are N×nodes
 tensors filled in node order (parents come before children), so one pass down
-the tree gives every reach probability and one pass up gives every utility.
+the tree gives every reach probability and one pass up gives every utility. The
+structure (parents, ways, children, leaves under each node) is the network's
+:class:`routec.tree.RoutingTree`; :class:`Tree` only adds tensors.
 """
 from __future__ import annotations
 
@@ -13,76 +16,74 @@ import torch
 from torch import Tensor
 
 from routec.runtime.routing import RoutedNetwork
+from routec.tree import RoutingTree
 
 EPSILON = 1e-6  # docs/design.md: no branch probability below ε·(leaves under it)/(leaves in tree)
 
 
 @dataclass(frozen=True)
 class Tree:
-    parent: tuple[int, ...]
-    way: tuple[int, ...]
-    kinds: tuple[str, ...]
+    routing: RoutingTree
     macs: Tensor  # (nodes,) float64
-    leaves: tuple[int, ...]
-    junctions: tuple[int, ...]
-    ways: tuple[int, ...]
-    children: tuple[tuple[int, ...], ...]  # per node, ordered by way
-    leaves_under: tuple[int, ...]  # per node
 
     @classmethod
-    def of(cls, net: RoutedNetwork | type[RoutedNetwork]) -> "Tree":
-        """The tree of a generated network, or of an inference engine's network
-        (computed once per network class)."""
-        if isinstance(net, type):
-            return _tree_of(net)
-        if not isinstance(net, RoutedNetwork) and isinstance(getattr(net, "net", None),
-                                                              RoutedNetwork):
-            net = net.net  # an inference engine (routec.engine) wrapping the network
-        return _tree_of(type(net))
+    def of(cls, net: RoutedNetwork | type[RoutedNetwork] | RoutingTree) -> "Tree":
+        """The tree of a generated network, of an inference engine's network, or of a
+        routing tree (made once per tree)."""
+        return _tree_of(RoutingTree.of(net))
 
-    @classmethod
-    def build(cls, net: type[RoutedNetwork]) -> "Tree":
-        n = len(net.NODES)
-        children: list[list[int]] = [[] for _ in range(n)]
-        for i, p in enumerate(net.PARENT):
-            if p >= 0:
-                children[p].append(i)
-        for kids in children:
-            kids.sort(key=lambda c: net.WAY[c])
-        under = [0] * n
-        for i in reversed(range(n)):
-            under[i] = 1 if net.KINDS[i] == "exit" else sum(under[c] for c in children[i])
-        return cls(tuple(net.PARENT), tuple(net.WAY), tuple(net.KINDS),
-                   torch.tensor(net.MACS, dtype=torch.float64), tuple(net.LEAVES),
-                   tuple(net.JUNCTIONS), tuple(net.WAYS), tuple(tuple(c) for c in children),
-                   tuple(under))
+    @property
+    def parent(self) -> tuple[int, ...]:
+        return self.routing.parent
+
+    @property
+    def way(self) -> tuple[int, ...]:
+        return self.routing.way
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.routing.kinds
+
+    @property
+    def leaves(self) -> tuple[int, ...]:
+        return self.routing.leaves
+
+    @property
+    def junctions(self) -> tuple[int, ...]:
+        return self.routing.junctions
+
+    @property
+    def ways(self) -> tuple[int, ...]:
+        return self.routing.ways
+
+    @property
+    def children(self) -> tuple[tuple[int, ...], ...]:
+        return self.routing.children
+
+    @property
+    def leaves_under(self) -> tuple[int, ...]:
+        return self.routing.leaves_under
 
     @property
     def size(self) -> int:
-        return len(self.parent)
+        return self.routing.size
 
     def floors(self, junction: int, epsilon: float = EPSILON) -> Tensor:
         """Per-way probability floors at ``junction`` (a node index)."""
-        total = self.leaves_under[0]
-        return torch.tensor([epsilon * self.leaves_under[c] / total
-                             for c in self.children[junction]], dtype=torch.float64)
+        return torch.tensor(self.routing.floors(junction, epsilon), dtype=torch.float64)
 
     def cumulative_macs(self) -> Tensor:
         """MACs from the root down to and including each node (parents precede children)."""
-        cum = self.macs.clone()
-        for i in range(self.size):
-            if self.parent[i] >= 0:
-                cum[i] += cum[self.parent[i]]
-        return cum
+        return torch.tensor(self.routing.cumulative_macs, dtype=torch.float64)
 
     def path_macs(self) -> Tensor:
         """MACs of every root-to-leaf path, in leaf order."""
-        return self.cumulative_macs()[list(self.leaves)]
+        return torch.tensor(self.routing.leaf_macs, dtype=torch.float64)
 
 
 @lru_cache(maxsize=None)
-def _tree_of(cls: type[RoutedNetwork]) -> Tree:
-    return Tree.build(cls)
+def _tree_of(routing: RoutingTree) -> Tree:
+    return Tree(routing, torch.tensor(routing.macs, dtype=torch.float64))
 
 
 def training_policy(tree: Tree, scores: tuple[Tensor, ...], tau: float,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import calibrate, compile_bundled, images, randomise
-from routec.deploy.topology import Topology
+from routec.tree import RoutingTree
 from routec.engine import optimize_for_inference
 from routec.engine.timing import FixedExits as MixPolicy
 from routec.engine.buckets import bucket_for, bucket_sizes, pad_rows
@@ -56,7 +56,7 @@ def _sizes() -> list[int]:
 @pytest.mark.parametrize("n", _sizes())
 def test_every_bucket_boundary_routes_like_net_route(net, n: int) -> None:
     g, net = net
-    topo = Topology.of(net)
+    topo = RoutingTree.of(net)
     eng = BucketEngine(net, batch=BATCH, graphs=False)
     assert not eng.graphs
     x = images(n, g.input_shape, seed=n)

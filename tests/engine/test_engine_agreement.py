@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import calibrate, compile_bundled, images, randomise
-from routec.deploy.topology import Topology
+from routec.tree import RoutingTree
 from routec.engine import optimize_for_inference
 from routec.engine.timing import FixedExits, sample_exits
 from routec.parse import bundled_specs
@@ -56,7 +56,7 @@ def test_engines_agree_with_route(built, n: int) -> None:
 def test_engines_agree_under_a_forced_mix(built) -> None:
     """A policy callable (here forcing every exit to be used) is honoured by every engine."""
     g, net, engines = built
-    topo = Topology.of(net)
+    topo = RoutingTree.of(net)
     n = 3 * len(topo.leaves)
     target = sample_exits([1.0] * len(topo.leaves), n, seed=1)
     x = torch.randn(n, *g.input_shape, generator=torch.Generator().manual_seed(9))

@@ -133,7 +133,7 @@ def test_clock_times_every_network_and_the_page_shows_the_verdict(tmp_path: Path
     # a static prefix is priced by node name: stem, c1 and its exit
     assert runs["hybrid-static/n1"]["table_seconds_per_image"] == pytest.approx(
         secs["stem"] + secs["c1"] + secs["exit_c1"])
-    assert len(path_seconds(table, net.PARENT, net.LEAVES)) == len(counts)
+    assert len(path_seconds(table, net)) == len(counts)
 
     (root / "clock.json").write_text(json.dumps(data))
     page = tmp_path / "results.md"

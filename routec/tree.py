@@ -1,6 +1,12 @@
-"""The routing tree as plain tables, and its division into segments.
+"""The routing tree: routec's one description of a network's nodes and their ways.
 
-Torch-free: the deployment runner and the inference engines share it. A *segment*
+Torch-free, at the bottom of the package, so every stage reads the same type: the
+graph builds it (:meth:`routec.graph.build.RoutingGraph.tree`), every generated
+class carries it as ``TREE``, training indexes it (:mod:`routec.train.tree` adds
+only tensors), and the engines and the torch-free runner divide it into segments.
+Nodes are in depth-first order, so a parent always comes before its children.
+
+A *segment*
 is what one compiled graph computes: an optional run of pyramid transforms (the
 stem and columns) followed by an optional head (a junction's router or an exit's
 classifier). With ``merge=True`` a segment runs from a junction's child (or the
@@ -35,7 +41,14 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class Topology:
+class RoutingTree:
+    """Nodes (stem, columns, junctions, exits) with their parents, ways and MACs.
+
+    ``leaves`` are the exit nodes in leaf order (``leaf`` k is node ``leaves[k]``),
+    ``junctions`` the junction nodes in junction order, ``ways[j]`` junction j's
+    number of ways; ``way[i]`` is which way of its parent junction node i hangs on.
+    """
+
     name: str
     nodes: tuple[str, ...]
     kinds: tuple[str, ...]
@@ -48,8 +61,10 @@ class Topology:
     classes: int
     input_shape: tuple[int, int, int]
     dynamic_kcpt: bool
-    children: tuple[tuple[int, ...], ...] = field(init=False)
-    leaf_macs: tuple[int, ...] = field(init=False)
+    children: tuple[tuple[int, ...], ...] = field(init=False)  # per node, ordered by way
+    cumulative_macs: tuple[int, ...] = field(init=False)  # root to each node, inclusive
+    leaf_macs: tuple[int, ...] = field(init=False)  # the path to each leaf, in leaf order
+    leaves_under: tuple[int, ...] = field(init=False)  # per node
 
     def __post_init__(self) -> None:
         kids: list[list[int]] = [[] for _ in self.nodes]
@@ -58,25 +73,28 @@ class Topology:
                 kids[p].append(i)
         object.__setattr__(self, "children",
                            tuple(tuple(sorted(k, key=lambda c: self.way[c])) for k in kids))
-        sums = []
-        for leaf in self.leaves:
-            total, i = 0, leaf
-            while i >= 0:
-                total += self.macs[i]
-                i = self.parent[i]
-            sums.append(total)
-        object.__setattr__(self, "leaf_macs", tuple(sums))
+        cum: list[int] = []
+        for i, p in enumerate(self.parent):  # parents come before children
+            cum.append(self.macs[i] + (cum[p] if p >= 0 else 0))
+        object.__setattr__(self, "cumulative_macs", tuple(cum))
+        object.__setattr__(self, "leaf_macs", tuple(cum[leaf] for leaf in self.leaves))
+        under = [0] * len(self.nodes)
+        for i in reversed(range(len(self.nodes))):
+            under[i] = 1 if self.kinds[i] == "exit" else sum(under[c] for c in self.children[i])
+        object.__setattr__(self, "leaves_under", tuple(under))
 
     @classmethod
-    def of(cls, net: Any) -> "Topology":
-        """From a generated network's class tables (or anything with the same names)."""
-        return cls(name=str(net.NAME), nodes=tuple(net.NODES), kinds=tuple(net.KINDS),
-                   parent=tuple(int(v) for v in net.PARENT), way=tuple(int(v) for v in net.WAY),
-                   macs=tuple(int(v) for v in net.MACS), leaves=tuple(net.LEAVES),
-                   junctions=tuple(net.JUNCTIONS), ways=tuple(net.WAYS),
-                   classes=int(net.CLASSES),
-                   input_shape=tuple(net.INPUT_SHAPE),  # type: ignore[arg-type]
-                   dynamic_kcpt=bool(net.DYNAMIC_KCPT))
+    def of(cls, net: Any) -> "RoutingTree":
+        """The tree of a generated network (its class's ``TREE``), of an inference
+        engine (its network's), or the tree itself."""
+        if isinstance(net, RoutingTree):
+            return net
+        tree = getattr(net, "TREE", None)
+        if tree is None and getattr(net, "net", None) is not None:
+            tree = getattr(net.net, "TREE", None)  # an inference engine wrapping the network
+        if not isinstance(tree, RoutingTree):
+            raise TypeError(f"{type(net).__name__} carries no routing tree (TREE)")
+        return tree
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "nodes": list(self.nodes), "kinds": list(self.kinds),
@@ -86,7 +104,7 @@ class Topology:
                 "input_shape": list(self.input_shape), "dynamic_kcpt": self.dynamic_kcpt}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Topology":
+    def from_dict(cls, d: dict[str, Any]) -> "RoutingTree":
         return cls(name=d["name"], nodes=tuple(d["nodes"]), kinds=tuple(d["kinds"]),
                    parent=tuple(d["parent"]), way=tuple(d["way"]), macs=tuple(d["macs"]),
                    leaves=tuple(d["leaves"]), junctions=tuple(d["junctions"]),
@@ -95,8 +113,33 @@ class Topology:
                    dynamic_kcpt=bool(d["dynamic_kcpt"]))
 
     @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+    @property
     def root(self) -> int:
         return self.parent.index(-1)
+
+    def path(self, node: int) -> list[int]:
+        """Node indices from the root to ``node``."""
+        out = [node]
+        while self.parent[out[-1]] >= 0:
+            out.append(self.parent[out[-1]])
+        return out[::-1]
+
+    def path_macs(self) -> list[int]:
+        """MACs of every root-to-leaf path, in leaf order."""
+        return list(self.leaf_macs)
+
+    def mean_macs(self, leaf_fractions: "list[float]") -> float:
+        """Expected MACs per example when fraction f_k of examples leaves at leaf k."""
+        return sum(f * m for f, m in zip(leaf_fractions, self.leaf_macs))
+
+    def floors(self, junction: int, epsilon: float) -> list[float]:
+        """Per-way probability floors at ``junction`` (a node index): ε times the share
+        of the tree's leaves under each way, so every path keeps a gradient."""
+        total = self.leaves_under[self.root]
+        return [epsilon * self.leaves_under[c] / total for c in self.children[junction]]
 
     def anchor(self, i: int) -> int:
         """The nearest ancestor-or-self whose output is a pyramid (stem or column)."""
