@@ -38,6 +38,7 @@ from routec.train.config import make_config  # noqa: E402
 from routec.train.costs import node_params  # noqa: E402
 from routec.train.loop import strategy_step  # noqa: E402
 from routec.train.sgd import SGD  # noqa: E402
+from routec.train.steps import with_grads  # noqa: E402
 from routec.train.talr import apply_talr  # noqa: E402
 
 SPEC = '''network resnet20_routed (input = 3x32x32, classes = 10) {
@@ -92,7 +93,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         res.loss.backward()
         apply_talr(params, torch.ones(len(params)))
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(with_grads(params), 1.0)  # as the trainer clips
         opt.step()
 
     pieces = {net.NODES[i]: pieces_of(getattr(net, net.NODES[i]))[-1]
@@ -105,7 +106,8 @@ def main() -> None:
 
     def heads_only() -> None:
         idx = batch()
-        feats = {name: p.cached.index_select(0, idx) for name, p in pieces.items()}
+        with cache.rows(idx):  # gathered as the trainer gathers them (one reused buffer each)
+            feats = {name: p.cached_rows() for name, p in pieces.items()}
         total = 0.0
         for parent, head in heads:
             total = total + head((feats[anchor(parent)],)).float().mean()

@@ -230,6 +230,7 @@ class ModelPiece(nn.Module):
         # while ``rows`` is set, the piece returns those rows instead of computing them
         self.cached: Tensor | None = None
         self.rows: Tensor | None = None
+        self._rows_buffer: Tensor | None = None
 
     def freeze(self) -> None:
         """Keep this piece as trained: no gradients, and eval mode (batch-norm statistics
@@ -244,9 +245,24 @@ class ModelPiece(nn.Module):
             self.piece.eval()
         return self
 
+    def cached_rows(self) -> Tensor:
+        """The cached outputs of ``rows``, gathered into one buffer that the next step
+        reuses. A fresh tensor per step is a fresh block from the allocator, whose
+        pages fault in every time: for a batch of large maps that made the gather cost
+        several times the heads it feeds. Reuse is safe: a step's graph is consumed by
+        its backward before the next gather, and autograd's version counter refuses a
+        backward through a buffer overwritten since."""
+        assert self.rows is not None and self.cached is not None
+        shape = (self.rows.numel(), *self.cached.shape[1:])
+        buf = self._rows_buffer
+        if buf is None or buf.shape != shape or buf.device != self.cached.device \
+                or buf.dtype != self.cached.dtype:
+            buf = self._rows_buffer = self.cached.new_empty(shape)
+        return torch.index_select(self.cached, 0, self.rows, out=buf)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.rows is not None and self.cached is not None:
-            return self.cached.index_select(0, self.rows).to(x.device)
+            return self.cached_rows().to(x.device)
         if self.tokens_in:  # N×D×T×1 -> N×T×D, the sequence the piece was cut from
             x = x.squeeze(-1).transpose(1, 2)
         y = self.piece(x)

@@ -7,6 +7,8 @@ milliseconds from a cost table (``--cost latency``; k_cpt per millisecond):
 """
 from __future__ import annotations
 
+import weakref
+
 from dataclasses import dataclass, field
 
 import torch
@@ -69,11 +71,21 @@ def node_weights(net: RoutedNetwork) -> list[list[Tensor]]:
     of every node, in node order: what L2 regularisation applies to. Frozen weights (a
     supplied model's pieces under --freeze) are left out: they do not train, so their
     penalty would only add a constant to the loss, at the cost of summing them every step."""
-    out: list[list[Tensor]] = []
-    for name in net.NODES:
-        module = getattr(net, name)
-        out.append([p for p in module.parameters() if p.ndim > 1 and p.requires_grad])
-    return out
+    return [[p for p in ws if p.requires_grad] for ws in _weights_of(net)]
+
+
+_WEIGHTS: "weakref.WeakKeyDictionary[RoutedNetwork, list[list[Tensor]]]" = weakref.WeakKeyDictionary()
+
+
+def _weights_of(net: RoutedNetwork) -> list[list[Tensor]]:
+    """Every node's weight tensors, found once per network: walking a supplied model's
+    modules every step cost more than its heads' forward pass (the set of tensors is
+    fixed when the class is built; which of them train is read each call)."""
+    found = _WEIGHTS.get(net)
+    if found is None:
+        found = [[p for p in getattr(net, name).parameters() if p.ndim > 1] for name in net.NODES]
+        _WEIGHTS[net] = found
+    return found
 
 
 def node_l2(weights: list[list[Tensor]], like: Tensor) -> Tensor:

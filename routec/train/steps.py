@@ -102,6 +102,18 @@ def draw_batch(run: Run) -> tuple[Tensor, Tensor, Tensor, Tensor | float]:
     return idx, x, y, k
 
 
+def with_grads(params_per_node: list[list[Tensor]]) -> list[Tensor]:
+    """The nodes' parameters that have a gradient, each once, in the network's order."""
+    seen: set[int] = set()
+    out = []
+    for params in params_per_node:
+        for p in params:
+            if p.grad is not None and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
 def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tensor]:
     """Train on the next batch at ``lr`` and ``tau``; (the step's result, the labels it
     saw) for the log. A non-finite loss stops the run before it reaches the weights."""
@@ -137,7 +149,9 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
         res.talr = D.global_talr_scales(res.reach, run.dist)
         apply_talr(run.params, res.talr)
     if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad_norm)
+        # over the nodes' parameters as TALR holds them: net.parameters() would walk
+        # every module of a frozen backbone each step for gradients it does not have
+        torch.nn.utils.clip_grad_norm_(with_grads(run.params), cfg.clip_grad_norm)
     if scaler is None:
         opt.step()
     else:  # skips the step when a gradient overflowed, and adapts the scale
