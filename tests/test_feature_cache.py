@@ -12,17 +12,9 @@ from routec.codegen import build_class
 from routec.graph import build_graph
 from routec.parse import parse_spec
 from routec.train.backbone import FeatureCache, freeze, pieces_of
+from test_backbone_route import RESNET
 
-SPEC = '''network cached_resnet (input = 3x32x32, classes = 10) {
-    model backbone
-    exit own = logits
-    exit default = linear(pooled = 1)
-    router default = mlp(hidden = [16], pooled = 1)
-    column c1 = backbone(to = "layer1")
-    column c2 = backbone(from = "layer1", to = "layer3")
-    column head = backbone(from = "layer3")
-    route c1 -> either { exit | c2 -> either { exit | head -> exit(own) } }
-}'''
+SPEC = RESNET  # the routed ResNet of the compiler's tests: cuts after layer1 and layer3
 
 
 @pytest.fixture()
