@@ -11,7 +11,7 @@ from routec.engine import registry
 from routec.parse import bundled_specs
 from routec.train.tree import EPSILON, Tree
 from routec.tree import RoutingTree
-from tests.helpers import compile_bundled
+from helpers import compile_bundled
 
 SPECS = sorted(bundled_specs())
 
