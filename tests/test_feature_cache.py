@@ -67,3 +67,82 @@ def test_a_backward_through_overwritten_rows_is_refused(net) -> None:
         net(images[8:16])
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         first.backward()
+
+
+# c3's output feeds only the head's piece: frozen and cached, the head ignores it
+CHAIN = '''network chained_resnet (input = 3x32x32, classes = 10) {
+    model backbone
+    exit own = logits
+    exit default = linear(pooled = 1)
+    router default = mlp(hidden = [16], pooled = 1)
+    column c1 = backbone(to = "layer1")
+    column c2 = backbone(from = "layer1", to = "layer2")
+    column c3 = backbone(from = "layer2", to = "layer3")
+    column head = backbone(from = "layer3")
+    route c1 -> either { exit | c2 -> either { exit | c3 -> head -> exit(own) } }
+}'''
+
+
+@pytest.fixture()
+def chain():
+    torch.manual_seed(0)
+    supply("backbone", tv_resnet())
+    try:
+        yield build_class(build_graph(parse_spec(CHAIN, "chained.route")))()
+    finally:
+        withdraw("backbone")
+
+
+def _outputs(net, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every column's piece output, computed (the independent reference)."""
+    got = {}
+    hooks = [pieces_of(getattr(net, c))[-1].register_forward_hook(
+        lambda m, a, out, c=c: got.__setitem__(c, out)) for c in ("c1", "c2", "c3", "head")]
+    with torch.no_grad():
+        net(images)
+    for h in hooks:
+        h.remove()
+    return got
+
+
+def test_outputs_only_cached_pieces_read_are_neither_kept_nor_gathered(chain) -> None:
+    freeze(chain, "all")
+    images = torch.randn(20, 3, 32, 32)
+    chain.eval()
+    reference = _outputs(chain, images)
+    cache = FeatureCache.build(chain, images, torch.device("cpu"), batch=8)
+    (c3,) = pieces_of(chain.c3)
+    assert c3.cached is None and c3.unread_shape == tuple(reference["c3"].shape[1:])
+    kept = sum(reference[c].numel() * 4 for c in ("c1", "c2", "head"))
+    assert cache.nbytes == kept
+    # every column that reads the input starts with a cached piece: no image is gathered
+    assert not cache.input_read and cache.inputs(images, torch.arange(4)) is None
+    idx = torch.tensor([7, 0, 19, 3, 3])
+    x = cache.placeholder(images, len(idx), torch.device("cpu"))
+    assert x.shape == (5, 3, 32, 32) and x.stride(0) == 0  # a stand-in, nothing copied
+    with torch.no_grad():
+        computed = chain(images[idx])
+        with cache.rows(idx):
+            cached = chain(x)
+    assert torch.allclose(cached.leaf_logits, computed.leaf_logits, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(cached.scores, computed.scores))
+
+
+def test_a_piece_read_by_a_training_column_is_kept(chain) -> None:
+    freeze(chain, "c2")  # c1 and c2 cached; c3 trains on c2's rows
+    images = torch.randn(12, 3, 32, 32)
+    cache = FeatureCache.build(chain, images, torch.device("cpu"), batch=4)
+    assert {p.unread_shape for p in cache.pieces} == {None}
+    assert cache.nbytes == sum(v.numel() * 4 for k, v in _outputs(chain, images).items()
+                               if k in ("c1", "c2"))
+    assert not cache.input_read  # c1 still stands for the input
+
+
+def test_the_input_is_gathered_when_a_computed_column_reads_it(chain) -> None:
+    images = torch.randn(12, 3, 32, 32)
+    (c2,) = pieces_of(chain.c2)
+    c2.freeze()  # cached, but c1 computes from the images
+    cache = FeatureCache.build(chain, images, torch.device("cpu"), batch=4)
+    assert cache.input_read
+    idx = torch.tensor([5, 2])
+    assert torch.equal(cache.inputs(images, idx), images[idx])

@@ -231,6 +231,9 @@ class ModelPiece(nn.Module):
         self.cached: Tensor | None = None
         self.rows: Tensor | None = None
         self._rows_buffer: Tensor | None = None
+        # a cached piece whose output only other cached pieces would read keeps no rows:
+        # while ``rows`` is set it gives a zero-stride placeholder of its output's shape
+        self.unread_shape: tuple[int, ...] | None = None
 
     def freeze(self) -> None:
         """Keep this piece as trained: no gradients, and eval mode (batch-norm statistics
@@ -261,8 +264,11 @@ class ModelPiece(nn.Module):
         return torch.index_select(self.cached, 0, self.rows, out=buf)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.rows is not None and self.cached is not None:
-            return self.cached_rows().to(x.device)
+        if self.rows is not None:
+            if self.unread_shape is not None:
+                return x.new_zeros(()).expand(self.rows.numel(), *self.unread_shape)
+            if self.cached is not None:
+                return self.cached_rows().to(x.device)
         if self.tokens_in:  # N×D×T×1 -> N×T×D, the sequence the piece was cut from
             x = x.squeeze(-1).transpose(1, 2)
         y = self.piece(x)

@@ -74,21 +74,35 @@ class FeatureCache:
     rows ``idx`` of its stored outputs. Outside that block (validation, evaluation)
     the pieces compute as usual."""
 
-    def __init__(self, pieces: list[nn.Module]) -> None:
-        self.pieces = pieces
+    def __init__(self, pieces: list[nn.Module], device: torch.device,
+                 input_read: bool = True) -> None:
+        self.pieces, self.device = pieces, device
+        # whether anything reads the network's input while rows are set: when the
+        # cached pieces stand for everything that would, a trainer need not gather
+        # the batch's images at all (only its labels)
+        self.input_read = input_read
 
     @classmethod
     def build(cls, net: nn.Module, images: Tensor, device: torch.device,
               batch: int | None = None) -> FeatureCache:
         """Run the network over ``images`` a batch at a time (``images[a:b]``: a split kept
-        on disk is never held whole), keeping the frozen pieces' outputs."""
+        on disk is never held whole), keeping the frozen pieces' outputs that something
+        reads (a piece followed only by cached pieces keeps nothing)."""
         from routec.train.evaluate import eval_batch
 
         batch = min(256, eval_batch(images)) if batch is None else batch
         pieces = [p for p in pieces_of(net) if p.frozen]
-        outputs: dict[int, list[Tensor]] = {id(p): [] for p in pieces}
-        hooks = [p.register_forward_hook(
-            lambda m, args, out: outputs[id(m)].append(out.detach().cpu())) for p in pieces]
+        unread, input_read = _unread(net, pieces)
+        kept = [p for p in pieces if id(p) not in unread]
+        outputs: dict[int, list[Tensor]] = {id(p): [] for p in kept}
+        shapes: dict[int, tuple[int, ...]] = {}
+
+        def keep(m: nn.Module, args: object, out: Tensor) -> None:
+            if id(m) in outputs:
+                outputs[id(m)].append(out.detach().cpu())
+            shapes[id(m)] = tuple(out.shape[1:])
+
+        hooks = [p.register_forward_hook(keep) for p in pieces]
         was_training = net.training
         net.eval()
         try:
@@ -100,15 +114,30 @@ class FeatureCache:
                 h.remove()
             net.train(was_training)
         for p in pieces:
-            p.cached = torch.cat(outputs[id(p)]).to(device)
-        return cls(pieces)
+            if id(p) in unread:
+                p.cached, p.unread_shape = None, shapes[id(p)]
+            else:
+                p.cached, p.unread_shape = torch.cat(outputs[id(p)]).to(device), None
+        return cls(pieces, device, input_read)
 
     @property
     def nbytes(self) -> int:
-        return sum(p.cached.numel() * p.cached.element_size() for p in self.pieces)
+        return sum(p.cached.numel() * p.cached.element_size() for p in self.pieces
+                   if p.cached is not None)
 
     def rows(self, idx: Tensor) -> _Rows:
-        return _Rows(self.pieces, idx)
+        return _Rows(self.pieces, idx.to(self.device))
+
+    def inputs(self, images: Tensor, idx: Tensor) -> Tensor | None:
+        """The images at ``idx`` as the network's input while ``rows(idx)`` is set, or
+        None when nothing would read them (see :meth:`placeholder`)."""
+        return images.index_select(0, idx) if self.input_read else None
+
+    @staticmethod
+    def placeholder(like: Tensor, n: int, device: torch.device) -> Tensor:
+        """A zero-stride stand-in for ``n`` of ``like``'s rows on ``device``: the input
+        of a batch whose images only cached pieces would read (nothing is gathered)."""
+        return torch.zeros((), dtype=like.dtype, device=device).expand(n, *like.shape[1:])
 
 
 class _Rows:
@@ -117,23 +146,55 @@ class _Rows:
 
     def __enter__(self) -> None:
         for p in self.pieces:
-            p.rows = self.idx.to(p.cached.device)
+            p.rows = self.idx
 
     def __exit__(self, *exc: object) -> None:
         for p in self.pieces:
             p.rows = None
 
 
+def _unread(net: nn.Module, cached: list[nn.Module]) -> tuple[set[int], bool]:
+    """(ids of the cached pieces whose outputs nothing would read while rows are set,
+    whether anything reads the network's input).
+
+    A column whose first layer is a cached piece ignores its input (the piece gives its
+    stored rows), and junctions and exits read theirs. So a node's output is unread when
+    every child is such a column; a cached piece that ends its column then need not be
+    gathered (nor stored), and the input is unread when the stem's output is."""
+    from routec.runtime.layers import OnCoarsest
+
+    cached_ids = {id(p) for p in cached}
+
+    def piece(layer: nn.Module) -> nn.Module | None:
+        inner = layer.layer if isinstance(layer, OnCoarsest) else layer
+        return inner if id(inner) in cached_ids else None
+
+    def columns_layers(i: int) -> list[nn.Module]:
+        return list(getattr(net, net.NODES[i])) if net.KINDS[i] == "column" else []
+
+    def ignores_input(i: int) -> bool:
+        layers = columns_layers(i)
+        return bool(layers) and piece(layers[0]) is not None
+
+    tree = net.TREE
+    unread_output = [bool(tree.children[i]) and all(ignores_input(c) for c in tree.children[i])
+                     for i in range(tree.size)]
+    unread = set()
+    for i in range(tree.size):
+        layers = columns_layers(i)
+        if layers and unread_output[i] and piece(layers[-1]) is not None:
+            unread.add(id(piece(layers[-1])))
+    root = tree.parent.index(-1)
+    input_read = not (unread_output[root] if tree.kinds[root] == "stem" else ignores_input(root))
+    return unread, input_read
+
+
 def cache_bytes_estimate(net: nn.Module, n: int) -> int:
-    """Bytes the frozen pieces' outputs for ``n`` examples take (float32)."""
-    total = 0
-    for i, kind in enumerate(net.KINDS):
-        if kind != "column":
-            continue
-        for p in pieces_of(getattr(net, net.NODES[i])):
-            if p.frozen:
-                total += 4 * n * _out_numel(p)
-    return total
+    """Bytes the frozen pieces' outputs for ``n`` examples take (float32); a piece
+    whose output only cached pieces read keeps none."""
+    pieces = [p for p in pieces_of(net) if p.frozen]
+    unread, _ = _unread(net, pieces)
+    return sum(4 * n * _out_numel(p) for p in pieces if id(p) not in unread)
 
 
 def _out_numel(piece: nn.Module) -> int:

@@ -87,16 +87,22 @@ def draw_batch(run: Run) -> tuple[Tensor, Tensor, Tensor, Tensor | float]:
     of it on the device; every rank draws the same batch from the same generators."""
     cfg, data, dist, device = run.cfg, run.data, run.dist, run.device
     idx = run.order.next()
-    x = data.train.images.index_select(0, idx)
+    images = data.train.images
+    if run.cache is not None:  # cached pieces stand for what reads the images: no gather
+        x: Tensor | None = run.cache.inputs(images, idx)
+    else:
+        x = images.index_select(0, idx)
     y = data.train.labels.index_select(0, idx)
-    if cfg.augment:
+    if cfg.augment:  # (never with a cache: augmented images change the pieces' outputs)
         x = run.augmenter(x, data.train.origin.index_select(0, idx))
     if cfg.dynamic:
         k: Tensor | float = run.grid[torch.randint(len(run.grid), (len(idx),),
                                                    generator=run.kgen)]
     else:
         k = float(cfg.k_cpt)
-    x, y = D.shard(x, dist).to(device), D.shard(y, dist).to(device)
+    y = D.shard(y, dist).to(device)
+    x = (run.cache.placeholder(images, len(y), device) if x is None
+         else D.shard(x, dist).to(device))
     if isinstance(k, Tensor):
         k = D.shard(k, dist).to(device)
     return idx, x, y, k
