@@ -96,3 +96,40 @@ def test_segments_cover_every_node_once(compiled) -> None:
         assert covered == list(range(t.size))
         exits = {s.leaf for s in segs if s.end == "exit"}
         assert exits == set(range(len(t.leaves)))
+
+
+def test_reach_and_decisiveness_against_products_along_each_path(compiled) -> None:
+    """reach() lays junction blocks side by side and gathers; the reference multiplies
+    the branch probabilities along every node's networkx path, one node at a time."""
+    import torch
+
+    from routec.train.tree import decisiveness, inference_leaf, reach
+
+    g, net = compiled
+    tree = Tree.of(net)
+    gen = torch.Generator().manual_seed(len(tree.junctions))
+    n = 5
+    policy = [torch.softmax(torch.randn(n, w, generator=gen, dtype=torch.float64), dim=1)
+              for w in tree.ways]
+    number = {j: k for k, j in enumerate(tree.junctions)}
+    got = reach(tree, policy, n)
+    for node in range(tree.size):
+        expect = torch.ones(n, dtype=torch.float64)
+        path = nx.shortest_path(g.graph, 0, node)
+        for parent, child in zip(path, path[1:]):
+            if g.nodes[parent].kind == "junction":
+                expect = expect * policy[number[parent]][:, g.nodes[child].way]
+        assert torch.allclose(got[:, node], expect, rtol=1e-12), node
+    weight = torch.rand(n, tree.size, generator=gen, dtype=torch.float64)
+    scores = tuple(torch.randn(n, w, generator=gen, dtype=torch.float64) for w in tree.ways)
+    expect = sum((weight[:, j] * (s ** 2).sum(dim=1) for j, s in zip(tree.junctions, scores)),
+                 torch.zeros(n, dtype=torch.float64))
+    assert torch.allclose(decisiveness(tree, weight, scores), expect, rtol=1e-12)
+    # argmax routing: the leaf whose every junction on the path chose its way
+    leaf = inference_leaf(tree, scores, n)
+    for i in range(n):
+        node = 0
+        while g.nodes[node].kind != "exit":
+            kids = sorted(g.graph.successors(node), key=lambda c: g.nodes[c].way)
+            node = kids[int(scores[number[node]][i].argmax())] if node in number else kids[0]
+        assert tree.leaves[int(leaf[i])] == node

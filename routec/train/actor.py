@@ -14,7 +14,8 @@ from torch import Tensor
 from routec.runtime.routing import DenseOutput, RoutedNetwork
 from routec.train.costs import (StepResult, compute_cost, detached, kcpt_column, leaf_errors,
                                 node_l2, node_weights)
-from routec.train.tree import EPSILON, Tree, inference_leaf, reach, training_policy
+from routec.train.tree import (EPSILON, Tree, decisiveness, inference_leaf, leaf_index, reach,
+                               training_policy)
 
 
 def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | Tensor,
@@ -27,16 +28,13 @@ def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | T
     like = out.leaf_logits
     policy = training_policy(tree, out.scores, tau, epsilon)
     p = reach(tree, policy, n).to(like.dtype)
-    k = kcpt_column(k_cpt, n, like)
-    leaves = list(tree.leaves)
-    err = (p[:, leaves] * leaf_errors(out, y)).sum(dim=1)
+    k = k_cpt if isinstance(k_cpt, float) else kcpt_column(k_cpt, n, like)
+    err = (p.index_select(1, leaf_index(tree, p)) * leaf_errors(out, y)).sum(dim=1)
     cpt = k * (p * compute_cost(tree, like, node_cost)).sum(dim=1)
     sg = p.detach()
     w = p if regularise_dhat else sg  # the routing weights of c_mod: held constant or not
     mod = k_l2 * (w.mean(dim=0) * node_l2(node_weights(net), like)).sum()
-    dec = like.new_zeros(n)
-    for j, s in zip(tree.junctions, out.scores):
-        dec = dec + w[:, j] * (s ** 2).sum(dim=1)
+    dec = decisiveness(tree, w, out.scores)
     loss = (err + cpt + k_dec * dec).mean() + mod
     leaf = inference_leaf(tree, out.scores, n)
     return StepResult(loss, sg, leaf, out.leaf_logits[leaf, torch.arange(n)],

@@ -89,14 +89,25 @@ def _weights_of(net: RoutedNetwork) -> list[list[Tensor]]:
 
 
 def node_l2(weights: list[list[Tensor]], like: Tensor) -> Tensor:
-    """Σ w² per node (differentiable): a (nodes,) tensor."""
-    zero = like.new_zeros(())
-    return torch.stack([sum(((w.to(like.dtype) ** 2).sum() for w in ws), zero) for ws in weights])
+    """Σ w² per node (differentiable): a (nodes,) tensor. The norms of all weight
+    tensors come from one foreach op (its gradient is 0, not NaN, at a zero tensor:
+    a router's last layer starts there), squared and added into their nodes by one
+    index_add: a step's L2 term costs a few ops, not several per tensor."""
+    flat = [w if w.dtype == like.dtype else w.to(like.dtype) for ws in weights for w in ws]
+    out = like.new_zeros(len(weights))
+    if not flat:
+        return out
+    squares = torch.stack(torch._foreach_norm(flat)) ** 2
+    owner = torch.tensor([i for i, ws in enumerate(weights) for _ in ws], device=like.device)
+    return out.index_add(0, owner, squares)
 
 
 def node_params(net: RoutedNetwork) -> list[list[Tensor]]:
-    """All parameters of every node, in node order (TALR scales them together)."""
-    return [list(getattr(net, name).parameters()) for name in net.NODES]
+    """The trainable parameters of every node, in node order (TALR scales them
+    together). Frozen ones (--freeze) never have a gradient: leaving them out spares
+    TALR and clipping a walk over a whole backbone's tensors at every step."""
+    return [[p for p in getattr(net, name).parameters() if p.requires_grad]
+            for name in net.NODES]
 
 
 def kcpt_column(k_cpt: float | Tensor, n: int, like: Tensor) -> Tensor:
@@ -115,11 +126,12 @@ def node_costs(seconds: list[float] | Tensor) -> Tensor:
 def compute_cost(tree: Tree, like: Tensor, cost: Tensor | None = None) -> Tensor:
     """The cost of every node as a (nodes,) tensor of ``like``'s dtype: ``cost`` (from
     :func:`node_costs`) when given, else MACs."""
-    c = tree.macs if cost is None else cost
-    if c.shape != tree.macs.shape:
-        raise ValueError(f"node cost vector has {tuple(c.shape)} entries for "
+    if cost is None:  # made once per dtype and device
+        return tree.constant(("macs",), like, lambda: tree.macs)
+    if cost.shape != tree.macs.shape:
+        raise ValueError(f"node cost vector has {tuple(cost.shape)} entries for "
                          f"{tree.size} nodes")
-    return c.to(like.dtype).to(like.device)
+    return cost.to(like.dtype).to(like.device)
 
 
 def path_cost(tree: Tree, cost: Tensor) -> tuple[Tensor, Tensor]:

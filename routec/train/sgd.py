@@ -39,22 +39,28 @@ class SGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        for group in self.param_groups:
+        for group in self.param_groups:  # foreach ops: the same arithmetic, a few calls
             lr, momentum = group["lr"], group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d_p = p.grad
-                if momentum != 0:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            steps = [p.grad for p in params]
+            if momentum != 0:
+                fresh, bufs, grads = [], [], []
+                for p in params:
                     state = self.state.setdefault(p, {})
                     buf = state.get("momentum_buffer")
                     if buf is None:
-                        buf = torch.clone(d_p).detach()
-                        state["momentum_buffer"] = buf
+                        state["momentum_buffer"] = torch.clone(p.grad).detach()
                     else:
-                        buf.mul_(momentum).add_(d_p)
-                    d_p = buf
-                p.add_(d_p, alpha=-lr)
+                        bufs.append(buf)
+                        grads.append(p.grad)
+                    fresh.append(state["momentum_buffer"])
+                if bufs:
+                    torch._foreach_mul_(bufs, momentum)
+                    torch._foreach_add_(bufs, grads)
+                steps = fresh
+            torch._foreach_add_(params, steps, alpha=-lr)
 
     def state_dict(self) -> dict[str, Any]:
         """PyTorch's layout: parameters numbered across groups in order."""

@@ -23,8 +23,13 @@ def talr_scales(reach: Tensor) -> Tensor:
 
 
 def apply_talr(params_per_node: list[list[Tensor]], scales: Tensor) -> None:
-    """Multiply each node's parameter gradients by its scale, in place."""
+    """Multiply each node's parameter gradients by its scale, in place (one foreach
+    op: a per-tensor loop cost more than the heads of a small network)."""
+    grads, factors = [], []
     for params, scale in zip(params_per_node, scales.tolist()):
         for p in params:
             if p.grad is not None:
-                p.grad.mul_(scale)
+                grads.append(p.grad)
+                factors.append(scale)
+    if grads:
+        torch._foreach_mul_(grads, factors)

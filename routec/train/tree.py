@@ -9,8 +9,9 @@ structure (parents, ways, children, leaves under each node) is the network's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -25,6 +26,9 @@ EPSILON = 1e-6  # docs/design.md: no branch probability below ε·(leaves under 
 class Tree:
     routing: RoutingTree
     macs: Tensor  # (nodes,) float64
+    # constants a training step indexes with, made once per dtype and device: a step
+    # builds no tensor from Python lists (each costs more than the op that reads it)
+    _constants: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, net: RoutedNetwork | type[RoutedNetwork] | RoutingTree) -> "Tree":
@@ -72,6 +76,51 @@ class Tree:
         """Per-way probability floors at ``junction`` (a node index)."""
         return torch.tensor(self.routing.floors(junction, epsilon), dtype=torch.float64)
 
+    def constant(self, key: tuple, like: Tensor, make: Callable[[], Tensor]) -> Tensor:
+        """``make()`` moved to ``like``'s device (float tensors also to its dtype),
+        made once per key, dtype and device."""
+        k = (key, like.dtype, like.device)
+        t = self._constants.get(k)
+        if t is None:
+            t = make()
+            t = t.to(like.device, like.dtype) if t.is_floating_point() else t.to(like.device)
+            self._constants[k] = t
+        return t
+
+    def floor_mix(self, junction: int, epsilon: float, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(floors, 1 − their sum) at ``junction`` in ``like``'s dtype and device: a
+        training policy is floors + (1 − Σ floors) · softmax."""
+        floor = self.constant(("floor", junction, epsilon), like,
+                              lambda: self.floors(junction, epsilon))
+        rest = self.constant(("floor-rest", junction, epsilon), like, lambda: 1 - floor.sum())
+        return floor, rest
+
+    @cached_property
+    def reach_slots(self) -> tuple[tuple[int, int], ...]:
+        """Per node, where :func:`reach` finds its reach probability: (block, column),
+        block 0 a column of ones and block k + 1 junction k's ways. A node hanging on a
+        junction's way w reads that junction's column w; any other node reads its
+        parent's slot (under no junction: the ones)."""
+        number = {j: k for k, j in enumerate(self.junctions)}
+        slots: list[tuple[int, int]] = []
+        for i in range(self.size):
+            p = self.parent[i]
+            if p < 0:
+                slots.append((0, 0))
+            elif self.kinds[p] == "junction":
+                slots.append((number[p] + 1, self.way[i]))
+            else:
+                slots.append(slots[p])
+        return tuple(slots)
+
+    @cached_property
+    def reach_columns(self) -> tuple[int, ...]:
+        """Each node's column in the blocks laid side by side."""
+        first = [0, 1]
+        for ways in self.ways:
+            first.append(first[-1] + ways)
+        return tuple(first[block] + col for block, col in self.reach_slots)
+
     def cumulative_macs(self) -> Tensor:
         """MACs from the root down to and including each node (parents precede children)."""
         return torch.tensor(self.routing.cumulative_macs, dtype=torch.float64)
@@ -91,26 +140,36 @@ def training_policy(tree: Tree, scores: tuple[Tensor, ...], tau: float,
     """softmax(s/τ) per junction, mixed with its floors so every way keeps ≥ its floor."""
     out = []
     for j, s in zip(tree.junctions, scores):
-        floor = tree.floors(j, epsilon).to(s)
-        out.append(floor + (1 - floor.sum()) * torch.softmax(s / tau, dim=1))
+        floor, rest = tree.floor_mix(j, epsilon, s)
+        out.append(floor + rest * torch.softmax(s if tau == 1 else s / tau, dim=1))
     return out
 
 
 def reach(tree: Tree, policy: list[Tensor], n: int) -> Tensor:
-    """p(ℓ) for every node: the product of branch probabilities on its path (N×nodes)."""
+    """p(ℓ) for every node: the product of branch probabilities on its path (N×nodes).
+
+    Only a junction's ways multiply: each junction's block is its own reach times its
+    policy, and every node then reads its column of [ones | blocks] (one gather), so
+    a step costs two ops per junction, not one per node."""
     ref = policy[0] if policy else torch.zeros(())
-    cols: list[Tensor] = []
-    junction_of = {j: k for k, j in enumerate(tree.junctions)}
-    ones = torch.ones(n, dtype=ref.dtype, device=ref.device)
-    for i in range(tree.size):
-        p = tree.parent[i]
-        if p < 0:
-            cols.append(ones)
-        elif tree.kinds[p] == "junction":
-            cols.append(cols[p] * policy[junction_of[p]][:, tree.way[i]])
-        else:
-            cols.append(cols[p])
-    return torch.stack(cols, dim=1)
+    blocks = [torch.ones(n, 1, dtype=ref.dtype, device=ref.device)]
+    for j, pol in zip(tree.junctions, policy):
+        block, col = tree.reach_slots[j]  # the junction's own reach
+        blocks.append(pol if block == 0 else blocks[block][:, col:col + 1] * pol)
+    index = tree.constant(("reach-columns",), ref, lambda: torch.tensor(tree.reach_columns))
+    return torch.cat(blocks, dim=1).index_select(1, index)
+
+
+def decisiveness(tree: Tree, weight: Tensor, scores: tuple[Tensor, ...]) -> Tensor:
+    """Σ_j weight(j) · ‖s_j‖² per example (the paper's decisiveness cost), ``weight``
+    N×nodes: every junction's scores side by side, each way weighted by its junction's
+    column, summed in one pass."""
+    if not scores:
+        return weight.new_zeros(weight.shape[0])
+    s = torch.cat(scores, dim=1)
+    cols = tree.constant(("junction-of-way",), s, lambda: torch.tensor(
+        [j for j, ways in zip(tree.junctions, tree.ways) for _ in range(ways)]))
+    return (weight.index_select(1, cols) * s * s).sum(dim=1)
 
 
 def inference_policy(scores: tuple[Tensor, ...]) -> list[Tensor]:
@@ -122,4 +181,9 @@ def inference_policy(scores: tuple[Tensor, ...]) -> list[Tensor]:
 def inference_leaf(tree: Tree, scores: tuple[Tensor, ...], n: int) -> Tensor:
     """The leaf (index into ``tree.leaves``) each example reaches under argmax routing."""
     on_path = reach(tree, inference_policy(scores), n)
-    return on_path[:, list(tree.leaves)].argmax(dim=1)
+    return on_path.index_select(1, leaf_index(tree, on_path)).argmax(dim=1)
+
+
+def leaf_index(tree: Tree, like: Tensor) -> Tensor:
+    """The leaves' node indices as a tensor on ``like``'s device (for index_select)."""
+    return tree.constant(("leaves",), like, lambda: torch.tensor(tree.leaves))
