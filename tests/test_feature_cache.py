@@ -11,7 +11,7 @@ from routec.backbone.supplied import supply, withdraw
 from routec.codegen import build_class
 from routec.graph import build_graph
 from routec.parse import parse_spec
-from routec.train.backbone import FeatureCache, freeze, pieces_of
+from routec.train.backbone import FeatureCache, cache_bytes_estimate, freeze, pieces_of
 from test_backbone_route import RESNET
 
 SPEC = RESNET  # the routed ResNet of the compiler's tests: cuts after layer1 and layer3
@@ -105,16 +105,28 @@ def _outputs(net, images: torch.Tensor) -> dict[str, torch.Tensor]:
     return got
 
 
-def test_outputs_only_cached_pieces_read_are_neither_kept_nor_gathered(chain) -> None:
+def _pooled(t: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.adaptive_avg_pool2d(t, 1)
+
+
+def test_each_piece_keeps_what_its_readers_read(chain) -> None:
+    """c1 and c2 are read only by heads that average-pool to 1×1 first: they keep the
+    pooled maps. c3 feeds only the cached head piece: it keeps nothing. The head's
+    logits are read as they are (exit(own)): kept whole."""
     freeze(chain, "all")
     images = torch.randn(20, 3, 32, 32)
     chain.eval()
     reference = _outputs(chain, images)
     cache = FeatureCache.build(chain, images, torch.device("cpu"), batch=8)
-    (c3,) = pieces_of(chain.c3)
+    (c1,), (c2,), (c3,), (head,) = (pieces_of(getattr(chain, c)) for c in ("c1", "c2", "c3", "head"))
+    assert torch.allclose(c1.cached, _pooled(reference["c1"]), atol=1e-6)
+    assert torch.allclose(c2.cached, _pooled(reference["c2"]), atol=1e-6)
     assert c3.cached is None and c3.unread_shape == tuple(reference["c3"].shape[1:])
-    kept = sum(reference[c].numel() * 4 for c in ("c1", "c2", "head"))
+    assert torch.allclose(head.cached, reference["head"], atol=1e-6)
+    kept = (_pooled(reference["c1"]).numel() + _pooled(reference["c2"]).numel()
+            + reference["head"].numel()) * 4
     assert cache.nbytes == kept
+    assert cache_bytes_estimate(chain, len(images)) == kept
     # every column that reads the input starts with a cached piece: no image is gathered
     assert not cache.input_read and cache.inputs(images, torch.arange(4)) is None
     idx = torch.tensor([7, 0, 19, 3, 3])
@@ -128,14 +140,46 @@ def test_outputs_only_cached_pieces_read_are_neither_kept_nor_gathered(chain) ->
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(cached.scores, computed.scores))
 
 
-def test_a_piece_read_by_a_training_column_is_kept(chain) -> None:
+def test_a_map_a_training_column_reads_is_kept_whole(chain) -> None:
     freeze(chain, "c2")  # c1 and c2 cached; c3 trains on c2's rows
     images = torch.randn(12, 3, 32, 32)
     cache = FeatureCache.build(chain, images, torch.device("cpu"), batch=4)
-    assert {p.unread_shape for p in cache.pieces} == {None}
-    assert cache.nbytes == sum(v.numel() * 4 for k, v in _outputs(chain, images).items()
-                               if k in ("c1", "c2"))
+    reference = _outputs(chain, images)
+    (c2,) = pieces_of(chain.c2)
+    assert torch.allclose(c2.cached, reference["c2"], atol=1e-6)
+    kept = (_pooled(reference["c1"]).numel() + reference["c2"].numel()) * 4
+    assert cache.nbytes == cache_bytes_estimate(chain, len(images)) == kept
     assert not cache.input_read  # c1 still stands for the input
+    chain.train()  # c3 and the heads train on the rows: the same as computing c1 and c2
+    idx = torch.tensor([4, 4, 0, 11])
+    with torch.no_grad():
+        computed = chain(images[idx])
+        with cache.rows(idx):
+            cached = chain(images[idx])
+    assert torch.allclose(cached.leaf_logits, computed.leaf_logits, atol=1e-5)
+
+
+def test_heads_pooling_differently_keep_the_whole_map() -> None:
+    torch.manual_seed(0)
+    supply("backbone", tv_resnet())
+    try:
+        spec = CHAIN.replace("exit default = linear(pooled = 1)",
+                             "exit default = linear(pooled = 2)")
+        net = build_class(build_graph(parse_spec(spec, "mixed.route")))()
+    finally:
+        withdraw("backbone")
+    freeze(net, "all")
+    images = torch.randn(8, 3, 32, 32)
+    cache = FeatureCache.build(net, images, torch.device("cpu"), batch=4)
+    (c1,) = pieces_of(net.c1)  # its router pools to 1×1, its exit to 2×2: all of it
+    assert tuple(c1.cached.shape) == (8, *_outputs(net, images)["c1"].shape[1:])
+    net.eval()
+    idx = torch.tensor([1, 6, 2])
+    with torch.no_grad():
+        computed = net(images[idx])
+        with cache.rows(idx):
+            cached = net(images[idx])
+    assert torch.allclose(cached.leaf_logits, computed.leaf_logits, atol=1e-5)
 
 
 def test_the_input_is_gathered_when_a_computed_column_reads_it(chain) -> None:

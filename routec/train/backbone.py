@@ -7,6 +7,8 @@ the model's own head (held fixed), as self-distillation for early exits does.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,8 +73,9 @@ class FeatureCache:
     A frozen piece whose input no augmentation changes gives the same output for an
     example at every step, so training the routers, exits and unfrozen pieces after it
     need not run it again: ``with cache.rows(idx):`` makes every cached piece return the
-    rows ``idx`` of its stored outputs. Outside that block (validation, evaluation)
-    the pieces compute as usual."""
+    rows ``idx`` of what it stored, which is as much of its output as its readers read
+    (:func:`_reading`). Outside that block (validation, evaluation) the pieces compute
+    as usual."""
 
     def __init__(self, pieces: list[nn.Module], device: torch.device,
                  input_read: bool = True) -> None:
@@ -86,21 +89,22 @@ class FeatureCache:
     def build(cls, net: nn.Module, images: Tensor, device: torch.device,
               batch: int | None = None) -> FeatureCache:
         """Run the network over ``images`` a batch at a time (``images[a:b]``: a split kept
-        on disk is never held whole), keeping the frozen pieces' outputs that something
-        reads (a piece followed only by cached pieces keeps nothing)."""
+        on disk is never held whole), keeping of each frozen piece's output what its
+        readers read (:func:`_reading`): nothing, the average-pooled map, or all of it."""
         from routec.train.evaluate import eval_batch
 
         batch = min(256, eval_batch(images)) if batch is None else batch
         pieces = [p for p in pieces_of(net) if p.frozen]
-        unread, input_read = _unread(net, pieces)
-        kept = [p for p in pieces if id(p) not in unread]
-        outputs: dict[int, list[Tensor]] = {id(p): [] for p in kept}
+        reading = _reading(net, pieces)
+        outputs: dict[int, list[Tensor]] = {id(p): [] for p in pieces}
         shapes: dict[int, tuple[int, ...]] = {}
 
         def keep(m: nn.Module, args: object, out: Tensor) -> None:
-            if id(m) in outputs:
-                outputs[id(m)].append(out.detach().cpu())
             shapes[id(m)] = tuple(out.shape[1:])
+            read = reading.keeps[id(m)]
+            if read is not None:  # pooled as the heads pool it: the same op, same values
+                outputs[id(m)].append((out if read == FULL else F.adaptive_avg_pool2d(
+                    out, read)).detach().cpu())
 
         hooks = [p.register_forward_hook(keep) for p in pieces]
         was_training = net.training
@@ -114,11 +118,11 @@ class FeatureCache:
                 h.remove()
             net.train(was_training)
         for p in pieces:
-            if id(p) in unread:
+            if reading.keeps[id(p)] is None:
                 p.cached, p.unread_shape = None, shapes[id(p)]
             else:
                 p.cached, p.unread_shape = torch.cat(outputs[id(p)]).to(device), None
-        return cls(pieces, device, input_read)
+        return cls(pieces, device, reading.input_read)
 
     @property
     def nbytes(self) -> int:
@@ -153,15 +157,32 @@ class _Rows:
             p.rows = None
 
 
-def _unread(net: nn.Module, cached: list[nn.Module]) -> tuple[set[int], bool]:
-    """(ids of the cached pieces whose outputs nothing would read while rows are set,
-    whether anything reads the network's input).
+FULL = "full"  # a cached piece keeps its whole output
+
+
+@dataclass
+class _Reading:
+    keeps: dict[int, int | tuple[int, int] | str | None]  # per piece id: None, pool size, FULL
+    input_read: bool
+
+
+def _reading(net: nn.Module, cached: list[nn.Module]) -> _Reading:
+    """What of each cached piece's output is read while rows are set, and whether the
+    network's input is.
 
     A column whose first layer is a cached piece ignores its input (the piece gives its
-    stored rows), and junctions and exits read theirs. So a node's output is unread when
-    every child is such a column; a cached piece that ends its column then need not be
-    gathered (nor stored), and the input is unread when the stem's output is."""
-    from routec.runtime.layers import OnCoarsest
+    stored rows); junctions and exits read theirs. So a cached piece that ends its
+    column keeps:
+
+    - nothing, when every child of the column is such a column (its output only feeds
+      cached pieces; a zero-stride placeholder stands in);
+    - the map average-pooled to p × p, when every child that reads it is a head pooling
+      to p × p first (``pooled = p``): pooling a p × p map to p × p changes nothing, so
+      the heads compute exactly what they would, from a thousandth of the memory;
+    - all of it otherwise (an unpooled head, a model's own logits, a column that trains).
+
+    The input is unread when every child of the stem is a column that ignores it."""
+    from routec.runtime.layers import Head, OnCoarsest
 
     cached_ids = {id(p) for p in cached}
 
@@ -169,32 +190,68 @@ def _unread(net: nn.Module, cached: list[nn.Module]) -> tuple[set[int], bool]:
         inner = layer.layer if isinstance(layer, OnCoarsest) else layer
         return inner if id(inner) in cached_ids else None
 
-    def columns_layers(i: int) -> list[nn.Module]:
+    def layers(i: int) -> list[nn.Module]:
         return list(getattr(net, net.NODES[i])) if net.KINDS[i] == "column" else []
 
     def ignores_input(i: int) -> bool:
-        layers = columns_layers(i)
-        return bool(layers) and piece(layers[0]) is not None
+        return bool(layers(i)) and piece(layers(i)[0]) is not None
+
+    def pool_size(i: int) -> int | tuple[int, int] | None:
+        head = getattr(net, net.NODES[i])
+        return head.pool.output_size if isinstance(head, Head) and head.pool is not None \
+            else None
 
     tree = net.TREE
-    unread_output = [bool(tree.children[i]) and all(ignores_input(c) for c in tree.children[i])
-                     for i in range(tree.size)]
-    unread = set()
+
+    def readers(i: int) -> list[int]:
+        """The nodes that read node i's output: its children, and through a junction
+        (which passes its input on) the junction's children too."""
+        out = []
+        for c in tree.children[i]:
+            out.append(c)
+            if tree.kinds[c] == "junction":
+                out += readers(c)
+        return out
+
+    keeps: dict[int, int | tuple[int, int] | str | None] = {id(p): FULL for p in cached}
     for i in range(tree.size):
-        layers = columns_layers(i)
-        if layers and unread_output[i] and piece(layers[-1]) is not None:
-            unread.add(id(piece(layers[-1])))
+        last = piece(layers(i)[-1]) if layers(i) else None
+        if last is None:
+            continue
+        reading = [c for c in readers(i) if not ignores_input(c)]
+        sizes = {pool_size(c) for c in reading}
+        if not reading:
+            keeps[id(last)] = None
+        elif len(sizes) == 1 and None not in sizes:
+            keeps[id(last)] = sizes.pop()
     root = tree.parent.index(-1)
-    input_read = not (unread_output[root] if tree.kinds[root] == "stem" else ignores_input(root))
-    return unread, input_read
+    if tree.kinds[root] == "stem":
+        input_read = not all(ignores_input(c) for c in readers(root))
+    else:
+        input_read = not ignores_input(root)
+    return _Reading(keeps, input_read)
 
 
 def cache_bytes_estimate(net: nn.Module, n: int) -> int:
-    """Bytes the frozen pieces' outputs for ``n`` examples take (float32); a piece
-    whose output only cached pieces read keeps none."""
+    """Bytes the frozen pieces' outputs for ``n`` examples take (float32), as much of
+    each as :func:`_reading` keeps."""
     pieces = [p for p in pieces_of(net) if p.frozen]
-    unread, _ = _unread(net, pieces)
-    return sum(4 * n * _out_numel(p) for p in pieces if id(p) not in unread)
+    keeps = _reading(net, pieces).keeps
+    total = 0
+    for p in pieces:
+        read = keeps[id(p)]
+        if read == FULL:
+            total += 4 * n * _out_numel(p)
+        elif read is not None:
+            ph, pw = (read, read) if isinstance(read, int) else read
+            total += 4 * n * _channels(p) * ph * pw
+    return total
+
+
+def _channels(piece: nn.Module) -> int:
+    """Channels of a piece's output as a map: C of C×H×W or of C (as C×1×1), D of T×D."""
+    shape = tuple(piece.out_shape)
+    return int(shape[1] if len(shape) == 2 else shape[0])
 
 
 def _out_numel(piece: nn.Module) -> int:
