@@ -28,7 +28,7 @@ def actor_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | T
     like = out.leaf_logits
     policy = training_policy(tree, out.scores, tau, epsilon)
     p = reach(tree, policy, n).to(like.dtype)
-    k = k_cpt if isinstance(k_cpt, float) else kcpt_column(k_cpt, n, like)
+    k = kcpt_column(k_cpt, n, like)
     err = (p.index_select(1, leaf_index(tree, p)) * leaf_errors(out, y)).sum(dim=1)
     cpt = k * (p * compute_cost(tree, like, node_cost)).sum(dim=1)
     sg = p.detach()

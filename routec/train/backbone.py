@@ -174,14 +174,16 @@ def _reading(net: nn.Module, cached: list[nn.Module]) -> _Reading:
     stored rows); junctions and exits read theirs. So a cached piece that ends its
     column keeps:
 
-    - nothing, when every child of the column is such a column (its output only feeds
+    - nothing, when every node reading it is such a column (its output only feeds
       cached pieces; a zero-stride placeholder stands in);
-    - the map average-pooled to p × p, when every child that reads it is a head pooling
+    - the map average-pooled to p × p, when every node that reads it is a head pooling
       to p × p first (``pooled = p``): pooling a p × p map to p × p changes nothing, so
       the heads compute exactly what they would, from a thousandth of the memory;
     - all of it otherwise (an unpooled head, a model's own logits, a column that trains).
 
-    The input is unread when every child of the stem is a column that ignores it."""
+    A node's readers are its children and, through a junction (which passes its input
+    on), the junction's children. The input is unread when every reader of the stem's
+    output is a column that ignores it."""
     from routec.runtime.layers import Head, OnCoarsest
 
     cached_ids = {id(p) for p in cached}

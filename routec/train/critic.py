@@ -16,7 +16,7 @@ from torch import Tensor
 from routec.runtime.routing import DenseOutput, RoutedNetwork
 from routec.train.costs import (StepResult, compute_cost, detached, kcpt_column, leaf_errors,
                                 leaf_mistakes, node_l2, node_weights)
-from routec.train.tree import EPSILON, Tree, inference_leaf, reach, training_policy
+from routec.train.tree import EPSILON, Tree, inference_leaf, leaf_index, reach, training_policy
 
 Utility = Literal["pragmatic", "optimistic"]
 CriticError = Literal["crossentropy", "classification"]
@@ -65,7 +65,7 @@ def critic_loss(net: RoutedNetwork, out: DenseOutput, y: Tensor, k_cpt: float | 
     target_err = ce.detach() if error == "crossentropy" else leaf_mistakes(out, y)
     v = utilities(tree, tuple(s.detach() for s in out.scores), target_err, k, utility,
                   node_cost).detach()
-    err = (p[:, list(tree.leaves)] * ce).sum(dim=1)
+    err = (p.index_select(1, leaf_index(tree, p)) * ce).sum(dim=1)
     loss, regression = err, like.new_zeros(n)
     for j, s in zip(tree.junctions, out.scores):
         target = -v[:, list(tree.children[j])]

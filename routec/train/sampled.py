@@ -19,7 +19,7 @@ from routec.errors import RunError
 from routec.runtime.routing import Pyramid, RoutedNetwork
 from routec.train.costs import (StepResult, detached, kcpt_column, node_l2, node_weights,
                                 path_cost)
-from routec.train.tree import EPSILON, Tree
+from routec.train.tree import EPSILON, Tree, junction_policy
 
 
 class _Sampler:
@@ -30,8 +30,8 @@ class _Sampler:
         self.records: list[tuple[int, Tensor, Tensor, Tensor]] = []
 
     def __call__(self, j: int, scores: Tensor, rows: Tensor, features: Pyramid) -> Tensor:
-        floor = self.tree.floors(self.tree.junctions[j], self.epsilon).to(scores)
-        pol = floor + (1 - floor.sum()) * torch.softmax(scores.detach() / self.tau, dim=1)
+        pol = junction_policy(self.tree, self.tree.junctions[j], scores.detach(), self.tau,
+                              self.epsilon)
         choice = torch.multinomial(pol.float().cpu(), 1, generator=self.gen).squeeze(1)
         choice = choice.to(scores.device)
         self.records.append((j, rows, scores, choice))

@@ -44,8 +44,9 @@ class SGD:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            steps = [p.grad for p in params]
-            if momentum != 0:
+            if momentum == 0:
+                steps = [p.grad for p in params]
+            else:
                 fresh, bufs, grads = [], [], []
                 for p in params:
                     state = self.state.setdefault(p, {})

@@ -138,11 +138,14 @@ def _tree_of(routing: RoutingTree) -> Tree:
 def training_policy(tree: Tree, scores: tuple[Tensor, ...], tau: float,
                     epsilon: float = EPSILON) -> list[Tensor]:
     """softmax(s/τ) per junction, mixed with its floors so every way keeps ≥ its floor."""
-    out = []
-    for j, s in zip(tree.junctions, scores):
-        floor, rest = tree.floor_mix(j, epsilon, s)
-        out.append(floor + rest * torch.softmax(s if tau == 1 else s / tau, dim=1))
-    return out
+    return [junction_policy(tree, j, s, tau, epsilon) for j, s in zip(tree.junctions, scores)]
+
+
+def junction_policy(tree: Tree, junction: int, s: Tensor, tau: float,
+                    epsilon: float = EPSILON) -> Tensor:
+    """softmax(s/τ) at one junction (a node index), mixed with its floors."""
+    floor, rest = tree.floor_mix(junction, epsilon, s)
+    return floor + rest * torch.softmax(s if tau == 1 else s / tau, dim=1)
 
 
 def reach(tree: Tree, policy: list[Tensor], n: int) -> Tensor:
