@@ -55,10 +55,14 @@ def detached(**parts: Tensor) -> dict[str, Tensor]:
 
 
 def leaf_errors(out: DenseOutput, y: Tensor) -> Tensor:
-    """Cross-entropy of every leaf's classifier on every example: N×leaves."""
+    """Cross-entropy of every leaf's classifier on every example: N×leaves.
+
+    The log-softmax runs over the class axis laid out first (leaves×C×N): PyTorch's CPU
+    kernel over a short last axis (10 classes) took 60 µs for a 3×128×10 batch, longer
+    than the rest of the actor's loss; over a leading axis it takes 5."""
     n_leaves, n, c = out.leaf_logits.shape
-    ce = F.cross_entropy(out.leaf_logits.reshape(-1, c), y.repeat(n_leaves), reduction="none")
-    return ce.view(n_leaves, n).T
+    logp = out.leaf_logits.transpose(1, 2).contiguous().log_softmax(dim=1)
+    return -logp.gather(1, y.view(1, 1, n).expand(n_leaves, 1, n)).view(n_leaves, n).T
 
 
 def leaf_mistakes(out: DenseOutput, y: Tensor) -> Tensor:
