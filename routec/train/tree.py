@@ -10,7 +10,6 @@ structure (parents, ways, children, leaves under each node) is the network's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
 from typing import Callable
 
 import torch
@@ -26,6 +25,12 @@ EPSILON = 1e-6  # docs/design.md: no branch probability below ε·(leaves under 
 class Tree:
     routing: RoutingTree
     macs: Tensor  # (nodes,) float64
+    # per node, where :func:`reach` finds its reach probability: (block, column), block
+    # 0 a column of ones and block k + 1 junction k's ways; and that column's index in
+    # the blocks laid side by side. Plain fields, not cached properties: torch.compile
+    # cannot trace the lock a cached property takes, and a compiled step breaks there.
+    reach_slots: tuple[tuple[int, int], ...]
+    reach_columns: tuple[int, ...]
     # constants a training step indexes with, made once per dtype and device: a step
     # builds no tensor from Python lists (each costs more than the op that reads it)
     _constants: dict = field(default_factory=dict, compare=False, repr=False)
@@ -95,32 +100,6 @@ class Tree:
         rest = self.constant(("floor-rest", junction, epsilon), like, lambda: 1 - floor.sum())
         return floor, rest
 
-    @cached_property
-    def reach_slots(self) -> tuple[tuple[int, int], ...]:
-        """Per node, where :func:`reach` finds its reach probability: (block, column),
-        block 0 a column of ones and block k + 1 junction k's ways. A node hanging on a
-        junction's way w reads that junction's column w; any other node reads its
-        parent's slot (under no junction: the ones)."""
-        number = {j: k for k, j in enumerate(self.junctions)}
-        slots: list[tuple[int, int]] = []
-        for i in range(self.size):
-            p = self.parent[i]
-            if p < 0:
-                slots.append((0, 0))
-            elif self.kinds[p] == "junction":
-                slots.append((number[p] + 1, self.way[i]))
-            else:
-                slots.append(slots[p])
-        return tuple(slots)
-
-    @cached_property
-    def reach_columns(self) -> tuple[int, ...]:
-        """Each node's column in the blocks laid side by side."""
-        first = [0, 1]
-        for ways in self.ways:
-            first.append(first[-1] + ways)
-        return tuple(first[block] + col for block, col in self.reach_slots)
-
     def cumulative_macs(self) -> Tensor:
         """MACs from the root down to and including each node (parents precede children)."""
         return torch.tensor(self.routing.cumulative_macs, dtype=torch.float64)
@@ -130,22 +109,57 @@ class Tree:
         return torch.tensor(self.routing.leaf_macs, dtype=torch.float64)
 
 
-@lru_cache(maxsize=None)
+_TREES: dict[RoutingTree, Tree] = {}
+
+
 def _tree_of(routing: RoutingTree) -> Tree:
-    return Tree(routing, torch.tensor(routing.macs, dtype=torch.float64))
+    """One Tree per routing tree (a plain dict, not functools.lru_cache: torch.compile
+    traces through an lru_cache wrapper, and a compiled step would rebuild the tree,
+    constants and all, instead of reading the one made here)."""
+    tree = _TREES.get(routing)
+    if tree is None:
+        slots = _reach_slots(routing)
+        tree = _TREES[routing] = Tree(routing, torch.tensor(routing.macs, dtype=torch.float64),
+                                      slots, _reach_columns(routing, slots))
+    return tree
 
 
-def training_policy(tree: Tree, scores: tuple[Tensor, ...], tau: float,
+def _reach_slots(tree: RoutingTree) -> tuple[tuple[int, int], ...]:
+    """A node hanging on a junction's way w reads that junction's column w; any other
+    node reads its parent's slot (under no junction: the ones)."""
+    number = {j: k for k, j in enumerate(tree.junctions)}
+    slots: list[tuple[int, int]] = []
+    for i in range(tree.size):
+        p = tree.parent[i]
+        if p < 0:
+            slots.append((0, 0))
+        elif tree.kinds[p] == "junction":
+            slots.append((number[p] + 1, tree.way[i]))
+        else:
+            slots.append(slots[p])
+    return tuple(slots)
+
+
+def _reach_columns(tree: RoutingTree, slots: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+    first = [0, 1]
+    for ways in tree.ways:
+        first.append(first[-1] + ways)
+    return tuple(first[block] + col for block, col in slots)
+
+
+def training_policy(tree: Tree, scores: tuple[Tensor, ...], tau: float | Tensor,
                     epsilon: float = EPSILON) -> list[Tensor]:
     """softmax(s/τ) per junction, mixed with its floors so every way keeps ≥ its floor."""
     return [junction_policy(tree, j, s, tau, epsilon) for j, s in zip(tree.junctions, scores)]
 
 
-def junction_policy(tree: Tree, junction: int, s: Tensor, tau: float,
+def junction_policy(tree: Tree, junction: int, s: Tensor, tau: float | Tensor,
                     epsilon: float = EPSILON) -> Tensor:
-    """softmax(s/τ) at one junction (a node index), mixed with its floors."""
+    """softmax(s/τ) at one junction (a node index), mixed with its floors; τ a number or
+    a 0-d tensor (a compiled step's, which changes without recompiling)."""
     floor, rest = tree.floor_mix(junction, epsilon, s)
-    return floor + rest * torch.softmax(s if tau == 1 else s / tau, dim=1)
+    scaled = s / tau if isinstance(tau, Tensor) or tau != 1 else s
+    return floor + rest * torch.softmax(scaled, dim=1)
 
 
 def reach(tree: Tree, policy: list[Tensor], n: int) -> Tensor:
