@@ -32,7 +32,7 @@ from routec.train.metrics import (METRICS, MetricsWindow, Progress, Validation, 
 from routec.train.run_state import (CHECKPOINT, CONFIG, COST_TABLE, BatchOrder, Run,
                                     missing_checkpoint_message, open_run_dir, read_checkpoint,
                                     restore, run_cost_table, save, setup)
-from routec.train.steps import one_step, schedule, strategy_step
+from routec.train.steps import check_compile, compile_step, one_step, schedule, strategy_step
 from routec.train.tensorboard import Board
 from routec.train.tree import Tree
 
@@ -62,7 +62,8 @@ def train(cfg: RunConfig, out_dir: Path, *, resume: bool = False, progress: bool
     iteration boundary with a checkpoint written (:class:`Interrupted`).
     """
     out_dir = Path(out_dir)
-    resolve_device(cfg.device)  # a device that is not there creates no run directory
+    # a device that is not there, or --compile without a compiler, creates no run directory
+    check_compile(cfg, resolve_device(cfg.device))
     if int(os.environ.get("RANK", "0")) != 0:  # only the leader writes the run directory
         return _train(cfg, out_dir, resume=resume, progress=progress, stop_after=stop_after,
                       start_if_missing=start_if_missing)
@@ -96,6 +97,8 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
     validation = Validation(cfg, run.data, _path_seconds(run, tree))
     window = MetricsWindow(tree.path_macs(), saved_window)
     run.cache = _feature_cache(cfg, run.net, run.data, device, run.frozen, run.leader)
+    if cfg.compile:
+        run.compiled_step = compile_step()
     return _loop(run, start, window, validation, stop=stop, stop_after=stop_after,
                  progress=progress)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 from typing import Any
 
 import torch
@@ -19,6 +20,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile (inductor) would build CPU kernels with, or None."""
+    for cc in ("c++", "g++", "clang++"):
+        if shutil.which(cc):
+            return cc
+    return None
 
 
 def describe(device: torch.device) -> dict[str, Any]:

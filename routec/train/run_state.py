@@ -95,6 +95,7 @@ class Run:
     cache: FeatureCache | None = None  # built after the restore (see loop._feature_cache)
     scaler: torch.amp.GradScaler | None = None  # --precision fp16's loss scaler
     untrainable_noted: bool = False  # said once that nothing on the trained path learns
+    compiled_step: Any = None  # --compile: strategy_step compiled (steps.compile_step)
 
     @property
     def leader(self) -> bool:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 import sys
 from contextlib import nullcontext
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from routec.errors import TrainingDiverged
+from routec.errors import RunError, TrainingDiverged
 from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
 from routec.train.actor import actor_loss
@@ -20,6 +21,7 @@ from routec.train.backbone import distill_loss
 from routec.train.config import RunConfig
 from routec.train.costs import StepResult
 from routec.train.critic import critic_loss
+from routec.train.machine import cxx_compiler
 from routec.train.precision import autocast, in_fp32
 from routec.train.run_state import Run, last_good
 from routec.train.sampled import sampled_critic_loss
@@ -75,6 +77,43 @@ def _strategy_step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x
     return res
 
 
+def check_compile(cfg: RunConfig, device: torch.device) -> None:
+    """--compile on a CPU needs a C++ compiler for inductor's kernels: said before a run
+    directory is made, not as a compiler's traceback at the first step."""
+    if cfg.compile and device.type == "cpu" and cxx_compiler() is None:
+        raise RunError("--compile needs a C++ compiler for torch.compile's CPU kernels and "
+                       "none was found (c++, g++ or clang++ on PATH)",
+                       hint="install one, e.g. `apt-get install g++`, or train without "
+                            "--compile")
+
+
+def compile_step() -> Callable[..., StepResult]:
+    """:func:`strategy_step` compiled by torch.compile (inductor), for --compile.
+
+    Why: with small heads (a frozen backbone whose features are cached) an eager step
+    is mostly the per-op cost of the routing loss and its backward, some 150 small ops;
+    compiled, the forward pass, the loss and its backward are a few fused kernels
+    (docs/benchmarks.md, "Training on a frozen backbone"). TALR, clipping and SGD stay
+    eager: they are a few foreach ops.
+
+    The temperature and a constant k_cpt enter as 0-d tensors: a number would be
+    compiled in as a constant, and a decaying temperature (or the next run of a sweep
+    in the same process) would compile the step again."""
+    compiled = torch.compile(strategy_step)
+
+    def step(cfg: RunConfig, net: RoutedNetwork, model: torch.nn.Module, x: Tensor,
+             y: Tensor, k: Tensor | float, tau: float, gen: torch.Generator,
+             node_cost: Tensor | None = None, distill_head: int | None = None
+             ) -> StepResult:
+        def number(v: Tensor | float) -> Tensor:
+            return v if isinstance(v, Tensor) else torch.tensor(v, dtype=torch.float64,
+                                                                device=x.device)
+        return compiled(cfg, net, model, x, y, number(k), number(tau), gen, node_cost,
+                        distill_head)
+
+    return step
+
+
 def schedule(cfg: RunConfig, it: int) -> tuple[float, float]:
     """(learning rate, temperature) at iteration ``it``: functions of ``it`` alone, so
     a resume needs no state for them."""
@@ -128,8 +167,9 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
     for group in opt.param_groups:
         group["lr"] = lr
     with (run.cache.rows(D.shard(idx, run.dist)) if run.cache is not None else nullcontext()):
-        res = strategy_step(cfg, net, run.model, x, y, k, tau, run.sgen, run.node_cost,
-                            distill_head=run.head)
+        res = (run.compiled_step or strategy_step)(cfg, net, run.model, x, y, k, tau,
+                                                   run.sgen, run.node_cost,
+                                                   distill_head=run.head)
     loss = float(res.loss.detach())
     if not math.isfinite(loss):
         raise TrainingDiverged(f"loss became {loss} at iteration {it}", iteration=it,

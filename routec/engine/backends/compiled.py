@@ -3,7 +3,6 @@ sizes; needs a C++ compiler. Timed on request only (compiling takes minutes on a
 CPU)."""
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from routec.engine import registry
@@ -12,16 +11,10 @@ from routec.engine.registry import AUTOCAST, Engine, EngineError
 NAME = "compiled"
 
 
-def compiler() -> str | None:
-    """The C++ compiler torch.compile would use, or None."""
-    for cc in ("c++", "g++", "clang++"):
-        if shutil.which(cc):
-            return cc
-    return None
-
-
 def _requires() -> None:
-    if compiler() is None:
+    from routec.train.machine import cxx_compiler
+
+    if cxx_compiler() is None:
         others = [n for n in registry.names() if n != NAME and not registry.get(n).reference]
         raise EngineError(f"engine '{NAME}' needs a C++ compiler for torch.compile "
                           "(inductor) and none was found",
