@@ -1,8 +1,17 @@
 """Training on a frozen backbone: what an iteration costs against the heads it trains.
 
-A CIFAR ResNet-20 (examples/cifar_resnet.py) is routed with exits after layer1 and
-layer2 and its own head, frozen whole (``--freeze all``), its pieces' outputs cached
-(``FeatureCache``, as ``routec train --no-augment`` does). Timed round-robin, medians:
+A CIFAR ResNet-20 (examples/cifar_resnet.py), frozen whole (``--freeze all``), its
+pieces' outputs cached (``FeatureCache``, as ``routec train --no-augment`` does), routed
+by one of two specs:
+
+  experiment: examples/resnet20.route, the network the results page trains (exits after
+              layer1.1, layer2.0 and layer3.0: routers of 16 units and exits of 128, each
+              reading a 4x4-pooled map, and the model's own head);
+  minimal:    the cheapest heads there are (exits after layer1 and layer2: routers of 16
+              units and linear exits, each reading a map's mean), where the loss and the
+              update weigh most against them.
+
+Timed round-robin, medians:
 
   step:      one actor training iteration as the trainer runs it (dense pass on the
              cached features, loss, backward, TALR, clipping, SGD);
@@ -10,16 +19,20 @@ layer2 and its own head, frozen whole (``--freeze all``), its pieces' outputs ca
              features, nothing else (the floor any trainer pays);
   uncached:  the same iteration computing the frozen pieces (what caching saves).
 
+With ``--compile`` the step is also timed as ``routec train --compile`` runs it (its
+forward pass, loss and backward compiled by torch.compile), beside the heads' own pass
+compiled the same way: each side in its eager and its compiled form.
+
 Each timed call follows an untimed call of the same kind (as a step follows a step in
 training). Target: step ≤ 1.5 × heads.
 
-Run: python bench/frozen_backbone.py [--batch 128] [--repeats 30] [--json]
+Run: python bench/frozen_backbone.py [--spec experiment|minimal] [--batch 128]
+     [--repeats 30] [--compile] [--json]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -27,7 +40,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
 from cifar_resnet import resnet20  # noqa: E402
 
 from routec.backbone.supplied import supply  # noqa: E402
@@ -37,12 +51,12 @@ from routec.parse import parse_spec  # noqa: E402
 from routec.train.backbone import FeatureCache, freeze, pieces_of  # noqa: E402
 from routec.train.config import make_config  # noqa: E402
 from routec.train.costs import node_params  # noqa: E402
-from routec.train.loop import strategy_step  # noqa: E402
+from routec.train.machine import cpu_model  # noqa: E402
 from routec.train.sgd import SGD  # noqa: E402
-from routec.train.steps import with_grads  # noqa: E402
-from routec.train.talr import apply_talr  # noqa: E402
+from routec.train.steps import compile_step, strategy_step, with_grads  # noqa: E402
+from routec.train.talr import apply_talr, talr_scales  # noqa: E402
 
-SPEC = '''network resnet20_routed (input = 3x32x32, classes = 10) {
+MINIMAL = '''network resnet20_routed (input = 3x32x32, classes = 10) {
     model  backbone
     router default = mlp(hidden = [16], pooled = 1)
     exit   default = linear(pooled = 1)
@@ -57,16 +71,23 @@ SPEC = '''network resnet20_routed (input = 3x32x32, classes = 10) {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", choices=["experiment", "minimal"], default="experiment")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--images", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the compiled step against the compiled heads")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     supply("backbone", resnet20())
-    g = build_graph(parse_spec(SPEC, "resnet20_routed.route"))
+    if args.spec == "experiment":
+        path = ROOT / "examples" / "resnet20.route"
+        g = build_graph(parse_spec(path.read_text(), str(path)))
+    else:
+        g = build_graph(parse_spec(MINIMAL, "resnet20_minimal.route"))
     net = build_class(g)()
     freeze(net, "all")
     net.train()
@@ -83,20 +104,20 @@ def main() -> None:
     def batch() -> torch.Tensor:
         return torch.randint(0, args.images, (args.batch,), generator=gen)
 
-    def step(cached: bool) -> None:
+    def step(cached: bool, loss=strategy_step) -> None:
         idx = batch()
         y = labels.index_select(0, idx)
         if cached:  # the batch's input as the trainer draws it (steps.draw_batch)
             x = cache.inputs(images, idx)
             x = cache.placeholder(images, len(y), y.device) if x is None else x
             with cache.rows(idx):
-                res = strategy_step(cfg, net, net, x, y, 4e-9, 1.0, gen)
+                res = loss(cfg, net, net, x, y, 4e-9, 1.0, gen)
         else:
-            res = strategy_step(cfg, net, net, images.index_select(0, idx), y, 4e-9, 1.0, gen)
+            res = loss(cfg, net, net, images.index_select(0, idx), y, 4e-9, 1.0, gen)
         opt.zero_grad(set_to_none=True)
         res.loss.backward()
-        apply_talr(params, torch.ones(len(params)))
-        torch.nn.utils.clip_grad_norm_(with_grads(params), 1.0)  # as the trainer clips
+        apply_talr(params, talr_scales(res.reach))  # TALR and clipping as the trainer
+        torch.nn.utils.clip_grad_norm_(with_grads(params), 1.0)  # applies them
         opt.step()
 
     def anchor(node: str) -> str:  # the column whose output a head reads
@@ -104,26 +125,37 @@ def main() -> None:
             node = net.NODES[net.PARENT[net.NODES.index(node)]]
         return node
 
-    # the pieces whose outputs the heads read (and nothing else: c3's output only feeds
-    # the cached head piece, so neither side gathers it)
+    # the pieces whose outputs the heads read, and nothing else (in the minimal spec
+    # c3's output only feeds the cached head piece, so neither side gathers it)
     pieces = {anchor(parent): pieces_of(getattr(net, anchor(parent)))[-1]
               for parent, _ in heads}
 
-    def heads_only() -> None:
+    read = [(anchor(parent), head) for parent, head in heads]
+
+    def heads_forward(feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for name, head in read:
+            total = total + head((feats[name],)).float().mean()
+        return total
+
+    def heads_only(forward=heads_forward) -> None:
         idx = batch()
         labels.index_select(0, idx)  # a heads-only trainer needs the labels too
         with cache.rows(idx):  # gathered as the trainer gathers them (one reused buffer each)
             feats = {name: p.cached_rows() for name, p in pieces.items()}
-        total = 0.0
-        for parent, head in heads:
-            total = total + head((feats[anchor(parent)],)).float().mean()
+        total = forward(feats)
         opt.zero_grad(set_to_none=True)
         total.backward()
 
     timers = {"step": lambda: step(True), "heads": heads_only,
               "uncached": lambda: step(False)}
-    for fn in timers.values():  # warm up
-        fn()
+    if args.compile:  # each side compiled the same way (torch.compile, inductor)
+        compiled_step, compiled_heads = compile_step(), torch.compile(heads_forward)
+        timers["step_compiled"] = lambda: step(True, compiled_step)
+        timers["heads_compiled"] = lambda: heads_only(compiled_heads)
+    for fn in timers.values():  # warm up (a compiled pass compiles its backward at its
+        for _ in range(3):       # first call)
+            fn()
     seconds: dict[str, list[float]] = {k: [] for k in timers}
     for _ in range(args.repeats):
         for name, fn in timers.items():
@@ -136,22 +168,29 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in seconds.items()}
     result = {
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
+        "machine": cpu_model(), "torch": torch.__version__,
+        "spec": args.spec, "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
         "ms": {k: round(v * 1e3, 3) for k, v in med.items()},
         "step_over_heads": round(med["step"] / med["heads"], 3),
+        **({"compiled_step_over_compiled_heads":
+            round(med["step_compiled"] / med["heads_compiled"], 3),
+            "compiled_step_over_heads": round(med["step_compiled"] / med["heads"], 3)}
+           if args.compile else {}),
         "uncached_over_step": round(med["uncached"] / med["step"], 2),
         "cache_mib": round(cache.nbytes / 2**20, 1),
     }
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    print(f"batch {args.batch}, {args.threads} thread(s), medians of {args.repeats} "
+    print(f"{args.spec} heads, batch {args.batch}, {args.threads} thread(s), medians of {args.repeats} "
           "round-robin repeats")
     for k, v in result["ms"].items():
-        print(f"  {k:9s} {v:9.3f} ms")
+        print(f"  {k:14s} {v:9.3f} ms")
     print(f"step / heads = {result['step_over_heads']:.2f} (target <= 1.5); caching saves "
           f"{result['uncached_over_step']:.1f}x per step")
+    if args.compile:
+        print(f"compiled: step / heads = {result['compiled_step_over_compiled_heads']:.2f}; "
+              f"compiled step / eager heads = {result['compiled_step_over_heads']:.2f}")
 
 
 if __name__ == "__main__":
