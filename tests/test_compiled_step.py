@@ -68,6 +68,61 @@ def test_compiled_step_computes_what_the_eager_step_does(strategy: str) -> None:
     assert counters["stats"]["unique_graphs"] == graphs
 
 
+def _eager_update(params, opt, scales, max_norm) -> None:
+    """TALR, clipping and SGD as the eager trainer takes them (steps.one_step)."""
+    from routec.train.steps import with_grads
+    from routec.train.talr import apply_talr
+
+    if scales is not None:
+        apply_talr(params, scales)
+    torch.nn.utils.clip_grad_norm_(with_grads(params), max_norm)
+    opt.step()
+
+
+@needs_compiler
+@pytest.mark.parametrize("talr", [True, False])
+def test_compiled_update_takes_the_eager_update(talr: bool) -> None:
+    """TALR, clipping (binding: a small max norm) and momentum SGD over five steps
+    leave the weights and momentum buffers the eager update leaves; the first step,
+    before momentum buffers exist, is the eager path's."""
+    from routec.train.compiled_update import CompiledUpdate
+    from routec.train.costs import node_params
+    from routec.train.sgd import SGD
+    from routec.train.talr import talr_scales
+
+    cfg = make_config({"spec": "tiny", "strategy": "actor", "k_cpt": 3e-9})
+    nets = [_net(seed=1)[1] for _ in range(2)]
+    g = build_graph(load_spec("tiny"))
+    opts = [SGD(n.parameters(), lr=0.1, momentum=0.9) for n in nets]
+    update = CompiledUpdate(node_params(nets[1]), opts[1], max_norm=0.05)
+    assert update.covers
+    taken = []
+    for i in range(5):
+        x = images(16, g.input_shape, seed=10 + i)
+        y = torch.randint(0, g.classes, (16,), generator=torch.Generator().manual_seed(i))
+        for which, (net, opt) in enumerate(zip(nets, opts)):
+            for group in opt.param_groups:
+                group["lr"] = 0.1 / (1 + i)  # the schedule moves lr: nothing recompiles
+            res = strategy_step(cfg, net, net, x, y, 3e-9, 1.0, torch.Generator())
+            opt.zero_grad(set_to_none=True)
+            res.loss.backward()
+            scales = talr_scales(res.reach) if talr else None
+            if which == 0 or not update(scales):
+                taken.append((which, "eager"))
+                _eager_update(node_params(net), opt, scales, 0.05)
+    assert taken.count((1, "eager")) == 1, "only the first step is left to the eager path"
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        if a.requires_grad:
+            torch.testing.assert_close(opts[1].state[b]["momentum_buffer"],
+                                       opts[0].state[a]["momentum_buffer"],
+                                       rtol=1e-4, atol=1e-6)
+    moved = [not torch.equal(a, b) for a, b in zip(nets[0].parameters(),
+                                                   _net(seed=1)[1].parameters())]
+    assert any(moved)
+
+
 SPEC = '''network routed (input = 3x32x32, classes = 10) {
     model  backbone
     router default = mlp(hidden = [16], pooled = 1)

@@ -101,8 +101,9 @@ FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
                                                  "resume may turn them on or off)"}),
     "--device": ("device", {}),
     "--compile": ("compile", {"action": "store_const", "const": True,
-                              "help": "compile the training step's forward pass and loss "
-                                      "with torch.compile (needs a C++ compiler on a CPU; "
+                              "help": "compile the training step (forward, loss and "
+                                      "backward; TALR, clipping and SGD) with "
+                                      "torch.compile (needs a C++ compiler on a CPU; "
                                       "compiling takes a minute before the first step)"}),
     "--precision": ("precision", {"choices": ["fp32", "bf16", "fp16"],
                                   "help": "forward pass precision: fp32 (default), bf16 or "

@@ -128,9 +128,10 @@ class RunConfig(BaseModel):
     tensorboard: bool = Field(True, description="write TensorBoard event files beside "
                               "metrics.jsonl (docs/training.md, \"Watching training\")")
     device: str = "cpu"
-    compile: bool = Field(False, description="compile the step's forward pass and loss with "
-                          "torch.compile (inductor; a C++ compiler on a CPU): fewer, fused "
-                          "kernels where small heads make an eager step mostly per-op cost")
+    compile: bool = Field(False, description="compile the training step (forward, loss and "
+                          "backward; TALR, clipping and SGD) with torch.compile (inductor; a "
+                          "C++ compiler on a CPU): fewer, fused kernels where small heads "
+                          "make an eager step mostly per-op cost")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="the forward pass under autocast at bf16 or fp16 on the device "
                             "(fp16 with a gradient scaler); fp32: no autocast")

@@ -98,7 +98,10 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
     window = MetricsWindow(tree.path_macs(), saved_window)
     run.cache = _feature_cache(cfg, run.net, run.data, device, run.frozen, run.leader)
     if cfg.compile:
+        from routec.train.compiled_update import CompiledUpdate
+
         run.compiled_step = compile_step()
+        run.compiled_update = CompiledUpdate(run.params, run.opt, cfg.clip_grad_norm)
     return _loop(run, start, window, validation, stop=stop, stop_after=stop_after,
                  progress=progress)
 

@@ -96,6 +96,7 @@ class Run:
     scaler: torch.amp.GradScaler | None = None  # --precision fp16's loss scaler
     untrainable_noted: bool = False  # said once that nothing on the trained path learns
     compiled_step: Any = None  # --compile: strategy_step compiled (steps.compile_step)
+    compiled_update: Any = None  # --compile: TALR, clipping, SGD (compiled_update.py)
 
     @property
     def leader(self) -> bool:

@@ -93,8 +93,8 @@ def compile_step() -> Callable[..., StepResult]:
     Why: with small heads (a frozen backbone whose features are cached) an eager step
     is mostly the per-op cost of the routing loss and its backward, some 150 small ops;
     compiled, the forward pass, the loss and its backward are a few fused kernels
-    (docs/benchmarks.md, "Training on a frozen backbone"). TALR, clipping and SGD stay
-    eager: they are a few foreach ops.
+    (docs/benchmarks.md, "Training on a frozen backbone"). TALR, clipping and SGD are
+    compiled apart (:mod:`routec.train.compiled_update`).
 
     The temperature and a constant k_cpt enter as 0-d tensors: a number would be
     compiled in as a constant, and a decaying temperature (or the next run of a sweep
@@ -193,6 +193,9 @@ def one_step(run: Run, it: int, lr: float, tau: float) -> tuple[StepResult, Tens
         scaler.unscale_(opt)
     if cfg.talr and cfg.strategy in ("actor", "critic"):
         res.talr = D.global_talr_scales(res.reach, run.dist)
+    if scaler is None and run.compiled_update is not None and run.compiled_update(res.talr):
+        return res, y  # --compile: TALR, clipping and SGD in one compiled pass
+    if res.talr is not None:
         apply_talr(run.params, res.talr)
     if cfg.clip_grad_norm:  # after TALR, on the gradient SGD will take
         # over the nodes' parameters as TALR holds them: net.parameters() would walk
