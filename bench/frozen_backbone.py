@@ -20,8 +20,9 @@ Timed round-robin, medians:
   uncached:  the same iteration computing the frozen pieces (what caching saves).
 
 With ``--compile`` the step is also timed as ``routec train --compile`` runs it (its
-forward pass, loss and backward compiled by torch.compile), beside the heads' own pass
-compiled the same way: each side in its eager and its compiled form.
+forward pass, loss and backward compiled by torch.compile, and TALR, clipping and SGD
+as one compiled pass), beside the heads' own pass compiled the same way: each side in
+its eager and its compiled form.
 
 Each timed call follows an untimed call of the same kind (as a step follows a step in
 training). Target: step ≤ 1.5 × heads.
@@ -49,6 +50,7 @@ from routec.codegen import build_class  # noqa: E402
 from routec.graph import build_graph  # noqa: E402
 from routec.parse import parse_spec  # noqa: E402
 from routec.train.backbone import FeatureCache, freeze, pieces_of  # noqa: E402
+from routec.train.compiled_update import CompiledUpdate  # noqa: E402
 from routec.train.config import make_config  # noqa: E402
 from routec.train.costs import node_params  # noqa: E402
 from routec.train.machine import cpu_model  # noqa: E402
@@ -104,7 +106,7 @@ def main() -> None:
     def batch() -> torch.Tensor:
         return torch.randint(0, args.images, (args.batch,), generator=gen)
 
-    def step(cached: bool, loss=strategy_step) -> None:
+    def step(cached: bool, loss=strategy_step, update=None) -> None:
         idx = batch()
         y = labels.index_select(0, idx)
         if cached:  # the batch's input as the trainer draws it (steps.draw_batch)
@@ -116,8 +118,11 @@ def main() -> None:
             res = loss(cfg, net, net, images.index_select(0, idx), y, 4e-9, 1.0, gen)
         opt.zero_grad(set_to_none=True)
         res.loss.backward()
-        apply_talr(params, talr_scales(res.reach))  # TALR and clipping as the trainer
-        torch.nn.utils.clip_grad_norm_(with_grads(params), 1.0)  # applies them
+        scales = talr_scales(res.reach)
+        if update is not None and update(scales):  # --compile's one pass
+            return
+        apply_talr(params, scales)  # TALR and clipping as the eager trainer applies them
+        torch.nn.utils.clip_grad_norm_(with_grads(params), 1.0)
         opt.step()
 
     def anchor(node: str) -> str:  # the column whose output a head reads
@@ -151,7 +156,8 @@ def main() -> None:
               "uncached": lambda: step(False)}
     if args.compile:  # each side compiled the same way (torch.compile, inductor)
         compiled_step, compiled_heads = compile_step(), torch.compile(heads_forward)
-        timers["step_compiled"] = lambda: step(True, compiled_step)
+        compiled_update = CompiledUpdate(params, opt, 1.0)
+        timers["step_compiled"] = lambda: step(True, compiled_step, compiled_update)
         timers["heads_compiled"] = lambda: heads_only(compiled_heads)
     for fn in timers.values():  # warm up (a compiled pass compiles its backward at its
         for _ in range(3):       # first call)
