@@ -340,10 +340,13 @@ GENERATED = {
 
 
 def in_fresh_thread(fn):
-    """Run ``fn`` on a new thread: a fresh, shallow Python stack, as from the command line.
+    """Run ``fn`` on a new thread: a fresh, shallow Python stack under a fresh
+    interpreter's recursion limit, as from the command line.
 
     (How deep the caller's stack already is changes where a recursion limit is met; see
-    test_generated_error.)"""
+    test_generated_error. And the limit itself is not the default once anything in this
+    process has compiled with torch.compile: inductor raises it to 2,000.)"""
+    import sys
     import threading
 
     outcome: list[BaseException | None] = [None]
@@ -354,9 +357,14 @@ def in_fresh_thread(fn):
         except BaseException as err:  # handed to the test thread
             outcome[0] = err
 
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # CPython's default
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+    finally:
+        sys.setrecursionlimit(limit)
     return outcome[0]
 
 
