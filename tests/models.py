@@ -122,3 +122,19 @@ class TinyViT(nn.Module):
 
 def tiny_vit(num_classes: int = 10, depth: int = 4) -> TinyViT:
     return TinyViT(num_classes=num_classes, depth=depth)
+
+
+# tv_resnet routed after layer2 and layer4 with its own fc head as the last exit: the
+# spec the backbone tests train, run in every engine, and compile (--model
+# backbone=models:tv_resnet supplies it)
+ROUTED_TV_RESNET = '''network routed_resnet (input = 3x32x32, classes = 10) {
+    model  backbone
+    router default = mlp(hidden = [16], pooled = 1)
+    exit   default = linear(pooled = 1)
+    exit   own     = logits
+    column c1   = backbone(to = "layer2")
+    column c2   = backbone(from = "layer2", to = "layer4")
+    column head = backbone(from = "layer4")
+    route c1 -> either { exit | c2 -> either { exit | head -> exit(own) } }
+}
+'''

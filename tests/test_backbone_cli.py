@@ -15,23 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import tv_resnet
+from models import ROUTED_TV_RESNET, tv_resnet
 from routec.backbone.supplied import withdraw_all
 from routec.cli import main
 from routec.train.checkpoint import load_checkpoint
 
 TESTS = Path(__file__).resolve().parent
-SPEC = '''network routed (input = 3x32x32, classes = 10) {
-    model  backbone
-    router default = mlp(hidden = [16], pooled = 1)
-    exit   default = linear(pooled = 1)
-    exit   own     = logits
-    column c1   = backbone(to = "layer2")
-    column c2   = backbone(from = "layer2", to = "layer4")
-    column head = backbone(from = "layer4")
-    route c1 -> either { exit | c2 -> either { exit | head -> exit(own) } }
-}
-'''
 QUICK = ["--data", "synthetic", "--batch", "16", "--val-examples", "64", "--no-progress",
          "--eval-every", "1000", "--log-every", "2"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ROUTEC_NO_PROGRESS": "1"}
@@ -62,7 +51,7 @@ def weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def frozen_run(tmp_path_factory, weights) -> Path:
     folder = tmp_path_factory.mktemp("backbone")
-    (folder / "routed.route").write_text(SPEC)
+    (folder / "routed.route").write_text(ROUTED_TV_RESNET)
     run = folder / "run"
     cwd = os.getcwd()
     os.chdir(TESTS)
@@ -146,7 +135,7 @@ def test_eval_draw_export_and_resume_need_nothing_retyped(frozen_run, tmp_path) 
     (["--model", "backbone=models:tv_resnet", "--freeze", "c9"], "--freeze c9"),
 ])
 def test_model_mistakes_are_one_line(flags, phrase, weights, tmp_path, capsys) -> None:
-    (tmp_path / "routed.route").write_text(SPEC)
+    (tmp_path / "routed.route").write_text(ROUTED_TV_RESNET)
     flags = [str(weights) if f == "WEIGHTS" else f for f in flags]
     code = main(["train", str(tmp_path / "routed.route"), *flags, "--iterations", "2",
                  "--out", str(tmp_path / "run"), *QUICK])
@@ -160,7 +149,7 @@ def test_cached_features_train_like_computed_ones(weights, tmp_path, monkeypatch
     the network trained on the cached outputs matches the one that recomputes them."""
     from routec.backbone.supplied import ModelPiece
 
-    (tmp_path / "routed.route").write_text(SPEC)
+    (tmp_path / "routed.route").write_text(ROUTED_TV_RESNET)
     args = ["train", str(tmp_path / "routed.route"), "--model", "backbone=models:tv_resnet",
             "--weights", str(weights), "--freeze", "all", "--no-augment",
             "--iterations", "260", *QUICK]  # 260 × 16 images: more than the split's 4,000
@@ -205,7 +194,8 @@ VIT_SPEC = '''network routed_vit (input = 3x32x32, classes = 10) {
 '''
 
 
-@pytest.mark.parametrize("model, spec", [("tv_resnet", SPEC), ("tiny_vit", VIT_SPEC)])
+@pytest.mark.parametrize("model, spec", [("tv_resnet", ROUTED_TV_RESNET),
+                                         ("tiny_vit", VIT_SPEC)])
 @pytest.mark.parametrize("strategy", [
     ["--strategy", "actor", "--k-cpt", "dynamic", "--distill", "0.5"],
     ["--strategy", "critic"],
@@ -236,7 +226,7 @@ def test_every_strategy_trains_on_a_frozen_backbone(model, spec, strategy, tmp_p
 
 def test_latency_priced_routing_of_a_supplied_model(tmp_path, capsys) -> None:
     """--cost latency: the cost table profiled from the spec prices the pieces in time."""
-    (tmp_path / "net.route").write_text(SPEC)
+    (tmp_path / "net.route").write_text(ROUTED_TV_RESNET)
     table = tmp_path / "table.json"
     assert main(["profile", str(tmp_path / "net.route"), "--model",
                  "backbone=models:tv_resnet", "--batch", "16", "--images", "32",
@@ -274,7 +264,7 @@ def test_distillation_pulls_exits_towards_the_head_only() -> None:
 def test_the_model_alone_is_a_static_run_that_trains_nothing(weights, tmp_path, capsys) -> None:
     """A static run through every frozen column to the model's own head has nothing to
     learn: it says so, keeps every tensor, and its evaluation is the model's own."""
-    (tmp_path / "net.route").write_text(SPEC)
+    (tmp_path / "net.route").write_text(ROUTED_TV_RESNET)
     assert main(["train", str(tmp_path / "net.route"), "--model", "backbone=models:tv_resnet",
                  "--weights", str(weights), "--freeze", "all", "--strategy", "static",
                  "--static-columns", "3", "--iterations", "3", "--out",

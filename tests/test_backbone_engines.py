@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from helpers import calibrate, images, randomise
-from models import tiny_vit, tv_resnet
+from models import ROUTED_TV_RESNET, tiny_vit, tv_resnet
 from routec.backbone.supplied import supply, withdraw_all
 from routec.cli import main
 from routec.codegen import build_class
@@ -37,17 +37,6 @@ pytest.importorskip("onnxruntime")
 TESTS = Path(__file__).resolve().parent
 ENGINES = ["eager", "fused", "onnx"]
 SHAPE = (3, 32, 32)
-RESNET = '''network routed_resnet (input = 3x32x32, classes = 10) {
-    model  backbone
-    router default = mlp(hidden = [16], pooled = 1)
-    exit   default = linear(pooled = 1)
-    exit   own     = logits
-    column c1   = backbone(to = "layer2")
-    column c2   = backbone(from = "layer2", to = "layer4")
-    column head = backbone(from = "layer4")
-    route c1 -> either { exit | c2 -> either { exit | head -> exit(own) } }
-}
-'''
 VIT = '''network routed_vit (input = 3x32x32, classes = 10) {
     model  backbone
     router default = mlp(hidden = [16], pooled = 1)
@@ -59,7 +48,7 @@ VIT = '''network routed_vit (input = 3x32x32, classes = 10) {
     route b1 -> either { exit | b2 -> either { exit | head -> exit(own) } }
 }
 '''
-CASES = {"resnet": (tv_resnet, RESNET, "models:tv_resnet"),
+CASES = {"resnet": (tv_resnet, ROUTED_TV_RESNET, "models:tv_resnet"),
          "vit": (tiny_vit, VIT, "models:tiny_vit")}
 QUICK = ["--data", "synthetic", "--batch", "16", "--val-examples", "64", "--no-progress",
          "--eval-every", "1000", "--log-every", "2", "--iterations", "4"]
@@ -270,7 +259,7 @@ def test_bench_a_run_of_a_routed_model(resnet_run, in_tests, capsys) -> None:
 
 
 def test_bench_a_spec_that_routes_a_model(in_tests, tmp_path, capsys) -> None:
-    (tmp_path / "routed.route").write_text(RESNET)
+    (tmp_path / "routed.route").write_text(ROUTED_TV_RESNET)
     assert main(["bench", str(tmp_path / "routed.route"), "--model",
                  "backbone=models:tv_resnet", "--mix", "50,25,25", *BENCH]) == 0
     result = _json(capsys)
@@ -298,7 +287,7 @@ def test_profile_a_spec_that_routes_a_model(in_tests, tmp_path, capsys) -> None:
 
 
 def test_a_spec_that_routes_a_model_needs_it_named(tmp_path, capsys) -> None:
-    (tmp_path / "routed.route").write_text(RESNET)
+    (tmp_path / "routed.route").write_text(ROUTED_TV_RESNET)
     for command in (["bench", *BENCH], ["profile", *PROFILE]):
         assert main([command[0], str(tmp_path / "routed.route"), *command[1:]]) == 2
         err = capsys.readouterr().err
@@ -356,7 +345,7 @@ def _check_picture(path: Path, g) -> None:
 
 
 def test_draw_a_spec_that_routes_a_model(in_tests, tmp_path) -> None:
-    (tmp_path / "routed.route").write_text(RESNET)
+    (tmp_path / "routed.route").write_text(ROUTED_TV_RESNET)
     assert main(["draw", str(tmp_path / "routed.route"), "--model",
                  "backbone=models:tv_resnet", "-o", str(tmp_path / "flow.dot")]) == 0
     _check_picture(tmp_path / "flow.dot", graph_of("resnet"))

@@ -19,6 +19,7 @@ from routec.train.config import make_config
 from routec.train.machine import cxx_compiler
 from routec.train.steps import compile_step, strategy_step
 from helpers import images, randomise
+from models import ROUTED_TV_RESNET
 
 needs_compiler = pytest.mark.skipif(cxx_compiler() is None,
                                     reason="torch.compile needs a C++ compiler on a CPU")
@@ -123,17 +124,6 @@ def test_compiled_update_takes_the_eager_update(talr: bool) -> None:
     assert any(moved)
 
 
-SPEC = '''network routed (input = 3x32x32, classes = 10) {
-    model  backbone
-    router default = mlp(hidden = [16], pooled = 1)
-    exit   default = linear(pooled = 1)
-    exit   own     = logits
-    column c1   = backbone(to = "layer2")
-    column c2   = backbone(from = "layer2", to = "layer4")
-    column head = backbone(from = "layer4")
-    route c1 -> either { exit | c2 -> either { exit | head -> exit(own) } }
-}
-'''
 TESTS = Path(__file__).resolve().parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ROUTEC_NO_PROGRESS": "1"}
 
@@ -142,7 +132,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "ROUTEC_NO_PROGRESS": "1"}
 def test_a_frozen_backbone_trains_compiled_as_it_trains_eager(tmp_path: Path) -> None:
     """The case --compile is for: exits and routers on a frozen model's cached features.
     The compiled run records its setting and logs the losses the eager one logs."""
-    (tmp_path / "routed.route").write_text(SPEC)
+    (tmp_path / "routed.route").write_text(ROUTED_TV_RESNET)
     args = [sys.executable, "-m", "routec", "train", str(tmp_path / "routed.route"),
             "--model", "backbone=models:tv_resnet", "--freeze", "all", "--no-augment",
             "--data", "synthetic", "--batch", "16", "--val-examples", "64", "--no-progress",
