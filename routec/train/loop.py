@@ -23,6 +23,7 @@ from routec.errors import RunError
 from routec.runtime.routing import RoutedNetwork
 from routec.train import distributed as D
 from routec.train.backbone import FeatureCache, cache_bytes_estimate
+from routec.train.compiled_update import CompiledUpdate
 from routec.train.config import RunConfig
 from routec.train.device import resolve_device
 from routec.train.interrupt import Interrupted, StopOnSignal
@@ -98,8 +99,6 @@ def _train(cfg: RunConfig, out_dir: Path, *, resume: bool, progress: bool,
     window = MetricsWindow(tree.path_macs(), saved_window)
     run.cache = _feature_cache(cfg, run.net, run.data, device, run.frozen, run.leader)
     if cfg.compile:
-        from routec.train.compiled_update import CompiledUpdate
-
         run.compiled_step = compile_step()
         run.compiled_update = CompiledUpdate(run.params, run.opt, cfg.clip_grad_norm)
     return _loop(run, start, window, validation, stop=stop, stop_after=stop_after,
